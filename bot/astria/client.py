@@ -1,0 +1,663 @@
+"""Async client for Astria's REST API, with Astria's retry rules in one place.
+
+Reads are simply retried. Creates follow the rules of DESIGN.md: a 422 is final, a 429
+waits for Retry-After, and when a create may have happened without our seeing the answer
+(504, 5xx, a dropped connection, a timeout) it is never re-posted blindly: with account
+idempotency on, the same request is sent again (Astria returns the existing object); with it
+off, the object is looked up (tune by title, prompt by text and seed) and re-posted only
+after two empty lookups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import aiohttp
+from pydantic import BaseModel, SecretStr
+from pydantic import ValidationError as ModelError
+
+from bot.astria.errors import (
+    AstriaAuthError,
+    AstriaBadRequest,
+    AstriaBadResponse,
+    AstriaConnectionLost,
+    AstriaError,
+    AstriaGatewayTimeout,
+    AstriaNotFound,
+    AstriaPaymentRefused,
+    AstriaRateLimited,
+    AstriaServerError,
+    AstriaTimeout,
+    AstriaUnavailable,
+    AstriaValidationError,
+)
+from bot.astria.models import Prompt, PromptRequest, Tune, TuneRequest, User, unwrap
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api.astria.ai"
+MAX_PAGE = 120  # Astria's largest page
+LOOKUP_MAX_PAGES = 10  # a lookup pages back at most this far (1,200 objects)
+LOOKUP_MARGIN = timedelta(hours=1)  # clock skew allowance when paging back to a create's start
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+
+class _Listed(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def created_at(self) -> datetime | None: ...
+
+
+L = TypeVar("L", bound=_Listed)
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long to wait and how often to try. Production values follow Astria's docs
+    (backoff from 30 s, a 60 s wait before looking up a lost create); tests shrink them."""
+
+    base_delay: float = 30.0
+    max_delay: float = 600.0
+    max_attempts: int = 5
+    lookup_wait: float = 60.0
+    timeout: float = 120.0
+
+    def backoff(self, attempt: int) -> float:
+        """Delay after the `attempt`-th failure (1-based): base, 2×base, 4×base, … capped."""
+        return float(min(self.base_delay * 2 ** max(attempt - 1, 0), self.max_delay))
+
+
+class AstriaClient:
+    """One client per process over one shared aiohttp session."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        api_key: SecretStr,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        idempotency: bool = False,
+        policy: RetryPolicy | None = None,
+        sleep: Sleep = asyncio.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._session = session
+        self._key = api_key
+        self.base_url = base_url.rstrip("/")
+        self.idempotency = idempotency
+        self.policy = policy or RetryPolicy()
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._wall = wall_clock
+        self._paused_until = 0.0  # shared back-off after a 429, for every request
+
+    @classmethod
+    def from_settings(cls, settings: Settings, session: aiohttp.ClientSession) -> AstriaClient:
+        if settings.astria_api_key is None:
+            raise ValueError("ASTRIA_API_KEY is not set")
+        policy = RetryPolicy(
+            base_delay=settings.astria_retry_base_seconds,
+            max_attempts=settings.astria_retry_max_attempts,
+            lookup_wait=settings.astria_lookup_wait_seconds,
+            timeout=settings.astria_request_timeout_seconds,
+        )
+        return cls(
+            session,
+            settings.astria_api_key,
+            base_url=settings.astria_base_url,
+            idempotency=settings.astria_idempotency,
+            policy=policy,
+        )
+
+    def __repr__(self) -> str:
+        return f"AstriaClient(base_url={self.base_url!r}, idempotency={self.idempotency})"
+
+    # ------------------------------------------------------------------ account
+
+    async def get_user(self) -> User:
+        return _parse(User, await self._read("GET", "/users"), "GET /users")
+
+    # ------------------------------------------------------------------ tunes
+
+    async def create_tune(self, request: TuneRequest, *, exclude_ids: Collection[int] = ()) -> Tune:
+        """Create a tune exactly once, whatever fails on the way (see the module docstring)."""
+        if request.images:
+
+            async def send() -> Any:
+                with ExitStack() as files:
+                    form = _tune_form(request, files)
+                    return await self._send("POST", "/tunes", form=form)
+
+        else:
+            body = {"tune": {**_form_values(request.fields()), **_tune_extras(request)}}
+
+            async def send() -> Any:
+                return await self._send("POST", "/tunes", json=body)
+
+        since = self._wall()
+
+        async def lookup() -> Tune | None:
+            return await self.find_tune(request.title, since=since, exclude_ids=exclude_ids)
+
+        return await self._create(
+            "POST /tunes", send, lambda b: _parse(Tune, unwrap(b, "tune"), "POST /tunes"), lookup
+        )
+
+    async def get_tune(self, tune_id: int) -> Tune:
+        path = f"/tunes/{tune_id}"
+        return _parse(Tune, await self._read("GET", path), f"GET {path}")
+
+    async def list_tunes(
+        self,
+        *,
+        limit: int = 20,
+        before_id: int | None = None,
+        offset: int | None = None,
+        title: str | None = None,
+    ) -> list[Tune]:
+        params = _params(limit=limit, before_id=before_id, offset=offset, title=title)
+        return _parse_list(Tune, await self._read("GET", "/tunes", params=params), "GET /tunes")
+
+    def iter_tunes(
+        self, *, title: str | None = None, page_size: int = MAX_PAGE, before_id: int | None = None
+    ) -> AsyncIterator[Tune]:
+        """Every tune, newest first, one page (`before_id` cursor) at a time."""
+
+        async def page(cursor: int | None) -> list[Tune]:
+            return await self.list_tunes(limit=page_size, before_id=cursor, title=title)
+
+        return _paginate(page, page_size, before_id)
+
+    async def find_tune(
+        self, title: str, *, since: datetime | None = None, exclude_ids: Collection[int] = ()
+    ) -> Tune | None:
+        """The tune with this exact title, or None. Pages back only to `since`."""
+        matches = [
+            t
+            async for t in _recent(self.iter_tunes(title=title), since)
+            if t.title == title and t.id not in exclude_ids
+        ]
+        return min(matches, key=lambda t: t.id) if matches else None
+
+    async def delete_tune(self, tune_id: int) -> bool:
+        """Delete a tune (with its model, photos and checkpoint prompts). False if it was
+        already gone."""
+        return await self._delete(f"/tunes/{tune_id}")
+
+    # ------------------------------------------------------------------ prompts
+
+    async def create_prompt(
+        self, tune_id: int, request: PromptRequest, *, exclude_ids: Collection[int] = ()
+    ) -> Prompt:
+        """Create a prompt on `tune_id` exactly once (see the module docstring)."""
+        path = f"/tunes/{tune_id}/prompts"
+        body = {"prompt": request.form()}
+
+        async def send() -> Any:
+            return await self._send("POST", path, json=body)
+
+        since = self._wall()
+
+        async def lookup() -> Prompt | None:
+            return await self.find_prompt(
+                tune_id, request.text, request.seed, since=since, exclude_ids=exclude_ids
+            )
+
+        return await self._create(
+            f"POST {path}", send, lambda b: _parse(Prompt, unwrap(b, "prompt"), path), lookup
+        )
+
+    async def get_prompt(self, prompt_id: int, *, tune_id: int | None = None) -> Prompt:
+        path = f"/tunes/{tune_id}/prompts/{prompt_id}" if tune_id else f"/prompts/{prompt_id}"
+        return _parse(Prompt, await self._read("GET", path), f"GET {path}")
+
+    async def list_prompts(
+        self,
+        *,
+        tune_id: int | None = None,
+        limit: int = 20,
+        before_id: int | None = None,
+        offset: int | None = None,
+    ) -> list[Prompt]:
+        """One page of prompts: a tune's (nested route) or the whole account's."""
+        path = f"/tunes/{tune_id}/prompts" if tune_id else "/prompts"
+        params = _params(limit=limit, before_id=before_id, offset=offset)
+        return _parse_list(Prompt, await self._read("GET", path, params=params), f"GET {path}")
+
+    def iter_prompts(
+        self,
+        *,
+        tune_id: int | None = None,
+        page_size: int = MAX_PAGE,
+        before_id: int | None = None,
+    ) -> AsyncIterator[Prompt]:
+        async def page(cursor: int | None) -> list[Prompt]:
+            return await self.list_prompts(tune_id=tune_id, limit=page_size, before_id=cursor)
+
+        return _paginate(page, page_size, before_id)
+
+    async def find_prompt(
+        self,
+        tune_id: int,
+        text: str,
+        seed: int | None,
+        *,
+        since: datetime | None = None,
+        exclude_ids: Collection[int] = (),
+    ) -> Prompt | None:
+        """A prompt on `tune_id` with this text and seed that no other job claims, or None."""
+        matches = [
+            p
+            async for p in _recent(self.iter_prompts(tune_id=tune_id), since)
+            if p.text.strip() == text.strip()
+            and (seed is None or p.seed == seed)
+            and p.id not in exclude_ids
+        ]
+        return min(matches, key=lambda p: p.id) if matches else None
+
+    async def delete_prompt(self, prompt_id: int, *, tune_id: int | None = None) -> bool:
+        path = f"/tunes/{tune_id}/prompts/{prompt_id}" if tune_id else f"/prompts/{prompt_id}"
+        return await self._delete(path)
+
+    # ------------------------------------------------------------------ images
+
+    async def fetch_image(self, url: str, *, max_bytes: int) -> bytes:
+        """Download a generated image, streamed and capped. Image URLs are public storage
+        links: the API key is never sent with them."""
+        attempt = 0
+        while True:
+            attempt += 1
+            failure: AstriaError
+            try:
+                timeout = aiohttp.ClientTimeout(total=self.policy.timeout)
+                async with self._session.get(url, timeout=timeout) as resp:
+                    if resp.status >= 400:
+                        failure = _status_error(resp.status, "GET image", b"", None, "")
+                    else:
+                        chunks: list[bytes] = []
+                        size = 0
+                        async for chunk in resp.content.iter_chunked(64 * 1024):
+                            size += len(chunk)
+                            if size > max_bytes:
+                                raise AstriaBadResponse(
+                                    f"GET image: larger than {max_bytes} bytes, not downloaded"
+                                )
+                            chunks.append(chunk)
+                        return b"".join(chunks)
+            except TimeoutError:
+                failure = AstriaTimeout("GET image: no answer in time")
+            except aiohttp.ClientError as exc:
+                failure = AstriaConnectionLost(f"GET image: connection lost ({type(exc).__name__})")
+            if not failure.retryable or attempt >= self.policy.max_attempts:
+                raise failure
+            await self._sleep(self.policy.backoff(attempt))
+
+    # ------------------------------------------------------------------ transport
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        form: aiohttp.FormData | None = None,
+    ) -> Any:
+        """One HTTP exchange, mapped onto the error hierarchy. No retries here."""
+        pause = self._paused_until - self._monotonic()
+        if pause > 0:
+            await self._sleep(pause)
+        headers = {
+            "Authorization": f"Bearer {self._key.get_secret_value()}",
+            "Accept": "application/json",
+        }
+        timeout = aiohttp.ClientTimeout(total=self.policy.timeout)
+        what = f"{method} {path}"
+        started = self._monotonic()
+        # Errors are raised outside the `except` blocks so that no aiohttp exception (which
+        # carries the request headers, key included) is chained onto ours.
+        failure: AstriaError
+        try:
+            async with self._session.request(
+                method,
+                self.base_url + path,
+                params=params,
+                json=json,
+                data=form,
+                headers=headers,
+                timeout=timeout,
+            ) as resp:
+                status = resp.status
+                body = await resp.read()
+                content_type = resp.content_type
+                retry_after = resp.headers.get("Retry-After")
+        except TimeoutError:
+            failure = AstriaTimeout(f"{what}: no answer within {self.policy.timeout:g} s")
+        except aiohttp.ClientConnectorError as exc:
+            # Refused before anything was sent: nothing can have been created.
+            failure = AstriaUnavailable(f"{what}: cannot connect to Astria ({_os_reason(exc)})")
+            failure.ambiguous = False
+        except aiohttp.ClientError as exc:
+            failure = AstriaConnectionLost(f"{what}: connection lost ({type(exc).__name__})")
+        else:
+            log.debug("%s -> %s in %.2f s", what, status, self._monotonic() - started)
+            if 200 <= status < 300:
+                return _decode(what, body, content_type, created=method == "POST")
+            failure = _status_error(status, what, body, retry_after, content_type)
+            if isinstance(failure, AstriaRateLimited):
+                wait = failure.retry_after if failure.retry_after is not None else 1.0
+                self._paused_until = max(self._paused_until, self._monotonic() + wait)
+        raise failure
+
+    async def _read(
+        self, method: str, path: str, *, params: Mapping[str, str] | None = None
+    ) -> Any:
+        """A request that is safe to repeat: retried on 429, 5xx and lost connections."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._send(method, path, params=params)
+            except AstriaError as exc:
+                if not exc.retryable or attempt >= self.policy.max_attempts:
+                    raise
+                log.warning("%s %s failed (%s); retry %d", method, path, exc.message, attempt)
+                await self._pause(self._retry_delay(exc, attempt))
+
+    async def _delete(self, path: str) -> bool:
+        try:
+            await self._read("DELETE", path)
+        except AstriaNotFound:
+            return False
+        return True
+
+    async def _pause(self, seconds: float) -> None:
+        if seconds > 0:
+            await self._sleep(seconds)
+
+    def _retry_delay(self, exc: AstriaError, attempt: int) -> float:
+        if isinstance(exc, AstriaRateLimited):
+            # The shared pause in _send already waits for Retry-After.
+            return 0.0 if exc.retry_after is not None else self.policy.backoff(attempt)
+        return self.policy.backoff(attempt)
+
+    async def _create(
+        self,
+        what: str,
+        send: Callable[[], Awaitable[Any]],
+        parse: Callable[[Any], T],
+        lookup: Callable[[], Awaitable[T | None]],
+    ) -> T:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                body = await send()
+                try:
+                    return parse(body)
+                except AstriaBadResponse as unreadable:
+                    unreadable.ambiguous = True  # a 2xx: the object exists even if unreadable
+                    raise
+            except AstriaError as exc:
+                if not (exc.retryable or exc.ambiguous):
+                    raise  # 422, auth, payment, not found: final
+                if not exc.ambiguous:
+                    # Nothing can have been created (429, connection refused): post again.
+                    if attempt >= self.policy.max_attempts:
+                        raise
+                    log.warning("%s: %s; posting again (try %d)", what, exc.message, attempt + 1)
+                    await self._pause(self._retry_delay(exc, attempt))
+                    continue
+                # The create may have happened. A 5xx waits out the backoff; a 504 or a lost
+                # connection waits the lookup delay (Astria: "wait 60 s").
+                plain_5xx = isinstance(exc, AstriaServerError) and not isinstance(
+                    exc, AstriaGatewayTimeout
+                )
+                wait = self.policy.backoff(attempt) if plain_5xx else self.policy.lookup_wait
+                if self.idempotency:
+                    if attempt >= self.policy.max_attempts:
+                        raise
+                    log.warning("%s: %s; re-posting the same request", what, exc.message)
+                    await self._sleep(wait)
+                    continue
+                found = await self._look_up_twice(what, exc, lookup, wait)
+                if found is not None:
+                    return found
+                if attempt >= self.policy.max_attempts:
+                    raise
+                log.warning("%s: two lookups found nothing; posting again", what)
+
+    async def _look_up_twice(
+        self,
+        what: str,
+        cause: AstriaError,
+        lookup: Callable[[], Awaitable[T | None]],
+        wait: float,
+    ) -> T | None:
+        """Look for a create that may have happened; None only after two empty lookups.
+        If a lookup itself fails we cannot know, so the original ambiguous error stands."""
+        for round_ in (1, 2):
+            await self._sleep(wait if round_ == 1 else self.policy.lookup_wait)
+            try:
+                found = await lookup()
+            except AstriaError as exc:
+                log.warning("%s: lookup failed (%s)", what, exc.message)
+                raise cause from None
+            if found is not None:
+                log.info("%s: the lost create did happen; adopting it", what)
+                return found
+        return None
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+async def _paginate(
+    fetch: Callable[[int | None], Awaitable[list[L]]], page_size: int, before_id: int | None
+) -> AsyncIterator[L]:
+    cursor = before_id
+    while True:
+        page = await fetch(cursor)
+        for item in page:
+            yield item
+        if len(page) < page_size:
+            return
+        cursor = page[-1].id
+
+
+async def _recent(items: AsyncIterator[L], since: datetime | None) -> AsyncIterator[L]:
+    """Items until the page in which they become older than `since` ends."""
+    cutoff = since - LOOKUP_MARGIN if since is not None else None
+    seen = 0
+    stop = False
+    async for item in items:
+        seen += 1
+        created = item.created_at
+        if cutoff is not None and created is not None and created < cutoff:
+            stop = True
+        yield item
+        if (stop and seen % MAX_PAGE == 0) or seen >= LOOKUP_MAX_PAGES * MAX_PAGE:
+            return
+
+
+def _params(**values: Any) -> dict[str, str]:
+    return {k: str(v) for k, v in values.items() if v is not None}
+
+
+def _form_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _tune_extras(request: TuneRequest) -> dict[str, Any]:
+    extras: dict[str, Any] = {}
+    if request.image_urls:
+        extras["image_urls"] = list(request.image_urls)
+    if request.prompts:
+        extras["prompts_attributes"] = [p.form() for p in request.prompts]
+    return extras
+
+
+def _form_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+_IMAGE_TYPES = ((b"\xff\xd8\xff", ".jpg"), (b"\x89PNG\r\n\x1a\n", ".png"))
+
+
+def _photo_name(index: int, head: bytes) -> str:
+    """A neutral file name from the bytes' type: members' file names never travel."""
+    suffix = next((s for magic, s in _IMAGE_TYPES if head.startswith(magic)), "")
+    if not suffix and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        suffix = ".webp"
+    return f"photo-{index:02d}{suffix or '.jpg'}"
+
+
+def _tune_form(request: TuneRequest, files: ExitStack) -> aiohttp.FormData:
+    """The multipart body of a tune create. Files on disk are streamed, not loaded."""
+    form = aiohttp.FormData(quote_fields=False)
+    for key, value in request.fields().items():
+        form.add_field(f"tune[{key}]", _form_text(value))
+    for url in request.image_urls:
+        form.add_field("tune[image_urls][]", url)
+    for index, image in enumerate(request.images, start=1):
+        if isinstance(image, Path):
+            handle = files.enter_context(image.open("rb"))
+            name = _photo_name(index, handle.read(16))
+            handle.seek(0)
+            form.add_field("tune[images][]", handle, filename=name)
+        else:
+            form.add_field("tune[images][]", image, filename=_photo_name(index, image[:16]))
+    for prompt in request.prompts:
+        for key, value in prompt.form().items():
+            form.add_field(f"tune[prompts_attributes][][{key}]", _form_text(value))
+    return form
+
+
+def _decode(what: str, body: bytes, content_type: str, *, created: bool) -> Any:
+    if not body.strip():
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        failure = AstriaBadResponse(
+            f"{what}: Astria answered with {content_type or 'no type'}, not JSON"
+        )
+        # A create answered 2xx did happen, even if we cannot read the answer.
+        failure.ambiguous = created
+        raise failure from None
+
+
+def _parse(model: type[M], data: Any, what: str) -> M:
+    try:
+        return model.model_validate(data)
+    except ModelError as exc:
+        raise AstriaBadResponse(
+            f"{what}: unexpected answer ({exc.error_count()} problems)"
+        ) from None
+
+
+def _parse_list(model: type[M], data: Any, what: str) -> list[M]:
+    if not isinstance(data, list):
+        raise AstriaBadResponse(f"{what}: expected a list, got {type(data).__name__}")
+    return [_parse(model, item, what) for item in data]
+
+
+def _excerpt(body: bytes, content_type: str) -> str:
+    """Astria's words from an error body: its JSON message, or a short plain text."""
+    if "html" in content_type or body.lstrip()[:1] == b"<":
+        return "an HTML error page"
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body[:200].decode("utf-8", "replace").strip()
+    if isinstance(data, dict):
+        for key in ("error", "message", "detail"):
+            if isinstance(data.get(key), str):
+                return str(data[key])[:300]
+    return str(data)[:300]
+
+
+def _field_messages(body: bytes) -> dict[str, list[str]]:
+    """Rails-style 422 bodies map fields to message lists; some give one `error` string."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        text = body[:300].decode("utf-8", "replace").strip()
+        return {"base": [text]} if text else {}
+    if not isinstance(data, dict):
+        return {"base": [str(data)[:300]]}
+    fields: dict[str, list[str]] = {}
+    for key, value in data.items():
+        if isinstance(value, list):
+            fields[str(key)] = [str(v) for v in value]
+        elif isinstance(value, str):
+            fields[str(key)] = [value]
+        elif isinstance(value, dict):
+            for sub, messages in value.items():
+                items = messages if isinstance(messages, list) else [messages]
+                fields[f"{key}.{sub}"] = [str(m) for m in items]
+    return fields
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+
+
+def _status_error(
+    status: int, what: str, body: bytes, retry_after: str | None, content_type: str
+) -> AstriaError:
+    if status == 422:
+        fields = _field_messages(body)
+        plain = AstriaValidationError("", fields).plain()
+        return AstriaValidationError(f"{what}: refused (422): {plain}", fields)
+    said = _excerpt(body, content_type)
+    message = f"{what}: {status} ({said})" if said else f"{what}: {status}"
+    if status in (401, 403):
+        return AstriaAuthError(f"{message}: the Astria key was refused", status=status)
+    if status == 402:
+        return AstriaPaymentRefused(message, status=status)
+    if status == 404:
+        return AstriaNotFound(message, status=status)
+    if status == 429:
+        return AstriaRateLimited(message, retry_after=_retry_after_seconds(retry_after))
+    if status == 503:
+        return AstriaUnavailable(message, status=status)
+    if status == 504:
+        return AstriaGatewayTimeout(message, status=status)
+    if status >= 500:
+        return AstriaServerError(message, status=status)
+    return AstriaBadRequest(message, status=status)
+
+
+def _os_reason(exc: aiohttp.ClientConnectorError) -> str:
+    return exc.strerror or type(exc).__name__

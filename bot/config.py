@@ -1,0 +1,299 @@
+"""The bot's one settings object, read from the environment and `.env`.
+
+Every setting has a default or an explained error: a bad value ends in one readable message
+naming the variable and how to fix it, never a pydantic traceback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+Branch = Literal["fast", "flux1", "sd15", "sdxl1"]
+ProfileName = Literal["flux-lora", "sd15-checkpoint", "faceid"]
+ModelType = Literal["lora", "faceid"] | None
+
+BRANCHES: tuple[str, ...] = ("fast", "flux1", "sd15", "sdxl1")
+
+# Prices are configuration: Astria publishes none (astria-api.md §5). Defaults follow the
+# last published figures ($1.50 a fine-tune); operators should set their own.
+DEFAULT_TUNE_PRICE_MC: dict[str, int] = {
+    "fast": 0,
+    "flux1": 150_000,
+    "sd15": 150_000,
+    "sdxl1": 150_000,
+}
+DEFAULT_IMAGE_PRICE_MC: dict[str, int] = {"fast": 0, "flux1": 3_000, "sd15": 2_000, "sdxl1": 2_500}
+
+ASTRIA_KEY_HELP = "find it at https://www.astria.ai/users/edit#api (API settings)"
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    """How tunes are trained and prompted for one model family."""
+
+    name: ProfileName
+    model_type: ModelType  # None: a checkpoint tune
+    base_tune_id: int
+    token: str
+    expected_prompt_seconds: float
+
+    @property
+    def prompts_go_to_base(self) -> bool:
+        """LoRA and FaceID prompts are posted to the base tune with a tag in the text."""
+        return self.model_type is not None
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class Settings(BaseSettings):
+    """Everything the bot reads from its environment. Variable names are the field names
+    in upper case (`ASTRIA_API_KEY` for `astria_api_key`)."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        env_ignore_empty=True,  # `DEV_GUILD_ID=` in .env means "not set"
+        hide_input_in_errors=True,
+        validate_default=True,
+    )
+
+    # Secrets and where to reach the services.
+    discord_token: SecretStr | None = None
+    astria_api_key: SecretStr | None = None
+    astria_base_url: str = "https://api.astria.ai"
+    astria_branch: Branch = "fast"
+    astria_idempotency: bool = False
+
+    # Model profile.
+    model_profile: ProfileName = "flux-lora"
+    flux_base_tune_id: int = Field(default=1504944, gt=0)
+    sd15_base_tune_id: int = Field(default=690204, gt=0)
+    faceid_base_tune_id: int = Field(default=690204, gt=0)
+    # Trigger words in prompt text (Astria's term is "token"; not a secret).
+    flux_token: str = "ohwx"  # noqa: S105
+    sd15_token: str = "sks"  # noqa: S105
+    flux_prompt_seconds: float = Field(default=30.0, gt=0)
+    sd15_prompt_seconds: float = Field(default=20.0, gt=0)
+    faceid_prompt_seconds: float = Field(default=20.0, gt=0)
+
+    # Storage.
+    database_path: Path = Path("data/bot.sqlite3")
+
+    # Money, in millicents (100,000 mc = $1).
+    tune_price_mc: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_TUNE_PRICE_MC))
+    image_price_mc: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_IMAGE_PRICE_MC))
+    guild_monthly_budget_mc: int = Field(default=2_000_000, ge=0)
+    user_daily_limit_mc: int = Field(default=200_000, ge=0)
+    user_monthly_limit_mc: int = Field(default=1_000_000, ge=0)
+    balance_safety_margin_mc: int = Field(default=100_000, ge=0)
+    budget_timezone: str = "UTC"
+
+    # Talking to Astria.
+    astria_request_timeout_seconds: float = Field(default=120.0, gt=0)
+    astria_retry_base_seconds: float = Field(default=30.0, ge=0)
+    astria_retry_max_attempts: int = Field(default=5, ge=1)
+    astria_lookup_wait_seconds: float = Field(default=60.0, ge=0)
+    poll_tune_min_seconds: float = Field(default=30.0, gt=0)
+    poll_prompt_min_seconds: float = Field(default=5.0, gt=0)
+    poll_max_seconds: float = Field(default=600.0, gt=0)
+
+    # Callbacks (optional: without a public URL the bot polls).
+    public_callback_url: str | None = None
+    callback_listen: str = "127.0.0.1:8080"
+    callback_signing_key: SecretStr | None = None
+
+    # Discord.
+    dev_guild_id: int | None = Field(default=None, gt=0)
+    discord_api_base: str | None = None
+    discord_gateway_url: str | None = None
+
+    @field_validator("astria_base_url")
+    @classmethod
+    def _astria_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be a URL like https://api.astria.ai")
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            raise ValueError("plain http is allowed only for a local emulator (127.0.0.1)")
+        return value.rstrip("/")
+
+    @field_validator("discord_api_base", "discord_gateway_url")
+    @classmethod
+    def _loopback_only(cls, value: str | None) -> str | None:
+        # The token would follow this URL: only a local fake may replace Discord.
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if not _is_loopback(parts.hostname):
+            raise ValueError("may only point at a local Discord fake on 127.0.0.1 or ::1")
+        return value.rstrip("/")
+
+    @field_validator("public_callback_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme != "https" and not _is_loopback(parts.hostname):
+            raise ValueError("must be a public https URL (Astria does not follow redirects)")
+        return value.rstrip("/")
+
+    @field_validator("callback_listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be HOST:PORT, like 127.0.0.1:8080")
+        return value
+
+    @field_validator("budget_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone such as UTC or Europe/Paris") from None
+        return value
+
+    @field_validator("tune_price_mc", "image_price_mc")
+    @classmethod
+    def _prices(cls, value: dict[str, int], info: ValidationInfo) -> dict[str, int]:
+        unknown = sorted(set(value) - set(BRANCHES))
+        if unknown:
+            raise ValueError(
+                f"unknown branch {', '.join(unknown)}; branches: {', '.join(BRANCHES)}"
+            )
+        if any(v < 0 for v in value.values()):
+            raise ValueError("prices cannot be negative")
+        defaults = (
+            DEFAULT_TUNE_PRICE_MC if info.field_name == "tune_price_mc" else DEFAULT_IMAGE_PRICE_MC
+        )
+        merged = {**defaults, **value}
+        merged["fast"] = 0  # Astria's fast branch is free whatever the table says
+        return merged
+
+    @model_validator(mode="after")
+    def _callback_needs_key(self) -> Settings:
+        if self.public_callback_url and self.callback_signing_key is None:
+            raise ValueError(
+                "PUBLIC_CALLBACK_URL needs CALLBACK_SIGNING_KEY: set it to a long random "
+                "string, for example the output of "
+                "`python -c 'import secrets; print(secrets.token_hex(32))'`"
+            )
+        return self
+
+    @property
+    def profile(self) -> ModelProfile:
+        if self.model_profile == "flux-lora":
+            return ModelProfile(
+                "flux-lora",
+                "lora",
+                self.flux_base_tune_id,
+                self.flux_token,
+                self.flux_prompt_seconds,
+            )
+        if self.model_profile == "sd15-checkpoint":
+            return ModelProfile(
+                "sd15-checkpoint",
+                None,
+                self.sd15_base_tune_id,
+                self.sd15_token,
+                self.sd15_prompt_seconds,
+            )
+        return ModelProfile(
+            "faceid", "faceid", self.faceid_base_tune_id, "", self.faceid_prompt_seconds
+        )
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        return ZoneInfo(self.budget_timezone)
+
+    def tune_price(self) -> int:
+        """Millicents reserved for one fine-tune on the configured branch."""
+        return self.tune_price_mc[self.astria_branch]
+
+    def image_price(self) -> int:
+        """Millicents reserved per generated image on the configured branch."""
+        return self.image_price_mc[self.astria_branch]
+
+    def require(self, *names: str) -> None:
+        """Raise ConfigError naming every listed setting that is not set."""
+        missing = [n for n in names if getattr(self, n) in (None, "")]
+        if missing:
+            lines = [
+                f"{n.upper()} is not set: {_HOW_TO_SET.get(n, 'set it in .env')}" for n in missing
+            ]
+            raise ConfigError("\n".join(lines))
+
+
+_HOW_TO_SET: dict[str, str] = {
+    "discord_token": (
+        "create a bot at https://discord.com/developers/applications, copy its token "
+        "(Bot > Reset Token) into .env as DISCORD_TOKEN=..."
+    ),
+    "astria_api_key": f"put your Astria key in .env as ASTRIA_API_KEY=sd_... ({ASTRIA_KEY_HELP})",
+}
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = [str(p) for p in error.get("loc", ())]
+    msg = str(error.get("msg", "is not valid"))
+    for prefix in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(prefix)
+    if error.get("type") == "literal_error":
+        expected = (error.get("ctx") or {}).get("expected", "")
+        msg = f"must be one of {expected}"
+    if not loc:
+        return msg  # a rule across settings: its message names them
+    if len(loc) > 1:
+        msg = f"{'.'.join(loc[1:])}: {msg}"
+    return f"{loc[0].upper()}: {msg}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, turning every validation problem into one readable ConfigError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = [_describe(dict(e)) for e in exc.errors(include_url=False, include_input=False)]
+        raise ConfigError(
+            "Some settings are not valid (fix them in .env or the environment):\n  "
+            + "\n  ".join(problems)
+        ) from None
+    except SettingsError as exc:
+        # pydantic-settings raises this when a JSON-valued variable does not parse.
+        field = str(exc).split('"')[1] if '"' in str(exc) else "a setting"
+        example = json.dumps(DEFAULT_TUNE_PRICE_MC)
+        raise ConfigError(
+            f"{field.upper()}: could not be read; dictionary settings are JSON, like {example}"
+        ) from None

@@ -1,0 +1,91 @@
+"""The command line: `check` against the emulator, readable config errors, and the demo."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from bot.check import database_problem, run_check
+from bot.cli import main
+from bot.config import Settings, load_settings
+from bot.demo import run_demo
+from bot.emulator import Emulator
+from tests.conftest import KEY
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+async def check_output(**values: object) -> tuple[int, str]:
+    out = io.StringIO()
+    code = await run_check(load_settings(**values), out=out)
+    return code, out.getvalue()
+
+
+async def test_check_reports_balance_idempotency_and_what_is_missing(
+    emulator: Emulator, tmp_path: Path
+):
+    code, text = await check_output(
+        astria_api_key=KEY,
+        astria_base_url=emulator.base_url,
+        database_path=tmp_path / "db" / "bot.sqlite3",
+    )
+    assert code == 0
+    assert "$50.00" in text and "5,000,000 mc" in text
+    assert "idempotency: off" in text and "looks the tune or prompt up" in text
+    assert "is writable" in text and (tmp_path / "db").is_dir()
+    assert "DISCORD_TOKEN" in text and "PUBLIC_CALLBACK_URL" in text
+    assert KEY not in text
+    assert emulator.counters["GET /users"] == 1
+
+
+async def test_check_says_the_key_is_wrong_and_where_to_find_it(emulator: Emulator):
+    code, text = await check_output(astria_api_key="sd_nope", astria_base_url=emulator.base_url)
+    assert code == 1
+    assert "the Astria key is wrong" in text and "astria.ai/users/edit#api" in text
+    assert "sd_nope" not in text
+
+
+async def test_check_without_a_key_says_how_to_set_it():
+    code, text = await check_output()
+    assert code == 1 and "ASTRIA_API_KEY is not set" in text
+
+
+def test_database_problem_names_an_unwritable_folder(tmp_path: Path):
+    assert database_problem(tmp_path / "x.sqlite3") is None
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    problem = database_problem(blocker / "sub" / "x.sqlite3")
+    assert problem is not None and "cannot write" in problem
+
+
+def test_cli_turns_bad_settings_into_one_message(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    monkeypatch.setenv("ASTRIA_BRANCH", "gold")
+    assert main(["check"]) == 2
+    err = capsys.readouterr().err
+    assert "ASTRIA_BRANCH" in err and "Traceback" not in err
+
+
+def test_cli_run_names_missing_secrets(capsys: pytest.CaptureFixture[str]):
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert "DISCORD_TOKEN is not set" in err and "ASTRIA_API_KEY is not set" in err
+
+
+async def test_demo_trains_prompts_saves_images_and_balances_the_money(tmp_path: Path):
+    out = io.StringIO()
+    code = await run_demo(tmp_path / "out", out, speed=8.0)
+    text = out.getvalue()
+    assert code == 0, text
+    images = sorted((tmp_path / "out").glob("*.png"))
+    assert len(images) == 4 and all(p.read_bytes().startswith(b"\x89PNG") for p in images)
+    assert "all steps passed" in text
+    assert (tmp_path / "out" / "transcript.txt").read_text().count("\n") >= 10

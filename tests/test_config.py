@@ -1,0 +1,132 @@
+"""Settings: defaults, and one readable message naming the variable for every bad value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.config import ConfigError, Settings, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Tests read no real .env and no stray variables from the machine.
+    monkeypatch.chdir(tmp_path)
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+def problem(**values: object) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(**values)
+    text = str(caught.value)
+    assert "Traceback" not in text and "pydantic" not in text.lower()
+    return text
+
+
+def test_defaults_are_safe():
+    s = load_settings()
+    assert s.astria_base_url == "https://api.astria.ai"
+    assert s.astria_branch == "fast" and s.tune_price() == 0 and s.image_price() == 0
+    assert s.astria_idempotency is False
+    assert s.database_path == Path("data/bot.sqlite3")
+    assert s.profile.name == "flux-lora" and s.profile.base_tune_id == 1504944
+    assert s.profile.prompts_go_to_base
+    assert s.astria_retry_base_seconds == 30 and s.astria_lookup_wait_seconds == 60
+
+
+def test_reads_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    (tmp_path / ".env").write_text("ASTRIA_BRANCH=sd15\nMODEL_PROFILE=sd15-checkpoint\n")
+    monkeypatch.setenv("ASTRIA_IDEMPOTENCY", "true")
+    monkeypatch.setenv("TUNE_PRICE_MC", '{"sd15": 99000}')
+    s = load_settings()
+    assert s.astria_branch == "sd15" and s.astria_idempotency is True
+    assert s.tune_price() == 99_000 and s.tune_price_mc["flux1"] == 150_000
+    assert s.profile.model_type is None and s.profile.token == "sks"
+    assert not s.profile.prompts_go_to_base
+
+
+@pytest.mark.parametrize(
+    ("values", "names", "hint"),
+    [
+        ({"astria_branch": "turbo"}, "ASTRIA_BRANCH", "fast"),
+        ({"model_profile": "sdxl"}, "MODEL_PROFILE", "flux-lora"),
+        ({"astria_base_url": "http://api.example.com"}, "ASTRIA_BASE_URL", "127.0.0.1"),
+        ({"astria_base_url": "nonsense"}, "ASTRIA_BASE_URL", "https://"),
+        ({"discord_api_base": "http://10.1.2.3/api/v10"}, "DISCORD_API_BASE", "127.0.0.1"),
+        ({"discord_gateway_url": "wss://gateway.example"}, "DISCORD_GATEWAY_URL", "local"),
+        ({"budget_timezone": "Mars/Olympus"}, "BUDGET_TIMEZONE", "Europe/Paris"),
+        ({"poll_max_seconds": "soon"}, "POLL_MAX_SECONDS", "number"),
+        ({"user_daily_limit_mc": -5}, "USER_DAILY_LIMIT_MC", "0"),
+        ({"tune_price_mc": {"gold": 5}}, "TUNE_PRICE_MC", "fast"),
+        ({"image_price_mc": {"sd15": -1}}, "IMAGE_PRICE_MC", "negative"),
+        ({"callback_listen": "8080"}, "CALLBACK_LISTEN", "HOST:PORT"),
+        ({"public_callback_url": "http://bot.example.com/cb"}, "PUBLIC_CALLBACK_URL", "https"),
+        (
+            {"public_callback_url": "https://bot.example.com/cb"},
+            "CALLBACK_SIGNING_KEY",
+            "random",
+        ),
+    ],
+)
+def test_bad_values_name_the_variable_and_the_fix(values: dict[str, object], names: str, hint: str):
+    text = problem(**values)
+    assert names in text and hint in text
+
+
+def test_several_problems_are_listed_together():
+    text = problem(astria_branch="x", poll_max_seconds="y")
+    assert "ASTRIA_BRANCH" in text and "POLL_MAX_SECONDS" in text
+
+
+def test_unparseable_json_setting_is_explained(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("IMAGE_PRICE_MC", "{not json")
+    text = problem()
+    assert "IMAGE_PRICE_MC" in text and "JSON" in text
+
+
+def test_bad_secret_value_is_not_echoed(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("DEV_GUILD_ID", "sd_secret_looking_value")
+    text = problem()
+    assert "DEV_GUILD_ID" in text and "sd_secret_looking_value" not in text
+
+
+def test_loopback_overrides_are_accepted():
+    s = load_settings(
+        discord_api_base="http://127.0.0.1:9000/api/v10",
+        discord_gateway_url="ws://[::1]:9001/gateway",
+        astria_base_url="http://localhost:8765/",
+    )
+    assert s.discord_api_base == "http://127.0.0.1:9000/api/v10"
+    assert s.astria_base_url == "http://localhost:8765"
+
+
+def test_fast_branch_is_free_whatever_the_table_says():
+    assert load_settings(tune_price_mc={"fast": 500}).tune_price_mc["fast"] == 0
+
+
+def test_require_names_missing_secrets_and_where_to_get_them():
+    s = load_settings()
+    with pytest.raises(ConfigError) as caught:
+        s.require("discord_token", "astria_api_key")
+    text = str(caught.value)
+    assert "DISCORD_TOKEN" in text and "ASTRIA_API_KEY" in text
+    assert "astria.ai/users/edit#api" in text
+    load_settings(discord_token="t", astria_api_key="k").require("discord_token", "astria_api_key")
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / ".env.example"
+
+
+def test_env_example_documents_every_setting_and_loads_as_is(tmp_path: Path):
+    text = EXAMPLE.read_text()
+    lines = text.splitlines()
+    for name in Settings.model_fields:
+        var = name.upper()
+        index = next((i for i, line in enumerate(lines) if line.startswith(f"{var}=")), None)
+        assert index is not None, f"{var} is missing from .env.example"
+        assert lines[index - 1].startswith("# "), f"{var} has no one-line comment"
+    (tmp_path / ".env").write_text(text)
+    s = load_settings()
+    assert s.discord_token is None and s.dev_guild_id is None and s.tune_price() == 0
