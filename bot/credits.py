@@ -1,0 +1,194 @@
+"""Prices and the budget rule, as pure functions: what an action costs, which limit refuses
+it and by how much, and where days and months start in the configured time zone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from enum import StrEnum
+
+from bot.config import Settings
+
+MC_PER_DOLLAR = 100_000
+
+
+def tune_price(settings: Settings, branch: str | None = None) -> int:
+    """Millicents reserved for one fine-tune (the `fast` branch is always 0)."""
+    return settings.tune_price_mc[branch or settings.astria_branch]
+
+
+def images_price(settings: Settings, count: int, branch: str | None = None) -> int:
+    """Millicents reserved for a prompt of `count` images."""
+    if count < 1:
+        raise ValueError("a prompt makes at least one image")
+    return count * settings.image_price_mc[branch or settings.astria_branch]
+
+
+def format_mc(amount_mc: int) -> str:
+    """Millicents as dollars a member can read: 150000 -> "$1.50", 2500 -> "$0.025"."""
+    sign = "-" if amount_mc < 0 else ""
+    dollars, rest = divmod(abs(amount_mc), MC_PER_DOLLAR)
+    cents = f"{rest:05d}".rstrip("0").ljust(2, "0")
+    return f"{sign}${dollars:,}.{cents}"
+
+
+@dataclass(frozen=True)
+class BudgetPolicy:
+    """The operator's defaults; a server's own settings override the three limits."""
+
+    guild_monthly_budget_mc: int
+    user_daily_limit_mc: int
+    user_monthly_limit_mc: int
+    safety_margin_mc: int
+    zone: tzinfo
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BudgetPolicy:
+        return cls(
+            guild_monthly_budget_mc=settings.guild_monthly_budget_mc,
+            user_daily_limit_mc=settings.user_daily_limit_mc,
+            user_monthly_limit_mc=settings.user_monthly_limit_mc,
+            safety_margin_mc=settings.balance_safety_margin_mc,
+            zone=settings.timezone,
+        )
+
+
+class BudgetLimit(StrEnum):
+    """The budgets a reservation must fit, in the order they are checked."""
+
+    BALANCE_UNKNOWN = "balance_unknown"
+    ACCOUNT = "account"
+    GUILD_MONTH = "guild_month"
+    USER_MONTH = "user_month"
+    USER_DAY = "user_day"
+
+
+_LIMIT_WORDS = {
+    BudgetLimit.BALANCE_UNKNOWN: "the Astria account balance has not been read yet",
+    BudgetLimit.ACCOUNT: "the Astria account's balance",
+    BudgetLimit.GUILD_MONTH: "this server's budget for the month",
+    BudgetLimit.USER_MONTH: "your limit for the month",
+    BudgetLimit.USER_DAY: "your limit for today",
+}
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """One budget in one period: how much it allows and how much is already used.
+
+    For the account, `allowance_mc` is the last known balance minus the safety margin and
+    `used_mc` what is held plus what was settled since that balance was read.
+    """
+
+    limit: BudgetLimit
+    allowance_mc: int
+    used_mc: int
+
+    @property
+    def remaining_mc(self) -> int:
+        """Negative when a job cost more than its reservation (an overage)."""
+        return self.allowance_mc - self.used_mc
+
+
+@dataclass(frozen=True)
+class BudgetSnapshot:
+    """Every budget a member's next reservation must fit, read in one transaction."""
+
+    account: Allowance | None  # None: no Astria balance has been read yet
+    guild_month: Allowance
+    user_month: Allowance
+    user_day: Allowance
+
+    def checks(self) -> tuple[Allowance, ...]:
+        # The account first (nothing a member waits for fixes it), then the limit that
+        # lasts longest: "try tomorrow" would mislead when the month is spent too.
+        known = () if self.account is None else (self.account,)
+        return (*known, self.guild_month, self.user_month, self.user_day)
+
+    @property
+    def member_remaining_mc(self) -> int:
+        """What the member may still reserve under the server's and their own limits."""
+        return max(0, min(a.remaining_mc for a in self.checks()))
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A reservation that would pass a budget: which one, and by how much."""
+
+    limit: BudgetLimit
+    allowance_mc: int
+    used_mc: int
+    requested_mc: int
+
+    @property
+    def shortfall_mc(self) -> int:
+        return self.used_mc + self.requested_mc - self.allowance_mc
+
+    def reason(self) -> str:
+        """The refusal in words a member can read."""
+        if self.limit is BudgetLimit.BALANCE_UNKNOWN:
+            return f"This needs {format_mc(self.requested_mc)}, but {_LIMIT_WORDS[self.limit]}."
+        left = max(0, self.allowance_mc - self.used_mc)
+        return (
+            f"This needs {format_mc(self.requested_mc)}, but {_LIMIT_WORDS[self.limit]} "
+            f"({format_mc(self.allowance_mc)}) has {format_mc(left)} left: "
+            f"{format_mc(self.shortfall_mc)} short."
+        )
+
+
+def decide(amount_mc: int, snapshot: BudgetSnapshot) -> Refusal | None:
+    """None when `amount_mc` fits every budget, else the first budget it would pass.
+
+    A free action (the `fast` branch) is never refused: it spends nothing. A paid one is
+    refused while no balance is known, since nothing says the account can pay for it.
+    """
+    if amount_mc < 0:
+        raise ValueError("a reservation cannot be negative")
+    if amount_mc == 0:
+        return None
+    if snapshot.account is None:
+        return Refusal(BudgetLimit.BALANCE_UNKNOWN, 0, 0, amount_mc)
+    for allowance in snapshot.checks():
+        if allowance.used_mc + amount_mc > allowance.allowance_mc:
+            return Refusal(allowance.limit, allowance.allowance_mc, allowance.used_mc, amount_mc)
+    return None
+
+
+def _local_midnight(day: date, zone: tzinfo) -> datetime:
+    """The first instant of the local `day`, in UTC."""
+    wall = datetime(day.year, day.month, day.day)
+    # fold=0: the earlier of two midnights when clocks went back over it.
+    start = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    if start.astimezone(zone).replace(tzinfo=None) == wall:
+        return start
+    # A DST jump skipped midnight (America/Santiago, America/Havana): the day begins at the
+    # jump, which lies between midnight read with the offset after it and the one before.
+    other = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    low, high = (int(t.timestamp()) for t in sorted((start, other)))
+    while high - low > 1:
+        middle = (low + high) // 2
+        if datetime.fromtimestamp(middle, zone).date() >= day:
+            high = middle
+        else:
+            low = middle
+    return datetime.fromtimestamp(high, UTC)
+
+
+def _local_date(at: datetime, zone: tzinfo) -> date:
+    if at.utcoffset() is None:
+        raise ValueError("budget periods need an aware datetime, got a naive one")
+    return at.astimezone(zone).date()
+
+
+def day_bounds(at: datetime, zone: tzinfo) -> tuple[datetime, datetime]:
+    """The local day holding `at`, as a half-open [start, end) range of UTC instants."""
+    today = _local_date(at, zone)
+    return _local_midnight(today, zone), _local_midnight(today + timedelta(days=1), zone)
+
+
+def month_bounds(at: datetime, zone: tzinfo) -> tuple[datetime, datetime]:
+    """The local month holding `at`, as a half-open [start, end) range of UTC instants."""
+    first = _local_date(at, zone).replace(day=1)
+    following = (first + timedelta(days=32)).replace(day=1)
+    return _local_midnight(first, zone), _local_midnight(following, zone)

@@ -1,0 +1,129 @@
+"""The bot's memory on SQLite: who owns which tune, every job, the guilds' settings and the
+credit ledger. Callers see repositories and typed records, never SQL or a connection.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+
+from bot.config import Settings
+from bot.credits import BudgetLimit, BudgetPolicy, BudgetSnapshot, Refusal
+from bot.store.account import Account, AccountBalance
+from bot.store.db import Clock, Database, Migration, utc_now
+from bot.store.errors import (
+    IntegrityViolation,
+    InvalidTransition,
+    MigrationFailed,
+    NameTaken,
+    NotFound,
+    SchemaTooNew,
+    StoreBusy,
+    StoreError,
+    TuneUnavailable,
+)
+from bot.store.guilds import Guilds, GuildSettings
+from bot.store.ledger import (
+    Closing,
+    JobKind,
+    JobRef,
+    Ledger,
+    LedgerEntry,
+    LedgerKind,
+    Reservation,
+    Settlement,
+)
+from bot.store.prompts import UNFINISHED_PROMPTS, PromptRecord, Prompts, PromptState
+from bot.store.tunes import UNFINISHED_TUNES, TuneRecord, Tunes, TuneState
+
+__all__ = [
+    "UNFINISHED_PROMPTS",
+    "UNFINISHED_TUNES",
+    "Account",
+    "AccountBalance",
+    "BudgetLimit",
+    "BudgetSnapshot",
+    "Closing",
+    "GuildSettings",
+    "Guilds",
+    "IntegrityViolation",
+    "InvalidTransition",
+    "JobKind",
+    "JobRef",
+    "Ledger",
+    "LedgerEntry",
+    "LedgerKind",
+    "MigrationFailed",
+    "NameTaken",
+    "NotFound",
+    "PromptRecord",
+    "PromptState",
+    "Prompts",
+    "Refusal",
+    "Reservation",
+    "SchemaTooNew",
+    "Settlement",
+    "Store",
+    "StoreBusy",
+    "StoreError",
+    "TuneRecord",
+    "TuneState",
+    "TuneUnavailable",
+    "Tunes",
+]
+
+
+class Store:
+    """One open database and its repositories: `guilds`, `tunes`, `prompts`, `ledger`,
+    `account`. Open it once (in `setup_hook`) and close it on shutdown."""
+
+    def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
+        self._db = db
+        policy = BudgetPolicy.from_settings(settings)
+        self.guilds = Guilds(db, policy, clock)
+        self.ledger = Ledger(db, policy, clock)
+        self.tunes = Tunes(db, self.ledger, clock)
+        self.prompts = Prompts(db, self.ledger, clock)
+        self.account = Account(db, clock)
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path | str,
+        *,
+        settings: Settings,
+        clock: Clock = utc_now,
+        migrations: tuple[Migration, ...] | None = None,
+    ) -> Store:
+        """Open (creating it and its folder if needed) and migrate the database at `path`.
+
+        `clock` returns aware UTC datetimes (tests inject one); `migrations` replaces the
+        bundled ones, for tests of the migration machinery only.
+        """
+        return cls(await Database.open(path, migrations=migrations), settings, clock)
+
+    @property
+    def path(self) -> Path:
+        return self._db.path
+
+    @property
+    def schema_version(self) -> int:
+        return self._db.schema_version
+
+    async def integrity_problems(self) -> list[str]:
+        """SQLite's own integrity and foreign-key checks; empty when the file is sound."""
+        return await self._db.integrity_problems()
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,368 @@
+"""The SQLite connections: WAL, foreign keys, migrations by `PRAGMA user_version`, and the one
+door for write transactions (serialised in the process, `BEGIN IMMEDIATE` across processes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import TypeAlias
+
+import aiosqlite
+
+from bot.store.errors import (
+    IntegrityViolation,
+    MigrationFailed,
+    SchemaTooNew,
+    StoreBusy,
+    StoreError,
+)
+
+log = logging.getLogger(__name__)
+
+Params: TypeAlias = Sequence[object] | Mapping[str, object]
+Row: TypeAlias = sqlite3.Row
+Clock: TypeAlias = Callable[[], datetime]
+
+BUSY_TIMEOUT_SECONDS = 10.0
+# Upserts (ON CONFLICT DO UPDATE) arrived in 3.24; nothing newer is used.
+MIN_SQLITE = (3, 24, 0)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def to_ms(moment: datetime) -> int:
+    """Milliseconds since the epoch; naive datetimes are refused, never guessed."""
+    if moment.utcoffset() is None:
+        raise ValueError("the store needs aware datetimes (UTC), got a naive one")
+    return (moment - _EPOCH) // _MS
+
+
+def from_ms(ms: int) -> datetime:
+    return _EPOCH + ms * _MS
+
+
+def opt_from_ms(ms: int | None) -> datetime | None:
+    return None if ms is None else from_ms(ms)
+
+
+def opt_to_ms(moment: datetime | None) -> int | None:
+    return None if moment is None else to_ms(moment)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One numbered schema change, applied in its own transaction."""
+
+    version: int
+    name: str
+    sql: str
+
+    def statements(self) -> list[str]:
+        """The script cut into statements (`executescript` would commit our transaction)."""
+        out: list[str] = []
+        pending = ""
+        for piece in self.sql.split(";"):
+            pending += piece + ";"
+            # complete_statement knows comments, strings and trigger bodies (BEGIN ... END;).
+            if sqlite3.complete_statement(pending):
+                if _strip_comments(pending).strip(" \t\r\n;"):
+                    out.append(pending.strip())
+                pending = ""
+        if _strip_comments(pending).strip(" \t\r\n;"):
+            raise MigrationFailed(f"migration {self.version} ends with an incomplete statement")
+        return out
+
+
+def _strip_comments(sql: str) -> str:
+    return "\n".join(line.split("--", 1)[0] for line in sql.splitlines())
+
+
+def bundled_migrations() -> tuple[Migration, ...]:
+    """The migrations shipped in bot/store/migrations, checked to be numbered 1..N."""
+    folder = resources.files("bot.store").joinpath("migrations")
+    found: list[Migration] = []
+    for entry in folder.iterdir():
+        if not entry.name.endswith(".sql"):
+            continue
+        match = _MIGRATION_FILE.match(entry.name)
+        if match is None:
+            raise StoreError(f"migration file {entry.name} is not named NNNN_name.sql")
+        found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+    return check_numbering(found)
+
+
+def check_numbering(migrations: Iterable[Migration]) -> tuple[Migration, ...]:
+    ordered = tuple(sorted(migrations, key=lambda m: m.version))
+    for expected, migration in enumerate(ordered, start=1):
+        if migration.version != expected:
+            raise StoreError(
+                f"migrations must be numbered 1, 2, 3...; found {migration.version} "
+                f"({migration.name}) where {expected} was expected"
+            )
+    return ordered
+
+
+def translate(exc: sqlite3.Error) -> StoreError:
+    """The store's own error for a sqlite3 one, so callers never import sqlite3."""
+    text = str(exc)
+    if isinstance(exc, sqlite3.IntegrityError):
+        return IntegrityViolation(text)
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return StoreBusy(
+            f"the database stayed locked for more than {BUSY_TIMEOUT_SECONDS:g} s ({text})"
+        )
+    return StoreError(f"database error: {text}")
+
+
+class Transaction:
+    """Statements inside one write transaction; only the store's repositories hold one."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        try:
+            return list(await self._conn.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            raise translate(exc) from exc
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def execute(self, sql: str, params: Params = ()) -> None:
+        await self.fetchall(sql, params)
+
+    async def insert(self, sql: str, params: Params = ()) -> int:
+        """Run an INSERT and return the new row's id."""
+        try:
+            row = await self._conn.execute_insert(sql, params)
+        except sqlite3.Error as exc:
+            raise translate(exc) from exc
+        if row is None:
+            raise StoreError("the insert returned no row id")
+        return int(row[0])
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    # isolation_level=None: the sqlite3 module starts no transaction behind our back; every
+    # write transaction is an explicit BEGIN IMMEDIATE below.
+    conn = await aiosqlite.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_SECONDS)
+    conn.row_factory = sqlite3.Row
+    try:
+        await conn.execute_fetchall(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        await _use_wal(conn, path)
+        # FULL: a committed reservation or tune title survives a power cut or an OS crash,
+        # not only kill -9; we act on Astria right after committing.
+        await conn.execute_fetchall("PRAGMA synchronous = FULL")
+        await conn.execute_fetchall("PRAGMA foreign_keys = ON")
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
+async def _journal_mode(conn: aiosqlite.Connection, statement: str) -> str:
+    return str(next(iter(await conn.execute_fetchall(statement)))[0]).lower()
+
+
+async def _use_wal(conn: aiosqlite.Connection, path: Path) -> None:
+    # WAL is a property of the file: once set, later openers find it and need not switch.
+    if await _journal_mode(conn, "PRAGMA journal_mode") == "wal":
+        return
+    # Switching fails at once with "database is locked", without the busy handler, while
+    # another connection holds the new file (two processes starting together): retry
+    # within the busy timeout instead.
+    deadline = asyncio.get_running_loop().time() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            mode = await _journal_mode(conn, "PRAGMA journal_mode = WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or asyncio.get_running_loop().time() > deadline:
+                raise
+            log.debug("switching %s to WAL waits for another connection: %s", path, exc)
+            await asyncio.sleep(0.02)
+    if mode != "wal":
+        raise StoreError(
+            f"SQLite could not use WAL journaling for {path} (network or read-only "
+            "file system?); put DATABASE_PATH on a local disk"
+        )
+
+
+async def _user_version(conn: aiosqlite.Connection) -> int:
+    rows = await conn.execute_fetchall("PRAGMA user_version")
+    return int(next(iter(rows))[0])
+
+
+async def _rollback(conn: aiosqlite.Connection, why: str) -> None:
+    try:
+        await conn.execute_fetchall("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        # SQLite ends some failed transactions itself (a full disk, for one); then there is
+        # nothing left to roll back, which is what we wanted.
+        if "no transaction is active" in str(exc):
+            log.debug("rollback after %s: SQLite had already ended the transaction", why)
+        else:
+            log.error("rollback after %s failed: %s", why, exc)
+
+
+async def _migrate(conn: aiosqlite.Connection, migrations: Sequence[Migration]) -> int:
+    known = migrations[-1].version if migrations else 0
+    current = await _user_version(conn)
+    if current > known:
+        raise SchemaTooNew(current, known)
+    for migration in migrations:
+        if migration.version <= current:
+            continue
+        try:
+            await conn.execute_fetchall("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise translate(exc) from exc
+        try:
+            # Another process may have migrated while we waited for the write lock.
+            current = await _user_version(conn)
+            if current > known:
+                raise SchemaTooNew(current, known)
+            if current >= migration.version:
+                await _rollback(conn, "a migration another process had already applied")
+                continue
+            for statement in migration.statements():
+                await conn.execute_fetchall(statement)
+            await conn.execute_fetchall(f"PRAGMA user_version = {migration.version}")
+            await conn.execute_fetchall("COMMIT")
+        except sqlite3.Error as exc:
+            await _rollback(conn, f"migration {migration.version}")
+            raise MigrationFailed(
+                f"migration {migration.version} ({migration.name}) failed and was rolled "
+                f"back, the database is still at schema {current}: {exc}"
+            ) from exc
+        except BaseException:
+            await _rollback(conn, f"migration {migration.version}")
+            raise
+        log.info("database migrated to schema %d (%s)", migration.version, migration.name)
+        current = migration.version
+    return current
+
+
+class Database:
+    """Two connections to one file: a writer behind a lock, and a reader for queries.
+
+    WAL lets the reader see the last commit while a write transaction is open, so reads
+    never wait for the lock and never see another coroutine's uncommitted rows.
+    """
+
+    def __init__(
+        self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection, version: int
+    ) -> None:
+        self.path = path
+        self.schema_version = version
+        self._writer = writer
+        self._reader = reader
+        self._write_lock = asyncio.Lock()
+        self._in_write: ContextVar[bool] = ContextVar(f"store_write_{id(self)}", default=False)
+
+    @classmethod
+    async def open(
+        cls, path: Path | str, *, migrations: Sequence[Migration] | None = None
+    ) -> Database:
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise StoreError(
+                f"SQLite {sqlite3.sqlite_version} is too old; the bot needs "
+                f"{'.'.join(map(str, MIN_SQLITE))} or newer"
+            )
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        chosen = bundled_migrations() if migrations is None else check_numbering(migrations)
+        try:
+            writer = await _connect(path)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the database {path}: {exc}") from exc
+        try:
+            version = await _migrate(writer, chosen)
+            reader = await _connect(path)
+            # The reader must never write: every write goes through the lock below.
+            await reader.execute_fetchall("PRAGMA query_only = ON")
+        except sqlite3.Error as exc:
+            await writer.close()
+            raise translate(exc) from exc
+        except BaseException:
+            await writer.close()
+            raise
+        return cls(path, writer, reader, version)
+
+    async def close(self) -> None:
+        async with self._write_lock:
+            try:
+                await self._reader.close()
+            finally:
+                await self._writer.close()
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[Transaction]:
+        """One write transaction: commit when the block ends, roll back if it raises.
+
+        The asyncio lock serialises transactions on our one writer connection (aiosqlite
+        cannot nest BEGIN: without the lock a second coroutine's BEGIN fails while its
+        statements run inside, and commit with, the first one's transaction). BEGIN
+        IMMEDIATE takes SQLite's write lock before the first read, so a budget check and
+        the row it allows are atomic against other processes too; busy_timeout queues them.
+        """
+        if self._in_write.get():
+            raise StoreError("a write transaction cannot be opened inside another one")
+        async with self._write_lock:
+            token = self._in_write.set(True)
+            try:
+                try:
+                    await self._writer.execute_fetchall("BEGIN IMMEDIATE")
+                except sqlite3.Error as exc:
+                    raise translate(exc) from exc
+                try:
+                    yield Transaction(self._writer)
+                except BaseException:
+                    # Cancellation included: aiosqlite runs calls in order on its thread,
+                    # so this ROLLBACK runs before the next holder's BEGIN whatever happens.
+                    await _rollback(self._writer, "an error in a write transaction")
+                    raise
+                try:
+                    await self._writer.execute_fetchall("COMMIT")
+                except sqlite3.Error as exc:
+                    await _rollback(self._writer, "a failed commit")
+                    raise translate(exc) from exc
+            finally:
+                self._in_write.reset(token)
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        """A read on the reader connection: one statement, one consistent snapshot."""
+        try:
+            return list(await self._reader.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            raise translate(exc) from exc
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def integrity_problems(self) -> list[str]:
+        """What `PRAGMA integrity_check` and `foreign_key_check` report; empty when sound."""
+        problems = [str(r[0]) for r in await self.fetchall("PRAGMA integrity_check")]
+        problems = [p for p in problems if p != "ok"]
+        for row in await self.fetchall("PRAGMA foreign_key_check"):
+            problems.append(f"foreign key: {row[0]} row {row[1]} points at a missing {row[2]}")
+        return problems

@@ -1,0 +1,164 @@
+"""Per-server settings: budget and member limits (the operator's defaults unless set), the
+paused flag, the channels and roles allowed to use the bot, and the ban list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from bot.credits import BudgetPolicy
+from bot.store.db import Clock, Database, Transaction, to_ms
+
+
+@dataclass(frozen=True)
+class GuildSettings:
+    """A server's settings, defaults filled in. Empty allow-lists mean "everyone"."""
+
+    guild_id: int
+    monthly_budget_mc: int
+    user_daily_limit_mc: int
+    user_monthly_limit_mc: int
+    paused: bool
+    allowed_channel_ids: frozenset[int]
+    allowed_role_ids: frozenset[int]
+    banned_user_ids: frozenset[int]
+
+    def allows_channel(self, channel_id: int) -> bool:
+        return not self.allowed_channel_ids or channel_id in self.allowed_channel_ids
+
+    def allows_roles(self, role_ids: Iterable[int]) -> bool:
+        """True when the server allows every role, or the member has one it allows."""
+        return not self.allowed_role_ids or not self.allowed_role_ids.isdisjoint(role_ids)
+
+
+def _ids(text: object) -> frozenset[int]:
+    return frozenset(int(part) for part in str(text).split(",")) if text else frozenset()
+
+
+class Guilds:
+    def __init__(self, db: Database, policy: BudgetPolicy, clock: Clock) -> None:
+        self._db = db
+        self._policy = policy
+        self._clock = clock
+
+    async def get(self, guild_id: int) -> GuildSettings:
+        """The server's settings, or the defaults for a server that never changed any."""
+        row = await self._db.fetchone(
+            "SELECT"
+            " (SELECT monthly_budget_mc FROM guild_settings WHERE guild_id = :g) AS budget,"
+            " (SELECT user_daily_limit_mc FROM guild_settings WHERE guild_id = :g) AS day,"
+            " (SELECT user_monthly_limit_mc FROM guild_settings WHERE guild_id = :g) AS month,"
+            " (SELECT paused FROM guild_settings WHERE guild_id = :g) AS paused,"
+            " (SELECT group_concat(channel_id) FROM guild_channels WHERE guild_id = :g)"
+            "   AS channels,"
+            " (SELECT group_concat(role_id) FROM guild_roles WHERE guild_id = :g) AS roles,"
+            " (SELECT group_concat(user_id) FROM guild_bans WHERE guild_id = :g) AS bans",
+            {"g": guild_id},
+        )
+        assert row is not None
+        policy = self._policy
+        return GuildSettings(
+            guild_id=guild_id,
+            monthly_budget_mc=_or(row["budget"], policy.guild_monthly_budget_mc),
+            user_daily_limit_mc=_or(row["day"], policy.user_daily_limit_mc),
+            user_monthly_limit_mc=_or(row["month"], policy.user_monthly_limit_mc),
+            paused=bool(row["paused"]),
+            allowed_channel_ids=_ids(row["channels"]),
+            allowed_role_ids=_ids(row["roles"]),
+            banned_user_ids=_ids(row["bans"]),
+        )
+
+    async def set_monthly_budget(self, guild_id: int, amount_mc: int | None) -> GuildSettings:
+        """Set the server's monthly budget; None goes back to the configured default."""
+        _check_limit(amount_mc)
+        async with self._db.write() as tx:
+            await self._upsert(tx, guild_id, "monthly_budget_mc", amount_mc)
+        return await self.get(guild_id)
+
+    async def set_user_daily_limit(self, guild_id: int, amount_mc: int | None) -> GuildSettings:
+        """Set each member's daily limit here; None goes back to the configured default."""
+        _check_limit(amount_mc)
+        async with self._db.write() as tx:
+            await self._upsert(tx, guild_id, "user_daily_limit_mc", amount_mc)
+        return await self.get(guild_id)
+
+    async def set_user_monthly_limit(self, guild_id: int, amount_mc: int | None) -> GuildSettings:
+        """Set each member's monthly limit here; None goes back to the configured default."""
+        _check_limit(amount_mc)
+        async with self._db.write() as tx:
+            await self._upsert(tx, guild_id, "user_monthly_limit_mc", amount_mc)
+        return await self.get(guild_id)
+
+    async def set_paused(self, guild_id: int, paused: bool) -> GuildSettings:
+        async with self._db.write() as tx:
+            await self._upsert(tx, guild_id, "paused", int(paused))
+        return await self.get(guild_id)
+
+    async def allow_channel(self, guild_id: int, channel_id: int) -> GuildSettings:
+        return await self._add("guild_channels", "channel_id", guild_id, channel_id)
+
+    async def disallow_channel(self, guild_id: int, channel_id: int) -> GuildSettings:
+        return await self._remove("guild_channels", "channel_id", guild_id, channel_id)
+
+    async def allow_role(self, guild_id: int, role_id: int) -> GuildSettings:
+        return await self._add("guild_roles", "role_id", guild_id, role_id)
+
+    async def disallow_role(self, guild_id: int, role_id: int) -> GuildSettings:
+        return await self._remove("guild_roles", "role_id", guild_id, role_id)
+
+    async def ban(
+        self, guild_id: int, user_id: int, *, actor_id: int | None, reason: str | None = None
+    ) -> GuildSettings:
+        async with self._db.write() as tx:
+            await tx.execute(
+                "INSERT INTO guild_bans (guild_id, user_id, banned_by, reason, banned_at_ms)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (guild_id, user_id) DO UPDATE SET"
+                " banned_by = excluded.banned_by, reason = excluded.reason",
+                (guild_id, user_id, actor_id, reason, to_ms(self._clock())),
+            )
+        return await self.get(guild_id)
+
+    async def unban(self, guild_id: int, user_id: int) -> GuildSettings:
+        return await self._remove("guild_bans", "user_id", guild_id, user_id)
+
+    async def is_banned(self, guild_id: int, user_id: int) -> bool:
+        row = await self._db.fetchone(
+            "SELECT 1 FROM guild_bans WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
+        )
+        return row is not None
+
+    async def _upsert(self, tx: Transaction, guild_id: int, column: str, value: object) -> None:
+        # Only placeholders vary: `column` is one of this module's literals.
+        await tx.execute(
+            f"INSERT INTO guild_settings (guild_id, {column}, updated_at_ms) VALUES (?, ?, ?)"  # noqa: S608
+            f" ON CONFLICT (guild_id) DO UPDATE SET {column} = excluded.{column},"
+            " updated_at_ms = excluded.updated_at_ms",
+            (guild_id, value, to_ms(self._clock())),
+        )
+
+    async def _add(self, table: str, column: str, guild_id: int, value: int) -> GuildSettings:
+        async with self._db.write() as tx:
+            # Only placeholders vary: `table` and `column` are this module's literals.
+            await tx.execute(
+                f"INSERT OR IGNORE INTO {table} (guild_id, {column}) VALUES (?, ?)",  # noqa: S608
+                (guild_id, value),
+            )
+        return await self.get(guild_id)
+
+    async def _remove(self, table: str, column: str, guild_id: int, value: int) -> GuildSettings:
+        async with self._db.write() as tx:
+            await tx.execute(
+                f"DELETE FROM {table} WHERE guild_id = ? AND {column} = ?",  # noqa: S608
+                (guild_id, value),
+            )
+        return await self.get(guild_id)
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else int(value)
+
+
+def _check_limit(value: int | None) -> None:
+    if value is not None and value < 0:
+        raise ValueError("a budget or limit cannot be negative")

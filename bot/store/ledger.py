@@ -1,0 +1,550 @@
+"""The credit ledger: append-only reserve, settle, release, grant and adjust entries in integer
+millicents, and every budget's spend as sums over them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from bot.credits import (
+    Allowance,
+    BudgetLimit,
+    BudgetPolicy,
+    BudgetSnapshot,
+    Refusal,
+    day_bounds,
+    decide,
+    month_bounds,
+)
+from bot.store.db import Clock, Database, Params, Row, Transaction, from_ms, to_ms
+from bot.store.errors import NotFound, StoreError
+
+
+class LedgerKind(StrEnum):
+    RESERVE = "reserve"
+    SETTLE = "settle"
+    RELEASE = "release"
+    GRANT = "grant"
+    ADJUST = "adjust"
+
+
+class JobKind(StrEnum):
+    TUNE = "tune"
+    PROMPT = "prompt"
+
+
+@dataclass(frozen=True, order=True)
+class JobRef:
+    """The job a reservation pays for; written as "tune:12" or "prompt:34"."""
+
+    kind: JobKind
+    id: int
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+    @classmethod
+    def parse(cls, text: str) -> JobRef:
+        kind, _, number = text.partition(":")
+        try:
+            return cls(JobKind(kind), int(number))
+        except ValueError:
+            raise ValueError(f"not a job reference: {text!r}") from None
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One row of the ledger. `amount_mc` is its signed effect on spend (a grant's is the
+    allowance it adds); `cost_mc` is set on settles only."""
+
+    id: int
+    kind: LedgerKind
+    guild_id: int
+    user_id: int | None
+    job: JobRef | None
+    amount_mc: int
+    cost_mc: int | None
+    reserve_id: int | None
+    at: datetime
+    period_at: datetime  # the instant whose day and month this entry counts in
+    actor_id: int | None
+    note: str | None
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Credit held for one job until it is settled or released."""
+
+    id: int
+    job: JobRef
+    guild_id: int
+    user_id: int
+    amount_mc: int
+    at: datetime
+
+
+class Closing(StrEnum):
+    SETTLED = "settled"
+    RELEASED = "released"
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """How a reservation was closed. `applied` is False when it already was: the call
+    wrote nothing and this describes the earlier closing."""
+
+    reservation_id: int
+    job: JobRef
+    closing: Closing
+    reserved_mc: int
+    cost_mc: int  # 0 for a release
+    applied: bool
+
+    @property
+    def overage_mc(self) -> int:
+        """What Astria charged beyond the reservation; it counts against later ones."""
+        return max(0, self.cost_mc - self.reserved_mc)
+
+
+class Refused(Exception):
+    """Rolls back a transaction whose reservation was refused; never leaves the store."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.reason())
+        self.refusal = refusal
+
+
+# Every budget a reservation must fit, in one statement so it reads one snapshot. Spend in a
+# period is the sum of the non-grant rows whose period instant falls in it; grants add to
+# the allowance. The account's exposure is every open hold plus the real cost of every
+# settle written since the balance was read (Astria may have charged it after the read).
+_SNAPSHOT_SQL = """
+SELECT
+    (SELECT monthly_budget_mc FROM guild_settings WHERE guild_id = :guild) AS guild_budget,
+    (SELECT user_daily_limit_mc FROM guild_settings WHERE guild_id = :guild) AS day_limit,
+    (SELECT user_monthly_limit_mc FROM guild_settings WHERE guild_id = :guild) AS month_limit,
+    (SELECT COALESCE(SUM(amount_mc), 0) FROM ledger
+        WHERE guild_id = :guild AND period_at_ms >= :month_start AND period_at_ms < :month_end
+          AND kind <> 'grant') AS guild_used,
+    (SELECT COALESCE(SUM(amount_mc), 0) FROM ledger
+        WHERE guild_id = :guild AND period_at_ms >= :month_start AND period_at_ms < :month_end
+          AND kind = 'grant' AND user_id IS NULL) AS guild_granted,
+    (SELECT COALESCE(SUM(amount_mc), 0) FROM ledger
+        WHERE guild_id = :guild AND user_id = :user
+          AND period_at_ms >= :month_start AND period_at_ms < :month_end
+          AND kind <> 'grant') AS month_used,
+    (SELECT COALESCE(SUM(amount_mc), 0) FROM ledger
+        WHERE guild_id = :guild AND user_id = :user
+          AND period_at_ms >= :month_start AND period_at_ms < :month_end
+          AND kind = 'grant') AS month_granted,
+    (SELECT COALESCE(SUM(amount_mc), 0) FROM ledger
+        WHERE guild_id = :guild AND user_id = :user
+          AND period_at_ms >= :day_start AND period_at_ms < :day_end
+          AND kind <> 'grant') AS day_used,
+    (SELECT COALESCE(SUM(amount_mc), 0) FROM ledger
+        WHERE guild_id = :guild AND user_id = :user
+          AND period_at_ms >= :day_start AND period_at_ms < :day_end
+          AND kind = 'grant') AS day_granted,
+    (SELECT balance_mc FROM account_balance WHERE id = 1) AS balance,
+    (SELECT COALESCE(SUM(amount_mc), 0) FROM open_holds) AS held,
+    (SELECT COALESCE(SUM(cost_mc), 0) FROM ledger
+        WHERE kind = 'settle'
+          AND at_ms >= (SELECT read_at_ms FROM account_balance WHERE id = 1)) AS settled_since
+"""
+
+
+def _entry(row: Row) -> LedgerEntry:
+    return LedgerEntry(
+        id=int(row["id"]),
+        kind=LedgerKind(row["kind"]),
+        guild_id=int(row["guild_id"]),
+        user_id=None if row["user_id"] is None else int(row["user_id"]),
+        job=None if row["job"] is None else JobRef.parse(str(row["job"])),
+        amount_mc=int(row["amount_mc"]),
+        cost_mc=None if row["cost_mc"] is None else int(row["cost_mc"]),
+        reserve_id=None if row["reserve_id"] is None else int(row["reserve_id"]),
+        at=from_ms(int(row["at_ms"])),
+        period_at=from_ms(int(row["period_at_ms"])),
+        actor_id=None if row["actor_id"] is None else int(row["actor_id"]),
+        note=None if row["note"] is None else str(row["note"]),
+    )
+
+
+def _reservation(entry: LedgerEntry) -> Reservation:
+    assert entry.kind is LedgerKind.RESERVE and entry.job is not None
+    assert entry.user_id is not None
+    return Reservation(
+        entry.id, entry.job, entry.guild_id, entry.user_id, entry.amount_mc, entry.period_at
+    )
+
+
+class Ledger:
+    """Reservations and their closing, grants, corrections, and the sums budgets check."""
+
+    def __init__(self, db: Database, policy: BudgetPolicy, clock: Clock) -> None:
+        self._db = db
+        self._policy = policy
+        self._clock = clock
+
+    # --- writes -------------------------------------------------------------------------
+
+    async def reserve(
+        self, *, guild_id: int, user_id: int, job: JobRef, amount_mc: int, note: str | None = None
+    ) -> Reservation | Refusal:
+        """Hold `amount_mc` for `job` if every budget allows it; a refusal writes nothing.
+
+        The check and the row are one BEGIN IMMEDIATE transaction: no concurrent caller,
+        in this process or another, can slip a reservation between them.
+        """
+        async with self._db.write() as tx:
+            return await self._reserve_in(tx, guild_id, user_id, job, amount_mc, note)
+
+    async def _reserve_in(
+        self,
+        tx: Transaction,
+        guild_id: int,
+        user_id: int,
+        job: JobRef,
+        amount_mc: int,
+        note: str | None = None,
+    ) -> Reservation | Refusal:
+        """`reserve` inside a transaction of the store's own (not part of the interface)."""
+        if await tx.fetchone(
+            "SELECT 1 FROM ledger WHERE kind = 'reserve' AND job = ?", (str(job),)
+        ):
+            raise StoreError(f"{job} already has a reservation")
+        now = self._clock()
+        refusal = await self._check_in(tx, guild_id, user_id, amount_mc, now)
+        if refusal is not None:
+            return refusal
+        now_ms = to_ms(now)
+        reservation_id = await tx.insert(
+            "INSERT INTO ledger (kind, guild_id, user_id, job, amount_mc, at_ms, period_at_ms,"
+            " actor_id, note) VALUES ('reserve', ?, ?, ?, ?, ?, ?, ?, ?)",
+            (guild_id, user_id, str(job), amount_mc, now_ms, now_ms, user_id, note),
+        )
+        return Reservation(reservation_id, job, guild_id, user_id, amount_mc, from_ms(now_ms))
+
+    async def _reserve_or_roll_back(
+        self, tx: Transaction, guild_id: int, user_id: int, job: JobRef, amount_mc: int
+    ) -> Reservation:
+        """For the tune and prompt repositories: reserve inside their transaction, raising
+        `Refused` so it rolls back the job row they wrote first (to learn the job's id)."""
+        result = await self._reserve_in(tx, guild_id, user_id, job, amount_mc)
+        if isinstance(result, Refusal):
+            raise Refused(result)
+        return result
+
+    async def _check_in(
+        self, tx: Transaction, guild_id: int, user_id: int, amount_mc: int, now: datetime
+    ) -> Refusal | None:
+        row = await tx.fetchone(_SNAPSHOT_SQL, self._snapshot_params(guild_id, user_id, now))
+        assert row is not None
+        return decide(amount_mc, self._snapshot(row))
+
+    async def settle(
+        self,
+        job: JobRef,
+        cost_mc: int | None = None,
+        *,
+        actor_id: int | None = None,
+        note: str | None = None,
+    ) -> Settlement:
+        """Close `job`'s reservation at the real cost (the reserved price when Astria gave
+        none). A cost above the price is recorded as it is: the overage counts as spend.
+        Settling or releasing a closed reservation writes nothing and says so."""
+        if cost_mc is not None and cost_mc < 0:
+            raise ValueError("a cost cannot be negative")
+        async with self._db.write() as tx:
+            return await self._close(tx, job, cost_mc, actor_id, note, settle=True)
+
+    async def release(
+        self, job: JobRef, *, actor_id: int | None = None, note: str | None = None
+    ) -> Settlement:
+        """Give `job`'s reservation back (the job failed and Astria charged nothing)."""
+        async with self._db.write() as tx:
+            return await self._close(tx, job, None, actor_id, note, settle=False)
+
+    async def _close(
+        self,
+        tx: Transaction,
+        job: JobRef,
+        cost_mc: int | None,
+        actor_id: int | None,
+        note: str | None,
+        *,
+        settle: bool,
+    ) -> Settlement:
+        reserve_row = await tx.fetchone(
+            "SELECT * FROM ledger WHERE kind = 'reserve' AND job = ?", (str(job),)
+        )
+        if reserve_row is None:
+            raise NotFound(f"{job} has no reservation to close")
+        reserve = _entry(reserve_row)
+        closed = await tx.fetchone(
+            "SELECT kind, cost_mc FROM ledger WHERE reserve_id = ?", (reserve.id,)
+        )
+        if closed is not None:
+            was_settled = closed["kind"] == LedgerKind.SETTLE
+            return Settlement(
+                reserve.id,
+                job,
+                Closing.SETTLED if was_settled else Closing.RELEASED,
+                reserve.amount_mc,
+                int(closed["cost_mc"]) if was_settled else 0,
+                applied=False,
+            )
+        if settle:
+            cost = reserve.amount_mc if cost_mc is None else cost_mc
+            kind, delta, stored_cost = LedgerKind.SETTLE, cost - reserve.amount_mc, cost
+        else:
+            kind, delta, stored_cost = LedgerKind.RELEASE, -reserve.amount_mc, None
+        await tx.insert(
+            "INSERT INTO ledger (kind, guild_id, user_id, job, amount_mc, cost_mc, reserve_id,"
+            " at_ms, period_at_ms, actor_id, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                kind,
+                reserve.guild_id,
+                reserve.user_id,
+                str(job),
+                delta,
+                stored_cost,
+                reserve.id,
+                to_ms(self._clock()),
+                to_ms(reserve.period_at),
+                actor_id,
+                note,
+            ),
+        )
+        return Settlement(
+            reserve.id,
+            job,
+            Closing.SETTLED if settle else Closing.RELEASED,
+            reserve.amount_mc,
+            stored_cost or 0,
+            applied=True,
+        )
+
+    async def grant(
+        self,
+        *,
+        guild_id: int,
+        user_id: int | None,
+        amount_mc: int,
+        actor_id: int | None,
+        note: str | None = None,
+    ) -> LedgerEntry:
+        """Raise a server's budget (user_id None) or a member's limits for the current
+        month; a member's grant also raises today's daily limit, so it can be used now."""
+        if amount_mc <= 0:
+            raise ValueError("a grant adds a positive amount; lower a limit with its setting")
+        return await self._append(LedgerKind.GRANT, guild_id, user_id, amount_mc, actor_id, note)
+
+    async def adjust(
+        self,
+        *,
+        guild_id: int,
+        user_id: int | None,
+        amount_mc: int,
+        actor_id: int | None,
+        note: str | None = None,
+        job: JobRef | None = None,
+    ) -> LedgerEntry:
+        """An admin's correction of spend this month: negative refunds, positive charges.
+        With `job`, it refunds (or corrects) that job, which must be this server's."""
+        if amount_mc == 0:
+            raise ValueError("an adjustment of 0 changes nothing")
+        async with self._db.write() as tx:
+            if job is not None:
+                found = await tx.fetchone(
+                    "SELECT guild_id, user_id FROM ledger WHERE kind = 'reserve' AND job = ?",
+                    (str(job),),
+                )
+                if found is None or int(found["guild_id"]) != guild_id:
+                    raise NotFound(f"{job} has no reservation in this server")
+                if user_id is not None and int(found["user_id"]) != user_id:
+                    raise NotFound(f"{job} is not this member's")
+            return await self._append_in(
+                tx, LedgerKind.ADJUST, guild_id, user_id, amount_mc, actor_id, note, job
+            )
+
+    async def _append(
+        self,
+        kind: LedgerKind,
+        guild_id: int,
+        user_id: int | None,
+        amount_mc: int,
+        actor_id: int | None,
+        note: str | None,
+    ) -> LedgerEntry:
+        async with self._db.write() as tx:
+            return await self._append_in(
+                tx, kind, guild_id, user_id, amount_mc, actor_id, note, None
+            )
+
+    async def _append_in(
+        self,
+        tx: Transaction,
+        kind: LedgerKind,
+        guild_id: int,
+        user_id: int | None,
+        amount_mc: int,
+        actor_id: int | None,
+        note: str | None,
+        job: JobRef | None,
+    ) -> LedgerEntry:
+        now = from_ms(to_ms(self._clock()))
+        entry_id = await tx.insert(
+            "INSERT INTO ledger (kind, guild_id, user_id, job, amount_mc, at_ms, period_at_ms,"
+            " actor_id, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                kind,
+                guild_id,
+                user_id,
+                None if job is None else str(job),
+                amount_mc,
+                to_ms(now),
+                to_ms(now),
+                actor_id,
+                note,
+            ),
+        )
+        return LedgerEntry(
+            entry_id, kind, guild_id, user_id, job, amount_mc, None, None, now, now, actor_id, note
+        )
+
+    # --- reads --------------------------------------------------------------------------
+
+    async def budget(
+        self, guild_id: int, user_id: int, at: datetime | None = None
+    ) -> BudgetSnapshot:
+        """Every budget a member's reservation must fit, in the periods holding `at`."""
+        params = self._snapshot_params(guild_id, user_id, at or self._clock())
+        row = await self._db.fetchone(_SNAPSHOT_SQL, params)
+        assert row is not None
+        return self._snapshot(row)
+
+    async def spend_by_member(self, guild_id: int, at: datetime | None = None) -> dict[int, int]:
+        """Each member's spend (held included) in the month holding `at`."""
+        start, end = month_bounds(at or self._clock(), self._policy.zone)
+        rows = await self._db.fetchall(
+            "SELECT user_id, SUM(amount_mc) AS spent FROM ledger"
+            " WHERE guild_id = ? AND period_at_ms >= ? AND period_at_ms < ?"
+            " AND kind <> 'grant' AND user_id IS NOT NULL GROUP BY user_id",
+            (guild_id, to_ms(start), to_ms(end)),
+        )
+        return {int(r["user_id"]): int(r["spent"]) for r in rows}
+
+    async def reservation(self, job: JobRef) -> Reservation | None:
+        row = await self._db.fetchone(
+            "SELECT * FROM ledger WHERE kind = 'reserve' AND job = ?", (str(job),)
+        )
+        return None if row is None else _reservation(_entry(row))
+
+    async def open_reservations(self) -> list[Reservation]:
+        """Reservations neither settled nor released, oldest first."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM ledger WHERE id IN (SELECT reserve_id FROM open_holds) ORDER BY id"
+        )
+        return [_reservation(_entry(r)) for r in rows]
+
+    async def entries(
+        self,
+        *,
+        guild_id: int | None = None,
+        user_id: int | None = None,
+        job: JobRef | None = None,
+    ) -> list[LedgerEntry]:
+        """Ledger rows in order, optionally for one server, member or job."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM ledger WHERE (:guild IS NULL OR guild_id = :guild)"
+            " AND (:user IS NULL OR user_id = :user) AND (:job IS NULL OR job = :job)"
+            " ORDER BY id",
+            {"guild": guild_id, "user": user_id, "job": None if job is None else str(job)},
+        )
+        return [_entry(r) for r in rows]
+
+    async def audit(self) -> list[str]:
+        """Problems in the ledger's bookkeeping; empty when it is consistent."""
+        problems = await self._db.integrity_problems()
+        checks: tuple[tuple[str, str], ...] = (
+            (
+                "a settle or release closes no reserve of its job",
+                "SELECT c.id FROM ledger AS c LEFT JOIN ledger AS r ON r.id = c.reserve_id"
+                " WHERE c.kind IN ('settle', 'release')"
+                " AND (r.id IS NULL OR r.kind <> 'reserve' OR r.job IS NOT c.job)",
+            ),
+            (
+                "a reservation is closed more than once",
+                "SELECT reserve_id FROM ledger WHERE reserve_id IS NOT NULL"
+                " GROUP BY reserve_id HAVING COUNT(*) > 1",
+            ),
+            (
+                "an open hold does not match an unclosed reserve",
+                "SELECT h.reserve_id FROM open_holds AS h LEFT JOIN ledger AS r"
+                " ON r.id = h.reserve_id AND r.kind = 'reserve'"
+                " WHERE r.id IS NULL OR r.amount_mc <> h.amount_mc"
+                " OR EXISTS (SELECT 1 FROM ledger AS c WHERE c.reserve_id = h.reserve_id)",
+            ),
+            (
+                "an unclosed reserve has no open hold",
+                "SELECT r.id FROM ledger AS r WHERE r.kind = 'reserve'"
+                " AND NOT EXISTS (SELECT 1 FROM ledger AS c WHERE c.reserve_id = r.id)"
+                " AND NOT EXISTS (SELECT 1 FROM open_holds AS h WHERE h.reserve_id = r.id)",
+            ),
+        )
+        for problem, sql in checks:
+            rows = await self._db.fetchall(sql)
+            if rows:
+                ids = ", ".join(str(r[0]) for r in rows[:10])
+                problems.append(f"{problem} (ledger ids {ids})")
+        return problems
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _snapshot_params(self, guild_id: int, user_id: int, at: datetime) -> Params:
+        day_start, day_end = day_bounds(at, self._policy.zone)
+        month_start, month_end = month_bounds(at, self._policy.zone)
+        return {
+            "guild": guild_id,
+            "user": user_id,
+            "day_start": to_ms(day_start),
+            "day_end": to_ms(day_end),
+            "month_start": to_ms(month_start),
+            "month_end": to_ms(month_end),
+        }
+
+    def _snapshot(self, row: Row) -> BudgetSnapshot:
+        policy = self._policy
+
+        def setting(name: str, default: int) -> int:
+            value = row[name]
+            return default if value is None else int(value)
+
+        account = None
+        if row["balance"] is not None:
+            account = Allowance(
+                BudgetLimit.ACCOUNT,
+                int(row["balance"]) - policy.safety_margin_mc,
+                int(row["held"]) + int(row["settled_since"]),
+            )
+        return BudgetSnapshot(
+            account=account,
+            guild_month=Allowance(
+                BudgetLimit.GUILD_MONTH,
+                setting("guild_budget", policy.guild_monthly_budget_mc) + int(row["guild_granted"]),
+                int(row["guild_used"]),
+            ),
+            user_month=Allowance(
+                BudgetLimit.USER_MONTH,
+                setting("month_limit", policy.user_monthly_limit_mc) + int(row["month_granted"]),
+                int(row["month_used"]),
+            ),
+            user_day=Allowance(
+                BudgetLimit.USER_DAY,
+                setting("day_limit", policy.user_daily_limit_mc) + int(row["day_granted"]),
+                int(row["day_used"]),
+            ),
+        )

@@ -1,0 +1,336 @@
+"""Prompts (generation jobs): what a member asked, what was sent to Astria with which seed,
+the images, the cost, and how the result was delivered. Member queries filter by owner.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from bot.credits import Refusal
+from bot.store.db import Clock, Database, Row, Transaction, from_ms, to_ms
+from bot.store.errors import InvalidTransition, NotFound, StoreError, TuneUnavailable
+from bot.store.ledger import JobKind, JobRef, Ledger, Refused
+from bot.store.tunes import GONE_TUNES, TuneState, states_filter
+
+ParamValue = str | int | float | bool | None
+
+
+class PromptState(StrEnum):
+    QUEUED = "queued"  # accepted and paid for; waiting for a slot at Astria
+    SUBMITTING = "submitting"  # the create is in flight (its answer may be lost)
+    GENERATING = "generating"  # Astria has it
+    DELIVERED = "delivered"
+    STUCK = "stuck"  # long past its expected time; still polled, slowly
+    FAILED = "failed"
+    UNDELIVERABLE = "undeliverable"  # done, but neither the channel nor a DM took it
+    CANCELLED = "cancelled"
+
+
+PROMPT_TRANSITIONS: dict[PromptState, frozenset[PromptState]] = {
+    PromptState.QUEUED: frozenset(
+        {PromptState.SUBMITTING, PromptState.FAILED, PromptState.CANCELLED}
+    ),
+    PromptState.SUBMITTING: frozenset(
+        {PromptState.GENERATING, PromptState.QUEUED, PromptState.FAILED, PromptState.CANCELLED}
+    ),
+    PromptState.GENERATING: frozenset(
+        {
+            PromptState.DELIVERED,
+            PromptState.STUCK,
+            PromptState.FAILED,
+            PromptState.UNDELIVERABLE,
+            PromptState.CANCELLED,
+        }
+    ),
+    PromptState.STUCK: frozenset(
+        {
+            PromptState.DELIVERED,
+            PromptState.FAILED,
+            PromptState.UNDELIVERABLE,
+            PromptState.CANCELLED,
+        }
+    ),
+    PromptState.DELIVERED: frozenset(),
+    PromptState.FAILED: frozenset(),
+    PromptState.UNDELIVERABLE: frozenset(),
+    PromptState.CANCELLED: frozenset(),
+}
+
+UNFINISHED_PROMPTS = frozenset(
+    {PromptState.QUEUED, PromptState.SUBMITTING, PromptState.GENERATING, PromptState.STUCK}
+)
+
+# Astria takes a 32-bit seed; a random one keeps two members' identical prompts apart.
+_SEED_LIMIT = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class PromptRecord:
+    id: int
+    owner_id: int
+    guild_id: int
+    channel_id: int
+    tune_id: int
+    user_text: str
+    final_text: str
+    params: Mapping[str, ParamValue]
+    seed: int
+    seed_from_user: bool
+    num_images: int
+    astria_id: int | None
+    state: PromptState
+    image_urls: tuple[str, ...]
+    cost_mc: int | None
+    delivery_nonce: str | None
+    status_channel_id: int | None
+    status_message_id: int | None
+    result_message_ids: tuple[int, ...]
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def job(self) -> JobRef:
+        return JobRef(JobKind.PROMPT, self.id)
+
+
+def _prompt(row: Row) -> PromptRecord:
+    return PromptRecord(
+        id=int(row["id"]),
+        owner_id=int(row["owner_id"]),
+        guild_id=int(row["guild_id"]),
+        channel_id=int(row["channel_id"]),
+        tune_id=int(row["tune_id"]),
+        user_text=str(row["user_text"]),
+        final_text=str(row["final_text"]),
+        params=json.loads(row["params"]),
+        seed=int(row["seed"]),
+        seed_from_user=bool(row["seed_from_user"]),
+        num_images=int(row["num_images"]),
+        astria_id=row["astria_id"],
+        state=PromptState(row["state"]),
+        image_urls=tuple(json.loads(row["image_urls"])),
+        cost_mc=row["cost_mc"],
+        delivery_nonce=row["delivery_nonce"],
+        status_channel_id=row["status_channel_id"],
+        status_message_id=row["status_message_id"],
+        result_message_ids=tuple(int(i) for i in json.loads(row["result_message_ids"])),
+        error=row["error"],
+        created_at=from_ms(int(row["created_at_ms"])),
+        updated_at=from_ms(int(row["updated_at_ms"])),
+    )
+
+
+class Prompts:
+    def __init__(self, db: Database, ledger: Ledger, clock: Clock) -> None:
+        self._db = db
+        self._ledger = ledger
+        self._clock = clock
+
+    async def create(
+        self,
+        *,
+        owner_id: int,
+        guild_id: int,
+        channel_id: int,
+        tune_id: int,
+        user_text: str,
+        final_text: str,
+        num_images: int,
+        price_mc: int,
+        params: Mapping[str, ParamValue] | None = None,
+        seed: int | None = None,
+    ) -> PromptRecord | Refusal:
+        """A queued prompt and its reservation, in one transaction. The tune must be the
+        owner's or shared with this guild, and not gone. Without a seed, a random one."""
+        if num_images < 1:
+            raise ValueError("a prompt makes at least one image")
+        chosen_seed = secrets.randbelow(_SEED_LIMIT) + 1 if seed is None else seed
+        now_ms = to_ms(self._clock())
+        try:
+            async with self._db.write() as tx:
+                tune = await tx.fetchone(
+                    "SELECT state FROM tunes WHERE id = ?"
+                    " AND (owner_id = ? OR (shared = 1 AND guild_id = ?))",
+                    (tune_id, owner_id, guild_id),
+                )
+                if tune is None:
+                    raise NotFound(f"no tune {tune_id} that this member may use here")
+                if TuneState(tune["state"]) in GONE_TUNES:
+                    raise TuneUnavailable(tune_id, str(tune["state"]))
+                prompt_id = await tx.insert(
+                    "INSERT INTO prompts (owner_id, guild_id, channel_id, tune_id, user_text,"
+                    " final_text, params, seed, seed_from_user, num_images, created_at_ms,"
+                    " updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        owner_id,
+                        guild_id,
+                        channel_id,
+                        tune_id,
+                        user_text,
+                        final_text,
+                        json.dumps(dict(params or {}), sort_keys=True),
+                        chosen_seed,
+                        int(seed is not None),
+                        num_images,
+                        now_ms,
+                        now_ms,
+                    ),
+                )
+                await self._ledger._reserve_or_roll_back(
+                    tx, guild_id, owner_id, JobRef(JobKind.PROMPT, prompt_id), price_mc
+                )
+                row = await self._current(tx, prompt_id)
+        except Refused as refused:
+            return refused.refusal
+        return row
+
+    # --- member-facing reads: always scoped to the owner --------------------------------
+
+    async def get_owned(self, owner_id: int, prompt_id: int) -> PromptRecord | None:
+        """The prompt if `owner_id` made it, else None."""
+        row = await self._db.fetchone(
+            "SELECT * FROM prompts WHERE id = ? AND owner_id = ?", (prompt_id, owner_id)
+        )
+        return None if row is None else _prompt(row)
+
+    async def list_for(
+        self,
+        owner_id: int,
+        *,
+        guild_id: int | None = None,
+        states: Collection[PromptState] | None = None,
+        limit: int = 25,
+    ) -> list[PromptRecord]:
+        """The owner's prompts, newest first (in `guild_id` only, when given)."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM prompts WHERE owner_id = :owner"
+            " AND (:guild IS NULL OR guild_id = :guild)"
+            " AND (:states IS NULL OR instr(:states, ',' || state || ',') > 0)"
+            " ORDER BY id DESC LIMIT :limit",
+            {"owner": owner_id, "guild": guild_id, "states": states_filter(states), "limit": limit},
+        )
+        return [_prompt(r) for r in rows]
+
+    # --- reads for the tracker and for admins -------------------------------------------
+
+    async def get(self, prompt_id: int) -> PromptRecord | None:
+        """Any prompt by id: for the tracker and admins, never for a member's own view."""
+        row = await self._db.fetchone("SELECT * FROM prompts WHERE id = ?", (prompt_id,))
+        return None if row is None else _prompt(row)
+
+    async def get_in_guild(self, guild_id: int, prompt_id: int) -> PromptRecord | None:
+        row = await self._db.fetchone(
+            "SELECT * FROM prompts WHERE id = ? AND guild_id = ?", (prompt_id, guild_id)
+        )
+        return None if row is None else _prompt(row)
+
+    async def by_astria_id(self, astria_id: int) -> list[PromptRecord]:
+        """Every job that claims this Astria prompt (several, when idempotency merged them)."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM prompts WHERE astria_id = ? ORDER BY id", (astria_id,)
+        )
+        return [_prompt(r) for r in rows]
+
+    async def unfinished(self) -> list[PromptRecord]:
+        """Prompts the tracker owns after a restart, in the order they were accepted."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM prompts WHERE state IN ('queued', 'submitting', 'generating', 'stuck')"
+            " ORDER BY id"
+        )
+        return [_prompt(r) for r in rows]
+
+    # --- updates ------------------------------------------------------------------------
+
+    async def set_state(
+        self, prompt_id: int, state: PromptState, *, error: str | None = None
+    ) -> PromptRecord:
+        """Move the prompt to `state` if that is an allowed step; asking for the state it
+        is already in changes nothing (a repeat after a crash is harmless)."""
+        async with self._db.write() as tx:
+            current = await self._current(tx, prompt_id)
+            if current.state != state:
+                if state not in PROMPT_TRANSITIONS[current.state]:
+                    raise InvalidTransition(f"prompt {prompt_id}", current.state, state)
+                await tx.execute(
+                    "UPDATE prompts SET state = ?, error = COALESCE(?, error), updated_at_ms = ?"
+                    " WHERE id = ?",
+                    (state, error, self._now_ms(), prompt_id),
+                )
+            return await self._current(tx, prompt_id)
+
+    async def set_astria_id(self, prompt_id: int, astria_id: int) -> PromptRecord:
+        """Record the Astria prompt; a prompt never changes its Astria id once it has one."""
+        async with self._db.write() as tx:
+            current = await self._current(tx, prompt_id)
+            if current.astria_id is not None and current.astria_id != astria_id:
+                raise StoreError(
+                    f"prompt {prompt_id} is already Astria prompt {current.astria_id}, "
+                    f"not {astria_id}"
+                )
+            return await self._set(tx, prompt_id, "astria_id = ?", (astria_id,))
+
+    async def set_images(self, prompt_id: int, urls: Sequence[str]) -> PromptRecord:
+        return await self._update(prompt_id, "image_urls = ?", (json.dumps(list(urls)),))
+
+    async def set_cost(self, prompt_id: int, cost_mc: int) -> PromptRecord:
+        """What Astria says the prompt cost (the ledger settles it separately)."""
+        if cost_mc < 0:
+            raise ValueError("a cost cannot be negative")
+        return await self._update(prompt_id, "cost_mc = ?", (cost_mc,))
+
+    async def set_delivery_nonce(self, prompt_id: int, nonce: str) -> PromptRecord:
+        """Record the intent to post, before posting; the same nonce is kept on repeats."""
+        async with self._db.write() as tx:
+            current = await self._current(tx, prompt_id)
+            if current.delivery_nonce is not None and current.delivery_nonce != nonce:
+                raise StoreError(f"prompt {prompt_id} already has another delivery nonce")
+            return await self._set(tx, prompt_id, "delivery_nonce = ?", (nonce,))
+
+    async def set_status_message(
+        self, prompt_id: int, channel_id: int, message_id: int
+    ) -> PromptRecord:
+        return await self._update(
+            prompt_id, "status_channel_id = ?, status_message_id = ?", (channel_id, message_id)
+        )
+
+    async def set_result_messages(self, prompt_id: int, message_ids: Sequence[int]) -> PromptRecord:
+        return await self._update(
+            prompt_id, "result_message_ids = ?", (json.dumps([int(i) for i in message_ids]),)
+        )
+
+    async def set_error(self, prompt_id: int, error: str) -> PromptRecord:
+        return await self._update(prompt_id, "error = ?", (error,))
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _now_ms(self) -> int:
+        return to_ms(self._clock())
+
+    async def _update(
+        self, prompt_id: int, assignments: str, params: tuple[object, ...]
+    ) -> PromptRecord:
+        async with self._db.write() as tx:
+            await self._current(tx, prompt_id)
+            return await self._set(tx, prompt_id, assignments, params)
+
+    async def _set(
+        self, tx: Transaction, prompt_id: int, assignments: str, params: tuple[object, ...]
+    ) -> PromptRecord:
+        await tx.execute(
+            # Only placeholders vary: `assignments` is one of this module's literals.
+            f"UPDATE prompts SET {assignments}, updated_at_ms = ? WHERE id = ?",  # noqa: S608
+            (*params, self._now_ms(), prompt_id),
+        )
+        return await self._current(tx, prompt_id)
+
+    async def _current(self, tx: Transaction, prompt_id: int) -> PromptRecord:
+        row = await tx.fetchone("SELECT * FROM prompts WHERE id = ?", (prompt_id,))
+        if row is None:
+            raise NotFound(f"no prompt {prompt_id}")
+        return _prompt(row)

@@ -1,0 +1,370 @@
+"""Members' fine-tunes: who owns which, their state at Astria, and where their photos wait
+until Astria has them. Every member-facing query filters by owner (or by a guild's shares).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from bot.credits import Refusal
+from bot.store.db import (
+    Clock,
+    Database,
+    Row,
+    Transaction,
+    from_ms,
+    opt_from_ms,
+    opt_to_ms,
+    to_ms,
+)
+from bot.store.errors import InvalidTransition, NameTaken, NotFound, StoreError
+from bot.store.ledger import JobKind, JobRef, Ledger, Refused
+
+
+class TuneState(StrEnum):
+    QUEUED = "queued"  # accepted and paid for; waiting for a slot at Astria
+    SUBMITTING = "submitting"  # the create is in flight (its answer may be lost)
+    TRAINING = "training"  # Astria has it
+    READY = "ready"
+    STUCK = "stuck"  # long past its eta; still polled, slowly
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    DELETED = "deleted"
+    EXPIRED = "expired"
+
+
+TUNE_TRANSITIONS: dict[TuneState, frozenset[TuneState]] = {
+    TuneState.QUEUED: frozenset({TuneState.SUBMITTING, TuneState.FAILED, TuneState.CANCELLED}),
+    TuneState.SUBMITTING: frozenset(
+        {TuneState.TRAINING, TuneState.QUEUED, TuneState.FAILED, TuneState.CANCELLED}
+    ),
+    TuneState.TRAINING: frozenset(
+        {TuneState.READY, TuneState.STUCK, TuneState.FAILED, TuneState.CANCELLED}
+    ),
+    # A stuck tune that Astria finishes after all is delivered as usual.
+    TuneState.STUCK: frozenset({TuneState.READY, TuneState.FAILED, TuneState.CANCELLED}),
+    TuneState.READY: frozenset({TuneState.DELETED, TuneState.EXPIRED}),
+    TuneState.FAILED: frozenset(),
+    TuneState.CANCELLED: frozenset(),
+    TuneState.DELETED: frozenset(),
+    TuneState.EXPIRED: frozenset(),
+}
+
+UNFINISHED_TUNES = frozenset(
+    {TuneState.QUEUED, TuneState.SUBMITTING, TuneState.TRAINING, TuneState.STUCK}
+)
+# States that free the name for a new tune (matches the partial index tunes_live_name).
+GONE_TUNES = frozenset(
+    {TuneState.FAILED, TuneState.CANCELLED, TuneState.DELETED, TuneState.EXPIRED}
+)
+
+
+@dataclass(frozen=True)
+class TuneRecord:
+    id: int
+    title: str  # the UUID sent to Astria
+    owner_id: int
+    guild_id: int
+    channel_id: int
+    name: str
+    subject_class: str
+    profile: str
+    branch: str
+    state: TuneState
+    astria_id: int | None
+    photo_paths: tuple[str, ...]
+    eta: datetime | None
+    trained_at: datetime | None
+    expires_at: datetime | None
+    status_channel_id: int | None
+    status_message_id: int | None
+    shared: bool
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def job(self) -> JobRef:
+        return JobRef(JobKind.TUNE, self.id)
+
+
+def name_key(name: str) -> str:
+    """What makes two names the same: case and runs of spaces do not count."""
+    return " ".join(name.split()).casefold()
+
+
+def _tune(row: Row) -> TuneRecord:
+    return TuneRecord(
+        id=int(row["id"]),
+        title=str(row["title"]),
+        owner_id=int(row["owner_id"]),
+        guild_id=int(row["guild_id"]),
+        channel_id=int(row["channel_id"]),
+        name=str(row["name"]),
+        subject_class=str(row["subject_class"]),
+        profile=str(row["profile"]),
+        branch=str(row["branch"]),
+        state=TuneState(row["state"]),
+        astria_id=row["astria_id"],
+        photo_paths=tuple(json.loads(row["photo_paths"])),
+        eta=opt_from_ms(row["eta_ms"]),
+        trained_at=opt_from_ms(row["trained_at_ms"]),
+        expires_at=opt_from_ms(row["expires_at_ms"]),
+        status_channel_id=row["status_channel_id"],
+        status_message_id=row["status_message_id"],
+        shared=bool(row["shared"]),
+        error=row["error"],
+        created_at=from_ms(int(row["created_at_ms"])),
+        updated_at=from_ms(int(row["updated_at_ms"])),
+    )
+
+
+def states_filter(states: Collection[str] | None) -> str | None:
+    """States as ",a,b," for a static `instr` test in SQL (None: every state)."""
+    return None if states is None else "," + ",".join(states) + ","
+
+
+class Tunes:
+    def __init__(self, db: Database, ledger: Ledger, clock: Clock) -> None:
+        self._db = db
+        self._ledger = ledger
+        self._clock = clock
+
+    async def create(
+        self,
+        *,
+        owner_id: int,
+        guild_id: int,
+        channel_id: int,
+        name: str,
+        subject_class: str,
+        profile: str,
+        branch: str,
+        photo_paths: Sequence[str],
+        price_mc: int,
+    ) -> TuneRecord | Refusal:
+        """A queued tune with a fresh UUID title and its reservation, in one transaction:
+        both exist before Astria is called, or neither does (a refusal writes nothing)."""
+        clean = " ".join(name.split())
+        if not clean:
+            raise ValueError("a tune needs a name")
+        now_ms = to_ms(self._clock())
+        try:
+            async with self._db.write() as tx:
+                taken = await tx.fetchone(
+                    "SELECT 1 FROM tunes WHERE owner_id = ? AND name_key = ?"
+                    " AND state NOT IN ('failed', 'cancelled', 'deleted', 'expired')",
+                    (owner_id, name_key(clean)),
+                )
+                if taken is not None:
+                    raise NameTaken(clean)
+                tune_id = await tx.insert(
+                    "INSERT INTO tunes (title, owner_id, guild_id, channel_id, name, name_key,"
+                    " subject_class, profile, branch, photo_paths, created_at_ms, updated_at_ms)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        str(uuid.uuid4()),
+                        owner_id,
+                        guild_id,
+                        channel_id,
+                        clean,
+                        name_key(clean),
+                        subject_class,
+                        profile,
+                        branch,
+                        json.dumps(list(photo_paths)),
+                        now_ms,
+                        now_ms,
+                    ),
+                )
+                await self._ledger._reserve_or_roll_back(
+                    tx, guild_id, owner_id, JobRef(JobKind.TUNE, tune_id), price_mc
+                )
+                row = await tx.fetchone("SELECT * FROM tunes WHERE id = ?", (tune_id,))
+        except Refused as refused:
+            return refused.refusal
+        assert row is not None
+        return _tune(row)
+
+    # --- member-facing reads: always scoped to the owner or to a guild's shares ---------
+
+    async def get_owned(self, owner_id: int, tune_id: int) -> TuneRecord | None:
+        """The tune if `owner_id` owns it, else None (another member's tune is not found)."""
+        row = await self._db.fetchone(
+            "SELECT * FROM tunes WHERE id = ? AND owner_id = ?", (tune_id, owner_id)
+        )
+        return None if row is None else _tune(row)
+
+    async def get_usable(self, user_id: int, guild_id: int, tune_id: int) -> TuneRecord | None:
+        """The tune if `user_id` owns it or an admin shared it with `guild_id`."""
+        row = await self._db.fetchone(
+            "SELECT * FROM tunes WHERE id = ? AND (owner_id = ? OR (shared = 1 AND guild_id = ?))",
+            (tune_id, user_id, guild_id),
+        )
+        return None if row is None else _tune(row)
+
+    async def by_name(self, owner_id: int, name: str) -> TuneRecord | None:
+        """The owner's live tune with this name (case and spacing do not count)."""
+        row = await self._db.fetchone(
+            "SELECT * FROM tunes WHERE owner_id = ? AND name_key = ?"
+            " AND state NOT IN ('failed', 'cancelled', 'deleted', 'expired')",
+            (owner_id, name_key(name)),
+        )
+        return None if row is None else _tune(row)
+
+    async def list_for(
+        self,
+        owner_id: int,
+        *,
+        guild_id: int | None = None,
+        states: Collection[TuneState] | None = None,
+    ) -> list[TuneRecord]:
+        """The owner's own tunes (made in `guild_id` only, when given), oldest first."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM tunes WHERE owner_id = :owner"
+            " AND (:guild IS NULL OR guild_id = :guild)"
+            " AND (:states IS NULL OR instr(:states, ',' || state || ',') > 0) ORDER BY id",
+            {"owner": owner_id, "guild": guild_id, "states": states_filter(states)},
+        )
+        return [_tune(r) for r in rows]
+
+    async def list_usable(
+        self, user_id: int, guild_id: int, *, states: Collection[TuneState] | None = None
+    ) -> list[TuneRecord]:
+        """What `user_id` may prompt with in `guild_id`: their own tunes and the ones an
+        admin shared with this guild (the same rule as `get_usable`), oldest first."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM tunes WHERE (owner_id = :user OR (shared = 1 AND guild_id = :guild))"
+            " AND (:states IS NULL OR instr(:states, ',' || state || ',') > 0) ORDER BY id",
+            {"user": user_id, "guild": guild_id, "states": states_filter(states)},
+        )
+        return [_tune(r) for r in rows]
+
+    # --- reads for the tracker and for admins -------------------------------------------
+
+    async def get(self, tune_id: int) -> TuneRecord | None:
+        """Any tune by id: for the tracker and admins, never for a member's own view."""
+        row = await self._db.fetchone("SELECT * FROM tunes WHERE id = ?", (tune_id,))
+        return None if row is None else _tune(row)
+
+    async def get_in_guild(self, guild_id: int, tune_id: int) -> TuneRecord | None:
+        """A tune made in `guild_id` (admins act on their own server's tunes only)."""
+        row = await self._db.fetchone(
+            "SELECT * FROM tunes WHERE id = ? AND guild_id = ?", (tune_id, guild_id)
+        )
+        return None if row is None else _tune(row)
+
+    async def by_astria_id(self, astria_id: int) -> TuneRecord | None:
+        row = await self._db.fetchone("SELECT * FROM tunes WHERE astria_id = ?", (astria_id,))
+        return None if row is None else _tune(row)
+
+    async def by_title(self, title: str) -> TuneRecord | None:
+        row = await self._db.fetchone("SELECT * FROM tunes WHERE title = ?", (title,))
+        return None if row is None else _tune(row)
+
+    async def unfinished(self) -> list[TuneRecord]:
+        """Tunes the tracker owns after a restart, in the order they were accepted."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM tunes WHERE state IN ('queued', 'submitting', 'training', 'stuck')"
+            " ORDER BY id"
+        )
+        return [_tune(r) for r in rows]
+
+    # --- updates ------------------------------------------------------------------------
+
+    async def set_state(
+        self, tune_id: int, state: TuneState, *, error: str | None = None
+    ) -> TuneRecord:
+        """Move the tune to `state` if that is an allowed step; asking for the state it is
+        already in changes nothing (a repeat after a crash is harmless)."""
+        async with self._db.write() as tx:
+            current = await self._current(tx, tune_id)
+            if current.state != state:
+                if state not in TUNE_TRANSITIONS[current.state]:
+                    raise InvalidTransition(f"tune {tune_id}", current.state, state)
+                await tx.execute(
+                    "UPDATE tunes SET state = ?, error = COALESCE(?, error), updated_at_ms = ?"
+                    " WHERE id = ?",
+                    (state, error, self._now_ms(), tune_id),
+                )
+            return await self._current(tx, tune_id)
+
+    async def set_astria_id(self, tune_id: int, astria_id: int) -> TuneRecord:
+        """Record the Astria tune; a tune never changes its Astria id once it has one."""
+        async with self._db.write() as tx:
+            current = await self._current(tx, tune_id)
+            if current.astria_id is not None and current.astria_id != astria_id:
+                raise StoreError(
+                    f"tune {tune_id} is already Astria tune {current.astria_id}, not {astria_id}"
+                )
+            await tx.execute(
+                "UPDATE tunes SET astria_id = ?, updated_at_ms = ? WHERE id = ?",
+                (astria_id, self._now_ms(), tune_id),
+            )
+            return await self._current(tx, tune_id)
+
+    async def set_progress(
+        self,
+        tune_id: int,
+        *,
+        eta: datetime | None = None,
+        trained_at: datetime | None = None,
+        expires_at: datetime | None = None,
+    ) -> TuneRecord:
+        """Record Astria's times; a None leaves what is stored."""
+        return await self._update(
+            tune_id,
+            "eta_ms = COALESCE(?, eta_ms), trained_at_ms = COALESCE(?, trained_at_ms),"
+            " expires_at_ms = COALESCE(?, expires_at_ms)",
+            (opt_to_ms(eta), opt_to_ms(trained_at), opt_to_ms(expires_at)),
+        )
+
+    async def set_status_message(
+        self, tune_id: int, channel_id: int, message_id: int
+    ) -> TuneRecord:
+        return await self._update(
+            tune_id, "status_channel_id = ?, status_message_id = ?", (channel_id, message_id)
+        )
+
+    async def set_shared(self, tune_id: int, shared: bool) -> TuneRecord:
+        """Share the tune with the guild it was made in (an admin's decision)."""
+        return await self._update(tune_id, "shared = ?", (int(shared),))
+
+    async def clear_photos(self, tune_id: int) -> tuple[str, ...]:
+        """Forget the photos' paths and return them, for the caller to delete the files
+        (Astria has confirmed the tune, or it failed)."""
+        async with self._db.write() as tx:
+            current = await self._current(tx, tune_id)
+            await tx.execute(
+                "UPDATE tunes SET photo_paths = '[]', updated_at_ms = ? WHERE id = ?",
+                (self._now_ms(), tune_id),
+            )
+        return current.photo_paths
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _now_ms(self) -> int:
+        return to_ms(self._clock())
+
+    async def _update(
+        self, tune_id: int, assignments: str, params: tuple[object, ...]
+    ) -> TuneRecord:
+        async with self._db.write() as tx:
+            await self._current(tx, tune_id)
+            await tx.execute(
+                # Only placeholders vary: `assignments` is one of this module's literals.
+                f"UPDATE tunes SET {assignments}, updated_at_ms = ? WHERE id = ?",  # noqa: S608
+                (*params, self._now_ms(), tune_id),
+            )
+            return await self._current(tx, tune_id)
+
+    async def _current(self, tx: Transaction, tune_id: int) -> TuneRecord:
+        row = await tx.fetchone("SELECT * FROM tunes WHERE id = ?", (tune_id,))
+        if row is None:
+            raise NotFound(f"no tune {tune_id}")
+        return _tune(row)

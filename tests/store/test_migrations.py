@@ -1,0 +1,166 @@
+"""Opening the database: folders, WAL, migrations by user_version, refusing a newer schema."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bot.store import MigrationFailed, SchemaTooNew, Store, StoreError
+from bot.store.db import Database, Migration, bundled_migrations
+from tests.store.helpers import job, make_settings, open_store
+
+LATEST = bundled_migrations()[-1].version
+
+
+def pragma(path: Path, name: str) -> object:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(f"PRAGMA {name}").fetchone()[0]
+
+
+async def test_opening_creates_folder_and_schema_in_wal_mode(tmp_path: Path):
+    path = tmp_path / "nested" / "data" / "bot.sqlite3"
+    store = await open_store(path)
+    await store.close()
+    assert path.exists()
+    assert store.schema_version == LATEST
+    assert pragma(path, "user_version") == LATEST
+    assert pragma(path, "journal_mode") == "wal"
+
+
+async def test_reopening_migrates_nothing_and_keeps_the_data(tmp_path: Path):
+    path = tmp_path / "bot.sqlite3"
+    store = await open_store(path)
+    kept = await store.ledger.reserve(guild_id=1, user_id=2, job=job(1), amount_mc=5)
+    await store.close()
+    for _ in range(2):
+        store = await open_store(path, balance_mc=None)
+        assert store.schema_version == LATEST
+        assert [e.id for e in await store.ledger.entries()] == [kept.id]  # type: ignore[union-attr]
+        await store.close()
+
+
+async def test_a_database_from_a_newer_bot_refuses_to_start(tmp_path: Path):
+    path = tmp_path / "bot.sqlite3"
+    await (await open_store(path)).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {LATEST + 6}")
+    with pytest.raises(SchemaTooNew) as refused:
+        await Store.open(path, settings=make_settings())
+    message = str(refused.value)
+    assert f"schema {LATEST + 6}, this version knows {LATEST}" in message
+    assert "upgrade the bot or restore a backup" in message
+    assert pragma(path, "user_version") == LATEST + 6  # untouched
+
+
+async def test_a_later_migration_upgrades_an_existing_database(tmp_path: Path):
+    path = tmp_path / "bot.sqlite3"
+    first = bundled_migrations()
+    extra = Migration(LATEST + 1, "notes", "CREATE TABLE notes (id INTEGER PRIMARY KEY, t TEXT);")
+    await (await Store.open(path, settings=make_settings(), migrations=first)).close()
+    store = await Store.open(path, settings=make_settings(), migrations=(*first, extra))
+    assert store.schema_version == LATEST + 1
+    await store.close()
+    assert pragma(path, "user_version") == LATEST + 1
+
+
+async def test_a_failing_migration_leaves_the_previous_schema_whole(tmp_path: Path):
+    path = tmp_path / "bot.sqlite3"
+    broken = Migration(
+        LATEST + 1,
+        "broken",
+        "CREATE TABLE half_done (id INTEGER);\nINSERT INTO no_such_table VALUES (1);",
+    )
+    with pytest.raises(MigrationFailed, match=f"still at schema {LATEST}"):
+        await Store.open(path, settings=make_settings(), migrations=(*bundled_migrations(), broken))
+    assert pragma(path, "user_version") == LATEST
+    with sqlite3.connect(path) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    assert "half_done" not in tables and "ledger" in tables
+
+
+async def test_two_openers_of_a_new_file_migrate_it_once(tmp_path: Path):
+    path = tmp_path / "bot.sqlite3"
+    stores = await asyncio.gather(*(Store.open(path, settings=make_settings()) for _ in range(3)))
+    assert {s.schema_version for s in stores} == {LATEST}
+    for store in stores:
+        await store.close()
+
+
+def test_migrations_must_be_numbered_without_gaps():
+    with pytest.raises(StoreError, match="numbered"):
+        asyncio.run(
+            Database.open(":memory:", migrations=(Migration(1, "a", ""), Migration(3, "c", "")))
+        )
+
+
+def test_trigger_bodies_stay_whole_when_a_script_is_cut_into_statements():
+    (migration,) = bundled_migrations()[:1]
+    statements = migration.statements()
+    triggers = [s for s in statements if s.upper().lstrip().startswith("CREATE TRIGGER")]
+    assert triggers and all(s.rstrip().upper().endswith("END;") for s in triggers)
+    assert all(sqlite3.complete_statement(s) for s in statements)
+
+
+async def test_the_ledger_refuses_updates_and_deletes(tmp_path: Path):
+    path = tmp_path / "bot.sqlite3"
+    store = await open_store(path)
+    await store.ledger.reserve(guild_id=1, user_id=2, job=job(1), amount_mc=5)
+    await store.close()
+    with sqlite3.connect(path) as conn:
+        for statement in ("UPDATE ledger SET amount_mc = 0", "DELETE FROM ledger"):
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                conn.execute(statement)
+
+
+async def test_a_write_inside_a_write_is_an_error_not_a_deadlock(tmp_path: Path):
+    db = await Database.open(tmp_path / "bot.sqlite3")
+    try:
+        async with db.write():
+            with pytest.raises(StoreError, match="inside another"):
+                async with db.write():
+                    pass
+    finally:
+        await db.close()
+
+
+BAN = "INSERT INTO guild_bans (guild_id, user_id, banned_at_ms) VALUES (1, 2, 0)"
+
+
+async def test_an_error_inside_a_transaction_rolls_all_of_it_back(tmp_path: Path):
+    db = await Database.open(tmp_path / "bot.sqlite3")
+    try:
+        with pytest.raises(RuntimeError):
+            async with db.write() as tx:
+                await tx.execute(BAN)
+                raise RuntimeError("boom")
+        assert await db.fetchall("SELECT * FROM guild_bans") == []
+        async with db.write() as tx:  # the connection is usable again
+            await tx.execute(BAN)
+        assert len(await db.fetchall("SELECT * FROM guild_bans")) == 1
+    finally:
+        await db.close()
+
+
+async def test_a_cancelled_transaction_rolls_back_and_frees_the_writer(tmp_path: Path):
+    db = await Database.open(tmp_path / "bot.sqlite3")
+    inside = asyncio.Event()
+
+    async def interrupted() -> None:
+        async with db.write() as tx:
+            await tx.execute(BAN)
+            inside.set()
+            await asyncio.Event().wait()  # until cancelled
+
+    try:
+        task = asyncio.create_task(interrupted())
+        await inside.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with db.write() as tx:
+            assert await tx.fetchall("SELECT * FROM guild_bans") == []
+    finally:
+        await db.close()

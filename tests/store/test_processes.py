@@ -1,0 +1,148 @@
+"""Several OS processes on one database file: reservations that never overspend between
+them, and a writer killed with SIGKILL mid-write leaving a database that opens and adds up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import signal
+import sys
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bot.credits import month_bounds
+from bot.store import LedgerKind, Store
+from tests.store.helpers import RICH_MC, TUNE_MC, make_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+WAIT = 60.0  # seconds: a bound on a stuck child, never a speed expectation
+
+
+async def spawn(*args: object) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.store.worker",
+        *(str(a) for a in args),
+        cwd=ROOT,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def read_line(proc: asyncio.subprocess.Process) -> str:
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), WAIT)
+    if not line:
+        assert proc.stderr is not None
+        error = await proc.stderr.read()
+        raise AssertionError(f"worker ended early: {error.decode()[-2000:]}")
+    return line.decode().strip()
+
+
+async def prepare(path: Path, balance_mc: int = RICH_MC) -> None:
+    store = await Store.open(path, settings=make_settings())
+    try:
+        await store.account.record_balance(balance_mc)
+    finally:
+        await store.close()
+
+
+async def test_two_processes_reserving_at_once_fit_a_budget_of_10_exactly(tmp_path: Path):
+    path = tmp_path / "bot.sqlite3"
+    await prepare(path)
+    budget = json.dumps({"guild_monthly_budget_mc": 10 * TUNE_MC})
+    workers = [await spawn("reserve", path, index, 100, budget) for index in (1, 2)]
+    try:
+        for proc in workers:
+            assert await read_line(proc) == "ready"
+        for proc in workers:  # both start their 100 reservations together
+            assert proc.stdin is not None
+            proc.stdin.write(b"go\n")
+            await proc.stdin.drain()
+        reports: list[dict[str, Any]] = [json.loads(await read_line(p)) for p in workers]
+        for proc in workers:
+            assert await asyncio.wait_for(proc.wait(), WAIT) == 0
+    finally:
+        for proc in workers:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    reported = [rid for report in reports for rid in report["reserved"]]
+    assert len(reported) == 10
+    assert sum(report["refused"] for report in reports) == 190
+    store = await Store.open(path, settings=make_settings())
+    try:
+        rows = [e.id for e in await store.ledger.entries() if e.kind is LedgerKind.RESERVE]
+        assert sorted(reported) == rows  # what the callers saw is what the ledger holds
+        assert await store.ledger.audit() == []
+    finally:
+        await store.close()
+
+
+async def test_a_writer_killed_mid_write_leaves_a_consistent_ledger(tmp_path: Path):
+    path = tmp_path / "bot.sqlite3"
+    await prepare(path)
+    rng = random.Random(20250314)
+    limits = json.dumps({})
+    acknowledged: list[dict[str, Any]] = []
+    for run in range(1, 6):  # five kills on the same file, each recovering the last
+        proc = await spawn("churn", path, run, limits)
+        try:
+            assert await read_line(proc) == "ready"
+            for _ in range(rng.randint(5, 60)):
+                acknowledged.append(json.loads(await read_line(proc)))
+            await asyncio.sleep(rng.uniform(0, 0.02))  # so the kill lands anywhere in a write
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            assert await asyncio.wait_for(proc.wait(), WAIT) == -signal.SIGKILL
+        # Lines already in the pipe were written after their commit returned: they count too.
+        assert proc.stdout is not None
+        for line in (await proc.stdout.read()).decode().splitlines():
+            if line.strip():
+                acknowledged.append(json.loads(line))
+        await check_consistent(path, acknowledged)
+    counts = Counter(a["op"] for a in acknowledged)
+    print(f"\nkill -9 runs: 5, acknowledged writes: {dict(counts)}")
+
+
+async def check_consistent(path: Path, acknowledged: list[dict[str, Any]]) -> None:
+    store = await Store.open(path, settings=make_settings())
+    try:
+        assert await store.integrity_problems() == []
+        assert await store.ledger.audit() == []
+        entries = await store.ledger.entries()
+        by_id = {e.id: e for e in entries}
+        closes = [e for e in entries if e.kind in (LedgerKind.SETTLE, LedgerKind.RELEASE)]
+        for close in closes:  # every settle or release closes a reserve of its own job
+            reserve = by_id[close.reserve_id]  # type: ignore[index]
+            assert reserve.kind is LedgerKind.RESERVE and reserve.job == close.job
+        closed = Counter(c.reserve_id for c in closes)
+        assert max(closed.values(), default=1) == 1  # no job settled twice
+        open_ids = {r.id for r in await store.ledger.open_reservations()}
+        reserves = {e.id for e in entries if e.kind is LedgerKind.RESERVE}
+        assert open_ids == reserves - set(closed)
+        # Every write the worker saw committed survived the kill.
+        for ack in acknowledged:
+            if "id" in ack:
+                assert ack["id"] in by_id, ack
+            else:
+                assert any(str(c.job) == ack["job"] for c in closes), ack
+        # The sums the budgets read equal the entries summed by hand (this month's: the
+        # workers ran on the real clock).
+        now = datetime.now(UTC)
+        start, end = month_bounds(now, UTC)
+        month = [e for e in entries if start <= e.period_at < end]
+        for user in {e.user_id for e in month if e.user_id is not None}:
+            budget = await store.ledger.budget(1, user, at=now)
+            mine = [e for e in month if e.user_id == user]
+            spent = sum(e.amount_mc for e in mine if e.kind is not LedgerKind.GRANT)
+            granted = sum(e.amount_mc for e in mine if e.kind is LedgerKind.GRANT)
+            assert budget.user_month.used_mc == spent
+            assert budget.user_month.allowance_mc == RICH_MC + granted
+    finally:
+        await store.close()

@@ -1,0 +1,107 @@
+"""A separate OS process writing to a shared database, for the multi-process and kill -9 tests.
+
+python -m tests.store.worker reserve DB INDEX COUNT SETTINGS_JSON
+    opens DB, prints "ready", waits for a line on stdin, runs COUNT concurrent
+    reservations, prints one JSON line: {"reserved": [ids], "refused": n}
+python -m tests.store.worker churn DB SEED SETTINGS_JSON
+    prints "ready", then writes reserve/settle/release/grant/adjust entries until killed,
+    printing one JSON line per committed write (after the commit returned)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sys
+from typing import Any
+
+from bot.store import JobKind, JobRef, Refusal, Reservation, Store
+from tests.store.helpers import TUNE_MC, make_settings
+
+GUILD = 1
+
+
+def say(message: dict[str, Any] | str) -> None:
+    text = message if isinstance(message, str) else json.dumps(message)
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+async def reserve(path: str, index: int, count: int, settings: dict[str, Any]) -> None:
+    store = await Store.open(path, settings=make_settings(**settings))
+    try:
+        say("ready")
+        await asyncio.to_thread(sys.stdin.readline)  # start with the other process
+
+        async def one(i: int) -> Reservation | Refusal:
+            number = index * 1_000_000 + i
+            return await store.ledger.reserve(
+                guild_id=GUILD,
+                user_id=number,
+                job=JobRef(JobKind.PROMPT, number),
+                amount_mc=TUNE_MC,
+            )
+
+        outcomes = await asyncio.gather(*(one(i) for i in range(count)))
+        say(
+            {
+                "reserved": [o.id for o in outcomes if isinstance(o, Reservation)],
+                "refused": sum(isinstance(o, Refusal) for o in outcomes),
+            }
+        )
+    finally:
+        await store.close()
+
+
+async def churn(path: str, seed: int, settings: dict[str, Any]) -> None:
+    rng = random.Random(seed)
+    store = await Store.open(path, settings=make_settings(**settings))
+    say("ready")
+    open_jobs: list[JobRef] = []
+    # Job numbers unique across runs on the same file: the seed picks the block.
+    number = seed * 10_000_000
+    while True:  # until SIGKILL: closing the store is exactly what this test must not need
+        roll = rng.random()
+        user = rng.randint(1, 5)
+        if roll < 0.45 or not open_jobs:
+            number += 1
+            job = JobRef(JobKind.PROMPT, number)
+            outcome = await store.ledger.reserve(
+                guild_id=GUILD, user_id=user, job=job, amount_mc=rng.randint(0, 5) * 1_000
+            )
+            if isinstance(outcome, Reservation):
+                open_jobs.append(job)
+                say({"op": "reserve", "id": outcome.id, "job": str(job)})
+        elif roll < 0.70:
+            job = open_jobs.pop(rng.randrange(len(open_jobs)))
+            settled = await store.ledger.settle(job, rng.randint(0, 6) * 1_000)
+            say({"op": "settle", "job": str(job), "applied": settled.applied})
+        elif roll < 0.85:
+            job = open_jobs.pop(rng.randrange(len(open_jobs)))
+            released = await store.ledger.release(job)
+            say({"op": "release", "job": str(job), "applied": released.applied})
+        elif roll < 0.93:
+            entry = await store.ledger.grant(
+                guild_id=GUILD, user_id=user, amount_mc=1_000, actor_id=99, note="churn"
+            )
+            say({"op": "grant", "id": entry.id})
+        else:
+            entry = await store.ledger.adjust(
+                guild_id=GUILD, user_id=user, amount_mc=-500, actor_id=99, note="churn"
+            )
+            say({"op": "adjust", "id": entry.id})
+
+
+def main(argv: list[str]) -> None:
+    mode, path = argv[0], argv[1]
+    if mode == "reserve":
+        asyncio.run(reserve(path, int(argv[2]), int(argv[3]), json.loads(argv[4])))
+    elif mode == "churn":
+        asyncio.run(churn(path, int(argv[2]), json.loads(argv[3])))
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
