@@ -126,6 +126,18 @@ class Settings(BaseSettings):
     poll_tune_min_seconds: float = Field(default=30.0, gt=0)
     poll_prompt_min_seconds: float = Field(default=5.0, gt=0)
     poll_max_seconds: float = Field(default=600.0, gt=0)
+    astria_requests_per_second: float = Field(default=5.0, gt=0)
+    tune_stuck_after_seconds: float = Field(default=3600.0, gt=0)
+    prompt_stuck_after_seconds: float = Field(default=900.0, gt=0)
+    stuck_poll_seconds: float = Field(default=1800.0, gt=0)
+    balance_refresh_seconds: float = Field(default=300.0, gt=0)
+
+    # The local queue in front of Astria.
+    max_training_per_member: int = Field(default=1, ge=1)
+    max_generating_per_member: int = Field(default=4, ge=1)
+    max_jobs_in_flight: int = Field(default=50, ge=1)
+    max_concurrent_creates: int = Field(default=4, ge=1)
+    expiry_reminder_days: int = Field(default=3, ge=0, le=29)
 
     # Callbacks (optional: without a public URL the bot polls).
     public_callback_url: str | None = None

@@ -98,6 +98,7 @@ class AstriaClient:
         sleep: Sleep = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        before_request: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._session = session
         self._key = api_key
@@ -108,6 +109,8 @@ class AstriaClient:
         self._monotonic = monotonic
         self._wall = wall_clock
         self._paused_until = 0.0  # shared back-off after a 429, for every request
+        self._before_request = before_request  # e.g. a global rate limiter's acquire
+        self.requests_sent = 0
 
     @classmethod
     def from_settings(cls, settings: Settings, session: aiohttp.ClientSession) -> AstriaClient:
@@ -137,8 +140,15 @@ class AstriaClient:
 
     # ------------------------------------------------------------------ tunes
 
-    async def create_tune(self, request: TuneRequest, *, exclude_ids: Collection[int] = ()) -> Tune:
-        """Create a tune exactly once, whatever fails on the way (see the module docstring)."""
+    async def create_tune(
+        self,
+        request: TuneRequest,
+        *,
+        exclude_ids: Collection[int] = (),
+        maybe_created: bool = False,
+    ) -> Tune:
+        """Create a tune exactly once, whatever fails on the way (see the module docstring).
+        `maybe_created`: an earlier attempt (before a restart) may have reached Astria."""
         if request.images:
 
             async def send() -> Any:
@@ -158,7 +168,11 @@ class AstriaClient:
             return await self.find_tune(request.title, since=since, exclude_ids=exclude_ids)
 
         return await self._create(
-            "POST /tunes", send, lambda b: _parse(Tune, unwrap(b, "tune"), "POST /tunes"), lookup
+            "POST /tunes",
+            send,
+            lambda b: _parse(Tune, unwrap(b, "tune"), "POST /tunes"),
+            lookup,
+            maybe_created=maybe_created,
         )
 
     async def get_tune(self, tune_id: int) -> Tune:
@@ -205,7 +219,12 @@ class AstriaClient:
     # ------------------------------------------------------------------ prompts
 
     async def create_prompt(
-        self, tune_id: int, request: PromptRequest, *, exclude_ids: Collection[int] = ()
+        self,
+        tune_id: int,
+        request: PromptRequest,
+        *,
+        exclude_ids: Collection[int] = (),
+        maybe_created: bool = False,
     ) -> Prompt:
         """Create a prompt on `tune_id` exactly once (see the module docstring)."""
         path = f"/tunes/{tune_id}/prompts"
@@ -222,7 +241,11 @@ class AstriaClient:
             )
 
         return await self._create(
-            f"POST {path}", send, lambda b: _parse(Prompt, unwrap(b, "prompt"), path), lookup
+            f"POST {path}",
+            send,
+            lambda b: _parse(Prompt, unwrap(b, "prompt"), path),
+            lookup,
+            maybe_created=maybe_created,
         )
 
     async def get_prompt(self, prompt_id: int, *, tune_id: int | None = None) -> Prompt:
@@ -325,6 +348,9 @@ class AstriaClient:
         pause = self._paused_until - self._monotonic()
         if pause > 0:
             await self._sleep(pause)
+        if self._before_request is not None:
+            await self._before_request()
+        self.requests_sent += 1
         headers = {
             "Authorization": f"Bearer {self._key.get_secret_value()}",
             "Accept": "application/json",
@@ -405,7 +431,17 @@ class AstriaClient:
         send: Callable[[], Awaitable[Any]],
         parse: Callable[[Any], T],
         lookup: Callable[[], Awaitable[T | None]],
+        *,
+        maybe_created: bool = False,
     ) -> T:
+        if maybe_created and not self.idempotency:
+            # A create from before a restart may exist: two lookups before any post. With
+            # idempotency on, posting the same request again is the lookup.
+            found = await self._look_up_twice(
+                what, AstriaConnectionLost(f"{what}: earlier attempt"), lookup, 0.0
+            )
+            if found is not None:
+                return found
         attempt = 0
         while True:
             attempt += 1
@@ -455,7 +491,7 @@ class AstriaClient:
         """Look for a create that may have happened; None only after two empty lookups.
         If a lookup itself fails we cannot know, so the original ambiguous error stands."""
         for round_ in (1, 2):
-            await self._sleep(wait if round_ == 1 else self.policy.lookup_wait)
+            await self._pause(wait if round_ == 1 else self.policy.lookup_wait)
             try:
                 found = await lookup()
             except AstriaError as exc:
