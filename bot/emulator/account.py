@@ -111,6 +111,7 @@ class Prompt:
     origin: Literal["ours", "foreign"]
     fails: bool  # its text asked for a failure (FAIL_MARKER)
     stalled: bool = False
+    resumed_at: float | None = None  # a stalled prompt that Astria finished late
     failed_at: float | None = None
     user_error: str | None = None
     deleted: bool = False
@@ -186,7 +187,7 @@ class Account:
         tune_finish = self.tunes[prompt.tune_id].finish_at
         if prompt.stalled or tune_finish is None:
             return None
-        return max(prompt.created_at, tune_finish)
+        return max(prompt.created_at, tune_finish, prompt.resumed_at or 0.0)
 
     def prompt_finish(self, prompt: Prompt) -> float | None:
         start = self.prompt_start(prompt)
@@ -499,6 +500,19 @@ class Account:
         if self.prompt_state(prompt, now) != "pending":
             raise ValueError(f"prompt {prompt.id} has already finished")
         prompt.stalled = True
+
+    def resume_tune(self, tune: Tune, now: float) -> None:
+        """A stalled tune finishes after all, a training time from now."""
+        if tune.finish_at is not None:
+            raise ValueError(f"tune {tune.id} is not stalled")
+        tune.finish_at = ms(now + self._jittered(self.config.train_seconds))
+
+    def resume_prompt(self, prompt: Prompt, now: float) -> None:
+        """A stalled prompt finishes after all, its duration from now."""
+        if not prompt.stalled:
+            raise ValueError(f"prompt {prompt.id} is not stalled")
+        prompt.stalled = False
+        prompt.resumed_at = now
 
     def due_callbacks(self, now: float, base: str) -> list[Callback]:
         """Callbacks that have come due since the last call, oldest first; each only once."""

@@ -252,6 +252,20 @@ class Emulator:
                 raise KeyError(f"no prompt {object_id}")
             self.account.stall_prompt(prompt, now)
 
+    def resume(self, kind: Literal["tune", "prompt"], object_id: int) -> None:
+        """A stalled tune or prompt finishes after all (a stuck job Astria completes late)."""
+        now = self._now()
+        if kind == "tune":
+            tune = self.account.tune(object_id, now)
+            if tune is None:
+                raise KeyError(f"no tune {object_id}")
+            self.account.resume_tune(tune, now)
+        else:
+            prompt = self.account.prompt(object_id, now)
+            if prompt is None:
+                raise KeyError(f"no prompt {object_id}")
+            self.account.resume_prompt(prompt, now)
+
     # -- HTTP plumbing --------------------------------------------------------------------
 
     def _now(self) -> float:
