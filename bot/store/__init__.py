@@ -22,6 +22,7 @@ from bot.store.errors import (
     StoreError,
     TuneUnavailable,
 )
+from bot.store.events import Events, RecordedEvent
 from bot.store.guilds import Guilds, GuildSettings
 from bot.store.ledger import (
     Closing,
@@ -44,6 +45,7 @@ __all__ = [
     "BudgetLimit",
     "BudgetSnapshot",
     "Closing",
+    "Events",
     "GuildSettings",
     "Guilds",
     "IntegrityViolation",
@@ -59,6 +61,7 @@ __all__ = [
     "PromptRecord",
     "PromptState",
     "Prompts",
+    "RecordedEvent",
     "Refusal",
     "Reservation",
     "SchemaTooNew",
@@ -85,6 +88,7 @@ class Store:
         self.tunes = Tunes(db, self.ledger, clock)
         self.prompts = Prompts(db, self.ledger, clock)
         self.account = Account(db, clock)
+        self.events = Events(db, clock)
 
     @classmethod
     async def open(

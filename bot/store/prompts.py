@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from bot.credits import Refusal
-from bot.store.db import Clock, Database, Row, Transaction, from_ms, to_ms
+from bot.store.db import Clock, Database, Row, Transaction, from_ms, opt_from_ms, to_ms
 from bot.store.errors import InvalidTransition, NotFound, StoreError, TuneUnavailable
 from bot.store.ledger import JobKind, JobRef, Ledger, Refused
 from bot.store.tunes import GONE_TUNES, TuneState, states_filter
@@ -93,6 +93,7 @@ class PromptRecord:
     error: str | None
     created_at: datetime
     updated_at: datetime
+    submitted_at: datetime | None = None  # when it was handed to Astria
 
     @property
     def job(self) -> JobRef:
@@ -123,6 +124,7 @@ def _prompt(row: Row) -> PromptRecord:
         error=row["error"],
         created_at=from_ms(int(row["created_at_ms"])),
         updated_at=from_ms(int(row["updated_at_ms"])),
+        submitted_at=opt_from_ms(row["submitted_at_ms"]),
     )
 
 
@@ -237,6 +239,18 @@ class Prompts:
         )
         return [_prompt(r) for r in rows]
 
+    async def claimed_astria_ids(
+        self, final_text: str, seed: int, *, except_id: int
+    ) -> frozenset[int]:
+        """Astria prompts that other jobs with the same text and seed already own: a lookup
+        after a lost create must never adopt one of them."""
+        rows = await self._db.fetchall(
+            "SELECT DISTINCT astria_id FROM prompts WHERE seed = ? AND final_text = ?"
+            " AND id <> ? AND astria_id IS NOT NULL",
+            (seed, final_text, except_id),
+        )
+        return frozenset(int(r["astria_id"]) for r in rows)
+
     async def unfinished(self) -> list[PromptRecord]:
         """Prompts the tracker owns after a restart, in the order they were accepted."""
         rows = await self._db.fetchall(
@@ -246,6 +260,29 @@ class Prompts:
         return [_prompt(r) for r in rows]
 
     # --- updates ------------------------------------------------------------------------
+
+    async def transition(
+        self, prompt_id: int, expected: PromptState, state: PromptState
+    ) -> PromptRecord | None:
+        """Move the prompt from `expected` to `state` only if it is still in `expected`
+        (compare and set): None when something else moved it first. Entering
+        `submitting` stamps the submission time."""
+        if state not in PROMPT_TRANSITIONS[expected]:
+            raise InvalidTransition(f"prompt {prompt_id}", expected, state)
+        async with self._db.write() as tx:
+            current_row = await tx.fetchone("SELECT state FROM prompts WHERE id = ?", (prompt_id,))
+            if current_row is None:
+                raise NotFound(f"no prompt {prompt_id}")
+            if current_row["state"] != expected:
+                return None
+            now_ms = self._now_ms()
+            submitted = now_ms if state == PromptState.SUBMITTING else None
+            await tx.execute(
+                "UPDATE prompts SET state = ?, updated_at_ms = ?,"
+                " submitted_at_ms = COALESCE(?, submitted_at_ms) WHERE id = ?",
+                (state, now_ms, submitted, prompt_id),
+            )
+            return await self._current(tx, prompt_id)
 
     async def set_state(
         self, prompt_id: int, state: PromptState, *, error: str | None = None

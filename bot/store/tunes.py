@@ -87,6 +87,7 @@ class TuneRecord:
     error: str | None
     created_at: datetime
     updated_at: datetime
+    submitted_at: datetime | None = None  # when it was handed to Astria
 
     @property
     def job(self) -> JobRef:
@@ -121,6 +122,7 @@ def _tune(row: Row) -> TuneRecord:
         error=row["error"],
         created_at=from_ms(int(row["created_at_ms"])),
         updated_at=from_ms(int(row["updated_at_ms"])),
+        submitted_at=opt_from_ms(row["submitted_at_ms"]),
     )
 
 
@@ -267,6 +269,15 @@ class Tunes:
         row = await self._db.fetchone("SELECT * FROM tunes WHERE title = ?", (title,))
         return None if row is None else _tune(row)
 
+    async def expiring(self, *, before: datetime) -> list[TuneRecord]:
+        """Ready tunes that Astria deletes before `before` (reminders and expiry)."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM tunes WHERE state = 'ready' AND expires_at_ms IS NOT NULL"
+            " AND expires_at_ms <= ? ORDER BY expires_at_ms",
+            (to_ms(before),),
+        )
+        return [_tune(r) for r in rows]
+
     async def unfinished(self) -> list[TuneRecord]:
         """Tunes the tracker owns after a restart, in the order they were accepted."""
         rows = await self._db.fetchall(
@@ -276,6 +287,29 @@ class Tunes:
         return [_tune(r) for r in rows]
 
     # --- updates ------------------------------------------------------------------------
+
+    async def transition(
+        self, tune_id: int, expected: TuneState, state: TuneState
+    ) -> TuneRecord | None:
+        """Move the tune from `expected` to `state` only if it is still in `expected`
+        (compare and set): None when something else moved it first. Entering
+        `submitting` stamps the submission time."""
+        if state not in TUNE_TRANSITIONS[expected]:
+            raise InvalidTransition(f"tune {tune_id}", expected, state)
+        async with self._db.write() as tx:
+            current_row = await tx.fetchone("SELECT state FROM tunes WHERE id = ?", (tune_id,))
+            if current_row is None:
+                raise NotFound(f"no tune {tune_id}")
+            if current_row["state"] != expected:
+                return None
+            now_ms = self._now_ms()
+            submitted = now_ms if state == TuneState.SUBMITTING else None
+            await tx.execute(
+                "UPDATE tunes SET state = ?, updated_at_ms = ?,"
+                " submitted_at_ms = COALESCE(?, submitted_at_ms) WHERE id = ?",
+                (state, now_ms, submitted, tune_id),
+            )
+            return await self._current(tx, tune_id)
 
     async def set_state(
         self, tune_id: int, state: TuneState, *, error: str | None = None

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -73,18 +72,6 @@ async def make_prompt(
     created = await store.prompts.create(**values)
     assert isinstance(created, PromptRecord)
     return created
-
-
-@pytest.fixture
-async def stores(tmp_path: Path) -> AsyncIterator[Stores]:
-    opened = Stores(tmp_path)
-    yield opened
-    await opened.close_all()
-
-
-@pytest.fixture
-async def store(stores: Stores) -> Store:
-    return await stores.open()
 
 
 # --- tunes -------------------------------------------------------------------------------

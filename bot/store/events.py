@@ -1,0 +1,80 @@
+"""The outbox of job events: each written once per key, reported, then marked reported."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bot.store.db import Clock, Database, Row, from_ms, opt_from_ms, to_ms
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    key: str
+    job: str
+    kind: str
+    payload: dict[str, Any]
+    created_at: datetime
+    reported_at: datetime | None
+    outcome: str | None
+
+
+def _event(row: Row) -> RecordedEvent:
+    return RecordedEvent(
+        key=str(row["key"]),
+        job=str(row["job"]),
+        kind=str(row["kind"]),
+        payload=json.loads(row["payload"]),
+        created_at=from_ms(int(row["created_at_ms"])),
+        reported_at=opt_from_ms(row["reported_at_ms"]),
+        outcome=row["outcome"],
+    )
+
+
+class Events:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def record(self, *, key: str, job: str, kind: str, payload: dict[str, Any]) -> bool:
+        """Write the event unless its key exists; True when it is new."""
+        async with self._db.write() as tx:
+            before = await tx.fetchone("SELECT 1 FROM job_events WHERE key = ?", (key,))
+            if before is not None:
+                return False
+            await tx.execute(
+                "INSERT INTO job_events (key, job, kind, payload, created_at_ms)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (key, job, kind, json.dumps(payload), to_ms(self._clock())),
+            )
+        return True
+
+    async def exists(self, key: str) -> bool:
+        return await self._db.fetchone("SELECT 1 FROM job_events WHERE key = ?", (key,)) is not None
+
+    async def pending(self) -> list[RecordedEvent]:
+        """Events not yet reported, oldest first."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM job_events WHERE reported_at_ms IS NULL ORDER BY created_at_ms, key"
+        )
+        return [_event(r) for r in rows]
+
+    async def mark_reported(self, key: str, outcome: str) -> None:
+        async with self._db.write() as tx:
+            await tx.execute(
+                "UPDATE job_events SET reported_at_ms = ?, outcome = ?"
+                " WHERE key = ? AND reported_at_ms IS NULL",
+                (to_ms(self._clock()), outcome, key),
+            )
+
+    async def for_job(self, job: str) -> list[RecordedEvent]:
+        rows = await self._db.fetchall(
+            "SELECT * FROM job_events WHERE job = ? ORDER BY created_at_ms, key", (job,)
+        )
+        return [_event(r) for r in rows]
+
+    async def all(self) -> list[RecordedEvent]:
+        rows = await self._db.fetchall("SELECT * FROM job_events ORDER BY created_at_ms, key")
+        return [_event(r) for r in rows]
