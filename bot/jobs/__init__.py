@@ -1,0 +1,23 @@
+"""Following jobs: the queue in front of Astria, the tracker, and the Delivery protocol it
+reports to. Knows no Discord."""
+
+from bot.jobs.callbacks import CallbackReceiver
+from bot.jobs.delivery import Delivery, EventKind, JobEvent, Outcome, Progress, event_key
+from bot.jobs.limiter import RequestLimiter
+from bot.jobs.schedule import PollPolicy
+from bot.jobs.tracker import PollReport, Tracker, TrackerConfig
+
+__all__ = [
+    "CallbackReceiver",
+    "Delivery",
+    "EventKind",
+    "JobEvent",
+    "Outcome",
+    "PollPolicy",
+    "PollReport",
+    "Progress",
+    "RequestLimiter",
+    "Tracker",
+    "TrackerConfig",
+    "event_key",
+]

@@ -1,0 +1,870 @@
+"""The tracker: owns every unfinished tune and prompt, from the store, until it ends.
+
+It submits queued jobs within the caps, follows what Astria has with an adaptive schedule
+and batched list requests, settles or releases the money, and reports each job's end to a
+`Delivery` exactly once per key (an outbox in the store makes the report survive a crash).
+It knows no Discord. Tests drive it with `poll_once()` and an injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import SecretStr
+
+from bot.astria import (
+    AstriaAuthError,
+    AstriaClient,
+    AstriaError,
+    AstriaNotFound,
+    AstriaValidationError,
+    Prompt,
+    PromptRequest,
+    Tune,
+    TuneRequest,
+)
+from bot.config import ModelProfile, Settings
+from bot.jobs.delivery import Delivery, EventKind, JobEvent, Outcome, Progress, event_key
+from bot.jobs.schedule import PollPolicy, expected_done, first_check, is_stuck, next_check
+from bot.jobs.signing import callback_url
+from bot.store import (
+    JobKind,
+    JobRef,
+    PromptRecord,
+    PromptState,
+    Store,
+    TuneRecord,
+    TuneState,
+)
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+PAGE = 120
+T = TypeVar("T")
+
+PROFILE_MODEL_TYPES: dict[str, str | None] = {
+    "flux-lora": "lora",
+    "sd15-checkpoint": None,
+    "faceid": "faceid",
+}
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    poll: PollPolicy = field(default_factory=PollPolicy)
+    max_training_per_member: int = 1
+    max_generating_per_member: int = 4
+    max_in_flight: int = 50
+    max_concurrent_creates: int = 4
+    expiry_reminder: timedelta = timedelta(days=3)
+    balance_refresh: timedelta = timedelta(minutes=5)
+    profiles: dict[str, ModelProfile] = field(default_factory=dict)
+    callback_base: str | None = None
+    signing_key: SecretStr | None = None
+    resubmit_delay: timedelta = timedelta(seconds=60)
+    callback_slowdown: float = 4.0  # with callbacks on, polling is only the safety net
+
+    @property
+    def policy(self) -> PollPolicy:
+        if self.callback_base and self.signing_key is not None:
+            return replace(self.poll, slowdown=max(self.poll.slowdown, self.callback_slowdown))
+        return self.poll
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TrackerConfig:
+        profiles = {}
+        for name in PROFILE_MODEL_TYPES:
+            profiles[name] = settings.model_copy(update={"model_profile": name}).profile
+        return cls(
+            poll=PollPolicy(
+                tune_min=settings.poll_tune_min_seconds,
+                prompt_min=settings.poll_prompt_min_seconds,
+                cap=settings.poll_max_seconds,
+                tune_stuck_after=settings.tune_stuck_after_seconds,
+                prompt_stuck_after=settings.prompt_stuck_after_seconds,
+                stuck_interval=settings.stuck_poll_seconds,
+            ),
+            max_training_per_member=settings.max_training_per_member,
+            max_generating_per_member=settings.max_generating_per_member,
+            max_in_flight=settings.max_jobs_in_flight,
+            max_concurrent_creates=settings.max_concurrent_creates,
+            expiry_reminder=timedelta(days=settings.expiry_reminder_days),
+            balance_refresh=timedelta(seconds=settings.balance_refresh_seconds),
+            profiles=profiles,
+            callback_base=settings.public_callback_url,
+            signing_key=settings.callback_signing_key,
+            resubmit_delay=timedelta(seconds=settings.astria_lookup_wait_seconds),
+        )
+
+
+@dataclass
+class _Watch:
+    """A job at Astria and when to look at it next (kept in memory, rebuilt on start)."""
+
+    job: JobRef
+    astria_id: int
+    expected: datetime
+    next_at: datetime
+    misses: int = 0
+    stuck: bool = False
+
+
+@dataclass
+class PollReport:
+    """What one round did; tests and benchmarks read it."""
+
+    submitted: list[str] = field(default_factory=list)
+    checked: int = 0
+    finished: list[str] = field(default_factory=list)
+    reported: list[str] = field(default_factory=list)
+
+
+class Tracker:
+    def __init__(
+        self,
+        store: Store,
+        client: AstriaClient,
+        delivery: Delivery,
+        config: TrackerConfig,
+        *,
+        clock: Clock,
+    ) -> None:
+        self._store = store
+        self._client = client
+        self._delivery = delivery
+        self._config = config
+        self._poll = config.policy
+        self._clock = clock
+        self._watch: dict[JobRef, _Watch] = {}
+        self._create_slots = asyncio.Semaphore(config.max_concurrent_creates)
+        self._busy: set[JobRef] = set()  # jobs with a create running in this process
+        self._retry_at: dict[JobRef, datetime] = {}  # lost creates waiting for recovery
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._positions: dict[JobRef, int] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._balance_read_at: datetime | None = None
+        self._balance_due = True
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Schedule every unfinished job at once; creates that were in flight when the
+        process stopped are recovered (looked up before any re-post) in the background."""
+        now = self._clock()
+        for tune in await self._store.tunes.unfinished():
+            if tune.state in (TuneState.TRAINING, TuneState.STUCK) and tune.astria_id:
+                submitted = tune.submitted_at or tune.updated_at
+                self._follow(tune.job, tune.astria_id, tune.eta, submitted, now)
+                self._watch[tune.job].stuck = tune.state == TuneState.STUCK
+            elif tune.state == TuneState.SUBMITTING:
+                self._spawn(self._submit_tune(tune, maybe_created=True))
+        for prompt in await self._store.prompts.unfinished():
+            if prompt.state in (PromptState.GENERATING, PromptState.STUCK) and prompt.astria_id:
+                if await self._store.events.exists(event_key(str(prompt.job), EventKind.DONE)):
+                    continue  # finished; only its report is pending
+                its_tune = await self._store.tunes.get(prompt.tune_id)
+                seconds = self._prompt_seconds(its_tune.profile if its_tune else None)
+                submitted = prompt.submitted_at or prompt.updated_at
+                self._follow(prompt.job, prompt.astria_id, None, submitted, now, seconds)
+                self._watch[prompt.job].stuck = prompt.state == PromptState.STUCK
+            elif prompt.state == PromptState.SUBMITTING:
+                self._spawn(self._submit_prompt(prompt, maybe_created=True))
+
+    async def stop(self) -> None:
+        """Stop cleanly (SIGTERM): creates in flight are cancelled and stay `submitting`,
+        so the next start recovers them."""
+        self._stopping = True
+        self._wake.set()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def run(self) -> None:
+        """Poll until `stop()`; a callback's `wake()` cuts the wait short."""
+        await self.start()
+        while not self._stopping:
+            try:
+                await self.poll_once(wait=False)
+            except Exception:
+                log.exception("tracker round failed; trying again")
+            await self._idle()
+
+    async def _idle(self) -> None:
+        now = self._clock()
+        upcoming = [w.next_at for w in self._watch.values()]
+        wait = min(((t - now).total_seconds() for t in upcoming), default=5.0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=min(max(wait, 0.2), 5.0))
+        self._wake.clear()
+
+    def wake(self, job: str) -> bool:
+        """Look at `job` now (a callback arrived). False if the job is not followed."""
+        try:
+            ref = JobRef.parse(job)
+        except ValueError:
+            return False
+        watch = self._watch.get(ref)
+        if watch is None:
+            return False
+        watch.next_at = self._clock()
+        self._wake.set()
+        return True
+
+    async def settle_background(self) -> None:
+        """Wait for the background work started so far (recovery, submissions)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # ------------------------------------------------------------------ one round
+
+    async def poll_once(self, *, wait: bool = True) -> PollReport:
+        """One round: submit what the caps allow, check what is due, handle expiries,
+        report recorded events. With `wait`, submissions finish before it returns."""
+        report = PollReport()
+        started = await self._submit_queued()
+        report.submitted = [str(j) for j in started]
+        if wait:
+            await self.settle_background()
+        await self._refresh_due(report)
+        await self._check_expiry()
+        await self._refresh_balance()
+        report.reported = await self._dispatch()
+        return report
+
+    def queue_position(self, job: JobRef) -> int | None:
+        return self._positions.get(job)
+
+    @property
+    def followed(self) -> int:
+        return len(self._watch)
+
+    # ------------------------------------------------------------------ submission
+
+    async def _submit_queued(self) -> list[JobRef]:
+        tunes = await self._store.tunes.unfinished()
+        prompts = await self._store.prompts.unfinished()
+        training: dict[int, int] = {}
+        generating: dict[int, int] = {}
+        in_flight = 0
+        for tune in tunes:
+            if tune.state != TuneState.QUEUED:
+                training[tune.owner_id] = training.get(tune.owner_id, 0) + 1
+                in_flight += 1
+        for prompt in prompts:
+            if prompt.state != PromptState.QUEUED:
+                generating[prompt.owner_id] = generating.get(prompt.owner_id, 0) + 1
+                in_flight += 1
+        pending = [t for t in tunes if t.state == TuneState.QUEUED]
+        pending_prompts = [p for p in prompts if p.state == PromptState.QUEUED]
+        # Identical prompts (a member's fixed seed) are never in flight at once.
+        unsettled = {(p.final_text, p.seed) for p in prompts if p.state == PromptState.SUBMITTING}
+        queue: list[TuneRecord | PromptRecord] = sorted(
+            [*pending, *pending_prompts], key=lambda r: r.created_at
+        )
+        started: list[JobRef] = []
+        waiting: list[TuneRecord | PromptRecord] = []
+        for record in queue:
+            if isinstance(record, TuneRecord):
+                used = training.get(record.owner_id, 0)
+                fits = used < self._config.max_training_per_member
+            else:
+                used = generating.get(record.owner_id, 0)
+                fits = used < self._config.max_generating_per_member
+                fits = fits and (record.final_text, record.seed) not in unsettled
+            if not fits or in_flight >= self._config.max_in_flight or self._stopping:
+                waiting.append(record)
+                continue
+            in_flight += 1
+            if isinstance(record, TuneRecord):
+                training[record.owner_id] = used + 1
+                self._spawn(self._submit_tune(record, maybe_created=False))
+            else:
+                generating[record.owner_id] = used + 1
+                unsettled.add((record.final_text, record.seed))
+                self._spawn(self._submit_prompt(record, maybe_created=False))
+            started.append(record.job)
+        await self._recover_due()
+        await self._update_positions(waiting)
+        return started
+
+    async def _recover_due(self) -> None:
+        """Lost creates whose wait is over: looked up (or re-sent with idempotency on)."""
+        now = self._clock()
+        for job, when in list(self._retry_at.items()):
+            if when > now or job in self._busy:
+                continue
+            del self._retry_at[job]
+            if job.kind == JobKind.TUNE:
+                tune = await self._store.tunes.get(job.id)
+                if tune is not None and tune.state == TuneState.SUBMITTING:
+                    self._spawn(self._submit_tune(tune, maybe_created=True))
+            else:
+                prompt = await self._store.prompts.get(job.id)
+                if prompt is not None and prompt.state == PromptState.SUBMITTING:
+                    self._spawn(self._submit_prompt(prompt, maybe_created=True))
+
+    async def _update_positions(self, waiting: Sequence[TuneRecord | PromptRecord]) -> None:
+        positions = {record.job: n for n, record in enumerate(waiting, start=1)}
+        for record in waiting:
+            if self._positions.get(record.job) != positions[record.job]:
+                await self._progress(record, "queued", queue_position=positions[record.job])
+        self._positions = positions
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _submit_tune(self, tune: TuneRecord, *, maybe_created: bool) -> None:
+        if tune.job in self._busy:
+            return
+        self._busy.add(tune.job)
+        try:
+            async with self._create_slots:
+                if not maybe_created:
+                    moved = await self._store.tunes.transition(
+                        tune.id, TuneState.QUEUED, TuneState.SUBMITTING
+                    )
+                    if moved is None:
+                        return  # cancelled meanwhile, or taken by another round
+                    tune = moved
+                await self._create_tune(tune, maybe_created)
+        finally:
+            self._busy.discard(tune.job)
+
+    async def _create_tune(self, tune: TuneRecord, maybe_created: bool) -> None:
+        profile = self._config.profiles.get(tune.profile)
+        fast = tune.branch == "fast"
+        request = TuneRequest(
+            title=tune.title,
+            name=tune.subject_class,
+            images=[Path(p) for p in tune.photo_paths],
+            branch=tune.branch,
+            base_tune_id=profile.base_tune_id if profile and not fast else None,
+            model_type=profile.model_type if profile and not fast else None,
+            token=(profile.token or None) if profile else None,
+            callback=self._callback(tune.job),
+        )
+        try:
+            created = await self._client.create_tune(request, maybe_created=maybe_created)
+        except FileNotFoundError:
+            await self._fail(tune, "the photos were lost before Astria took them", charge=None)
+            return
+        except AstriaError as exc:
+            await self._create_failed(tune, exc)
+            return
+        await self._store.tunes.set_astria_id(tune.id, created.id)
+        await self._store.tunes.set_progress(tune.id, eta=created.eta)
+        tune = await self._store.tunes.set_state(tune.id, TuneState.TRAINING)
+        await self._forget_photos(tune.id)
+        now = self._clock()
+        self._follow(tune.job, created.id, created.eta, now, now)
+        self._balance_due = self._balance_due or bool(created.cost_mc)
+        await self._progress(tune, "training", eta=created.eta)
+        if created.is_trained:  # FaceID tunes are ready at once
+            self._watch[tune.job].next_at = now
+
+    async def _submit_prompt(self, prompt: PromptRecord, *, maybe_created: bool) -> None:
+        if prompt.job in self._busy:
+            return
+        self._busy.add(prompt.job)
+        try:
+            async with self._create_slots:
+                if not maybe_created:
+                    moved = await self._store.prompts.transition(
+                        prompt.id, PromptState.QUEUED, PromptState.SUBMITTING
+                    )
+                    if moved is None:
+                        return
+                    prompt = moved
+                await self._create_prompt(prompt, maybe_created)
+        finally:
+            self._busy.discard(prompt.job)
+
+    async def _create_prompt(self, prompt: PromptRecord, maybe_created: bool) -> None:
+        tune = await self._store.tunes.get(prompt.tune_id)
+        if tune is None or tune.astria_id is None:
+            await self._fail(prompt, "its tune is not available any more", charge=None)
+            return
+        target = self._prompt_target(tune)
+        claimed = await self._store.prompts.claimed_astria_ids(
+            prompt.final_text, prompt.seed, except_id=prompt.id
+        )
+        params = prompt.params
+        request = PromptRequest(
+            text=prompt.final_text,
+            num_images=prompt.num_images,
+            seed=prompt.seed,
+            negative_prompt=_opt_str(params.get("negative_prompt")),
+            aspect_ratio=_opt_str(params.get("aspect_ratio")),
+            callback=self._callback(prompt.job),
+        )
+        try:
+            created = await self._client.create_prompt(
+                target, request, exclude_ids=claimed, maybe_created=maybe_created
+            )
+        except AstriaError as exc:
+            await self._create_failed(prompt, exc)
+            return
+        await self._store.prompts.set_astria_id(prompt.id, created.id)
+        prompt = await self._store.prompts.set_state(prompt.id, PromptState.GENERATING)
+        now = self._clock()
+        seconds = self._prompt_seconds(tune.profile)
+        self._follow(prompt.job, created.id, None, now, now, seconds)
+        self._balance_due = self._balance_due or bool(created.cost_mc)
+        await self._progress(prompt, "generating", eta=now + timedelta(seconds=seconds))
+
+    def _prompt_target(self, tune: TuneRecord) -> int:
+        """Checkpoint and fast tunes take prompts themselves; LoRA and FaceID prompts go to
+        the base tune, with the tag in the text."""
+        assert tune.astria_id is not None
+        profile = self._config.profiles.get(tune.profile)
+        if tune.branch == "fast" or profile is None or not profile.prompts_go_to_base:
+            return tune.astria_id
+        return profile.base_tune_id
+
+    async def _create_failed(self, record: TuneRecord | PromptRecord, exc: AstriaError) -> None:
+        if isinstance(exc, AstriaValidationError):
+            await self._fail(record, f"Astria refused it: {exc.plain()}", charge=None)
+            return
+        if exc.ambiguous:
+            # It may exist: stay `submitting`; recovery looks it up before any re-post.
+            log.warning("%s: create unanswered (%s); will look it up", record.job, exc.message)
+            self._retry_at[record.job] = self._clock() + self._config.resubmit_delay
+            return
+        if exc.retryable or isinstance(exc, AstriaAuthError):
+            # Nothing was created (refused connection, rate limit, a bad key): queue again.
+            log.warning("%s: not submitted (%s); back in the queue", record.job, exc.message)
+            await self._requeue(record)
+            return
+        await self._fail(record, f"Astria refused it: {exc.message}", charge=None)
+
+    async def _requeue(self, record: TuneRecord | PromptRecord) -> None:
+        if isinstance(record, TuneRecord):
+            await self._store.tunes.transition(record.id, TuneState.SUBMITTING, TuneState.QUEUED)
+        else:
+            await self._store.prompts.transition(
+                record.id, PromptState.SUBMITTING, PromptState.QUEUED
+            )
+
+    def _callback(self, job: JobRef) -> str | None:
+        if self._config.callback_base and self._config.signing_key is not None:
+            return callback_url(self._config.callback_base, self._config.signing_key, str(job))
+        return None
+
+    # ------------------------------------------------------------------ following
+
+    def _prompt_seconds(self, profile_name: str | None) -> float:
+        profile = self._config.profiles.get(profile_name or "")
+        return profile.expected_prompt_seconds if profile else self._poll.prompt_min
+
+    def _follow(
+        self,
+        job: JobRef,
+        astria_id: int,
+        eta: datetime | None,
+        submitted_at: datetime,
+        now: datetime,
+        prompt_seconds: float = 0.0,
+    ) -> None:
+        expected = expected_done(job.kind, submitted_at, eta, prompt_seconds)
+        first = max(first_check(job.kind, submitted_at, expected, self._poll), now)
+        self._watch[job] = _Watch(job, astria_id, expected, first)
+
+    async def _refresh_due(self, report: PollReport) -> None:
+        now = self._clock()
+        due = [w for w in self._watch.values() if w.next_at <= now]
+        if not due:
+            return
+        tunes = [w for w in due if w.job.kind == JobKind.TUNE]
+        prompts = [w for w in due if w.job.kind == JobKind.PROMPT]
+        found_tunes = await self._fetch(tunes, self._list_tunes_page, self._client.get_tune)
+        found_prompts = await self._fetch(prompts, self._list_prompts_page, self._client.get_prompt)
+        report.checked += len(due)
+        for watch in tunes:
+            if watch.astria_id in found_tunes:
+                await self._on_tune(watch, found_tunes[watch.astria_id], report)
+            else:
+                self._missed(watch)
+        for watch in prompts:
+            if watch.astria_id in found_prompts:
+                await self._on_prompt(watch, found_prompts[watch.astria_id], report)
+            else:
+                self._missed(watch)
+
+    async def _list_tunes_page(self, before_id: int | None) -> list[Tune]:
+        return await self._client.list_tunes(limit=PAGE, before_id=before_id)
+
+    async def _list_prompts_page(self, before_id: int | None) -> list[Prompt]:
+        return await self._client.list_prompts(limit=PAGE, before_id=before_id)
+
+    async def _fetch(
+        self,
+        due: list[_Watch],
+        page: Callable[[int | None], Awaitable[Sequence[T]]],
+        get_one: Callable[[int], Awaitable[T]],
+    ) -> dict[int, T | None]:
+        """Astria's view of the due jobs: list pages while one page refreshes several jobs
+        (newest first, stopping below the oldest wanted id), single GETs for the rest.
+        A job missing from the result could not be read this round."""
+        wanted = {w.astria_id for w in due}
+        found: dict[int, T | None] = {}
+        if len(wanted) >= 2:
+            oldest = min(wanted)
+            cursor: int | None = None
+            pages = 0
+            while len(wanted - found.keys()) >= 2 and pages < len(wanted) - 1:
+                try:
+                    items = await page(cursor)
+                except AstriaError as exc:
+                    log.warning("status page failed (%s)", exc.message)
+                    break
+                pages += 1
+                for item in items:
+                    item_id: int = getattr(item, "id")  # noqa: B009 - Tune or Prompt
+                    if item_id in wanted:
+                        found[item_id] = item
+                if len(items) < PAGE or not items:
+                    break
+                cursor = getattr(items[-1], "id")  # noqa: B009
+                if cursor is not None and cursor <= oldest:
+                    break
+        for astria_id in wanted - found.keys():
+            try:
+                found[astria_id] = await get_one(astria_id)
+            except AstriaNotFound:
+                found[astria_id] = None
+            except AstriaError as exc:
+                log.warning("status of %s unknown this round (%s)", astria_id, exc.message)
+        return found
+
+    def _missed(self, watch: _Watch) -> None:
+        watch.misses += 1
+        watch.next_at = next_check(
+            watch.job.kind, self._clock(), watch.misses, self._poll, stuck=watch.stuck
+        )
+
+    async def _mark_stuck(self, watch: _Watch, record: TuneRecord | PromptRecord) -> None:
+        now = self._clock()
+        if watch.stuck or not is_stuck(watch.job.kind, now, watch.expected, self._poll):
+            return
+        watch.stuck = True
+        if isinstance(record, TuneRecord):
+            record = await self._store.tunes.set_state(record.id, TuneState.STUCK)
+        else:
+            record = await self._store.prompts.set_state(record.id, PromptState.STUCK)
+        await self._record(
+            record,
+            EventKind.STUCK,
+            message="Astria is taking much longer than expected; the bot keeps checking, "
+            "and the credit stays held until it finishes or an admin cancels it",
+        )
+
+    async def _on_tune(self, watch: _Watch, tune: Tune | None, report: PollReport) -> None:
+        record = await self._store.tunes.get(watch.job.id)
+        if record is None or record.state not in (TuneState.TRAINING, TuneState.STUCK):
+            self._watch.pop(watch.job, None)
+            return
+        if tune is None:
+            await self._fail(record, "Astria no longer has this tune", charge="reserved")
+            self._watch.pop(watch.job, None)
+            report.finished.append(str(watch.job))
+            return
+        if not tune.is_trained:
+            if tune.eta is not None and tune.eta != record.eta:
+                await self._store.tunes.set_progress(record.id, eta=tune.eta)
+                watch.expected = tune.eta
+            self._missed(watch)
+            await self._mark_stuck(watch, record)
+            return
+        await self._store.ledger.settle(record.job, tune.cost_mc)
+        await self._store.tunes.set_progress(
+            record.id, trained_at=tune.trained_at, expires_at=tune.expires_at
+        )
+        await self._record(record, EventKind.READY, cost_mc=tune.cost_mc)
+        await self._store.tunes.set_state(record.id, TuneState.READY)
+        self._watch.pop(watch.job, None)
+        report.finished.append(str(watch.job))
+
+    async def _on_prompt(self, watch: _Watch, prompt: Prompt | None, report: PollReport) -> None:
+        record = await self._store.prompts.get(watch.job.id)
+        if record is None or record.state not in (PromptState.GENERATING, PromptState.STUCK):
+            self._watch.pop(watch.job, None)
+            return
+        if prompt is None:
+            await self._fail(record, "Astria no longer has this prompt", charge="reserved")
+        elif prompt.is_done:
+            cost = 0 if await self._charged_to_another(record) else prompt.cost_mc
+            settlement = await self._store.ledger.settle(record.job, cost)
+            await self._store.prompts.set_images(record.id, prompt.images)
+            await self._store.prompts.set_cost(record.id, settlement.cost_mc)
+            await self._record(
+                record, EventKind.DONE, images=tuple(prompt.images), cost_mc=settlement.cost_mc
+            )
+        elif prompt.is_failed:
+            charge = prompt.cost_mc if prompt.cost_mc else None
+            await self._fail(record, f"Astria could not make it: {prompt.user_error}", charge)
+        else:
+            self._missed(watch)
+            await self._mark_stuck(watch, record)
+            return
+        self._watch.pop(watch.job, None)
+        report.finished.append(str(watch.job))
+
+    async def _charged_to_another(self, record: PromptRecord) -> bool:
+        """With idempotency on, an identical later job gets the first one's Astria prompt:
+        Astria charged once, so only the first job pays."""
+        assert record.astria_id is not None
+        sharing = await self._store.prompts.by_astria_id(record.astria_id)
+        return any(other.id < record.id for other in sharing)
+
+    async def _fail(
+        self, record: TuneRecord | PromptRecord, reason: str, charge: int | str | None
+    ) -> None:
+        """End a job as failed. `charge`: what Astria billed (an int), "reserved" when it
+        may have billed the price, or None when it billed nothing (released)."""
+        if isinstance(charge, int):
+            await self._store.ledger.settle(record.job, charge)
+        elif charge == "reserved":
+            await self._store.ledger.settle(record.job, None, note=reason)
+        else:
+            await self._store.ledger.release(record.job, note=reason)
+        await self._record(record, EventKind.FAILED, message=reason)
+        if isinstance(record, TuneRecord):
+            await self._store.tunes.set_state(record.id, TuneState.FAILED, error=reason)
+            await self._forget_photos(record.id)
+        else:
+            await self._store.prompts.set_state(record.id, PromptState.FAILED, error=reason)
+
+    async def _forget_photos(self, tune_id: int) -> None:
+        """Delete a tune's photos from disk: Astria has them, or the tune will never run."""
+        paths = await self._store.tunes.clear_photos(tune_id)
+        await asyncio.to_thread(_unlink_all, paths)
+
+    # ------------------------------------------------------------------ cancelling
+
+    async def cancel_queued(self, job: JobRef, owner_id: int) -> bool:
+        """The owner cancels a job still waiting in the queue: never submitted, released."""
+        if job.kind == JobKind.TUNE:
+            tune = await self._store.tunes.get_owned(owner_id, job.id)
+            if tune is None:
+                return False
+            moved: TuneRecord | PromptRecord | None = await self._store.tunes.transition(
+                job.id, TuneState.QUEUED, TuneState.CANCELLED
+            )
+        else:
+            prompt = await self._store.prompts.get_owned(owner_id, job.id)
+            if prompt is None:
+                return False
+            moved = await self._store.prompts.transition(
+                job.id, PromptState.QUEUED, PromptState.CANCELLED
+            )
+        if moved is None:
+            return False
+        await self._store.ledger.release(job, actor_id=owner_id, note="cancelled in the queue")
+        if isinstance(moved, TuneRecord):
+            await self._forget_photos(moved.id)
+        await self._record(moved, EventKind.CANCELLED, message="cancelled before it started")
+        self._positions.pop(job, None)
+        return True
+
+    async def cancel_stuck(self, job: JobRef, actor_id: int) -> bool:
+        """An admin cancels a stuck job: deleted at Astria and settled at what Astria says
+        it cost (0 if nothing), so the ledger stays equal to Astria's charges."""
+        watch = self._watch.get(job)
+        if job.kind == JobKind.TUNE:
+            tune = await self._store.tunes.get(job.id)
+            if tune is None or tune.state != TuneState.STUCK or tune.astria_id is None:
+                return False
+            cost = await self._cost_then_delete(tune.astria_id, tune=True)
+            await self._store.ledger.settle(job, cost, actor_id=actor_id, note="stuck; cancelled")
+            await self._record(tune, EventKind.CANCELLED, message="cancelled by an admin")
+            await self._store.tunes.set_state(tune.id, TuneState.CANCELLED)
+        else:
+            prompt = await self._store.prompts.get(job.id)
+            if prompt is None or prompt.state != PromptState.STUCK or prompt.astria_id is None:
+                return False
+            cost = await self._cost_then_delete(prompt.astria_id, tune=False)
+            await self._store.ledger.settle(job, cost, actor_id=actor_id, note="stuck; cancelled")
+            await self._record(prompt, EventKind.CANCELLED, message="cancelled by an admin")
+            await self._store.prompts.set_state(prompt.id, PromptState.CANCELLED)
+        if watch is not None:
+            self._watch.pop(job, None)
+        return True
+
+    async def _cost_then_delete(self, astria_id: int, *, tune: bool) -> int:
+        try:
+            found: Tune | Prompt = (
+                await self._client.get_tune(astria_id)
+                if tune
+                else await self._client.get_prompt(astria_id)
+            )
+            cost = found.cost_mc or 0
+        except AstriaNotFound:
+            cost = 0
+        if tune:
+            await self._client.delete_tune(astria_id)
+        else:
+            await self._client.delete_prompt(astria_id)
+        return cost
+
+    # ------------------------------------------------------------------ expiry, money
+
+    async def _check_expiry(self) -> None:
+        now = self._clock()
+        for tune in await self._store.tunes.expiring(before=now + self._config.expiry_reminder):
+            assert tune.expires_at is not None
+            if tune.expires_at <= now:
+                await self._record(tune, EventKind.EXPIRED, message="Astria deleted it")
+                await self._store.tunes.set_state(tune.id, TuneState.EXPIRED)
+            else:
+                await self._record(
+                    tune,
+                    EventKind.EXPIRY_SOON,
+                    message=f"Astria deletes it on {tune.expires_at:%Y-%m-%d %H:%M} UTC",
+                )
+
+    async def _refresh_balance(self) -> None:
+        now = self._clock()
+        stale = (
+            self._balance_read_at is None
+            or now - self._balance_read_at >= self._config.balance_refresh
+        )
+        if not (stale or self._balance_due):
+            return
+        try:
+            user = await self._client.get_user()
+        except AstriaError as exc:
+            log.warning("balance not read (%s)", exc.message)
+            return
+        await self._store.account.record_balance(user.usd_balance_mc, read_at=now)
+        self._balance_read_at = now
+        self._balance_due = False
+
+    # ------------------------------------------------------------------ reporting
+
+    async def _record(
+        self,
+        record: TuneRecord | PromptRecord,
+        kind: EventKind,
+        *,
+        message: str | None = None,
+        images: tuple[str, ...] = (),
+        cost_mc: int | None = None,
+    ) -> None:
+        """Write the event to the outbox (once per key) before anything that ends the job."""
+        job = str(record.job)
+        event = JobEvent(
+            key=event_key(job, kind),
+            job=job,
+            kind=kind,
+            owner_id=record.owner_id,
+            guild_id=record.guild_id,
+            channel_id=record.channel_id,
+            message=message,
+            images=images,
+            cost_mc=cost_mc,
+            at=self._clock(),
+        )
+        await self._store.events.record(
+            key=event.key, job=job, kind=str(kind), payload=_event_payload(event)
+        )
+
+    async def _dispatch(self) -> list[str]:
+        """Report every recorded, unreported event; a crash before the mark repeats the
+        report under the same key."""
+        done: list[str] = []
+        for pending in await self._store.events.pending():
+            event = _event_from(pending.payload)
+            try:
+                outcome = await self._delivery.report(event)
+            except Exception:
+                log.exception("reporting %s failed; will try again", event.key)
+                continue
+            if event.kind == EventKind.DONE:
+                ref = JobRef.parse(event.job)
+                state = (
+                    PromptState.DELIVERED
+                    if outcome == Outcome.DELIVERED
+                    else PromptState.UNDELIVERABLE
+                )
+                await self._store.prompts.set_state(ref.id, state)
+            await self._store.events.mark_reported(event.key, str(outcome))
+            done.append(event.key)
+        return done
+
+    async def _progress(
+        self,
+        record: TuneRecord | PromptRecord,
+        state: str,
+        *,
+        queue_position: int | None = None,
+        eta: datetime | None = None,
+    ) -> None:
+        update = Progress(
+            job=str(record.job),
+            state=state,
+            owner_id=record.owner_id,
+            guild_id=record.guild_id,
+            channel_id=record.channel_id,
+            queue_position=queue_position,
+            eta=eta,
+        )
+        try:
+            await self._delivery.progress(update)
+        except Exception:
+            log.exception("progress of %s not shown", update.job)
+
+
+def _unlink_all(paths: Sequence[str]) -> None:
+    for path in paths:
+        Path(path).unlink(missing_ok=True)
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _event_payload(event: JobEvent) -> dict[str, Any]:
+    return {
+        "key": event.key,
+        "job": event.job,
+        "kind": str(event.kind),
+        "owner_id": event.owner_id,
+        "guild_id": event.guild_id,
+        "channel_id": event.channel_id,
+        "message": event.message,
+        "images": list(event.images),
+        "cost_mc": event.cost_mc,
+        "at": event.at.isoformat() if event.at else None,
+    }
+
+
+def _event_from(payload: dict[str, Any]) -> JobEvent:
+    at = payload.get("at")
+    return JobEvent(
+        key=str(payload["key"]),
+        job=str(payload["job"]),
+        kind=EventKind(payload["kind"]),
+        owner_id=int(payload["owner_id"]),
+        guild_id=int(payload["guild_id"]),
+        channel_id=int(payload["channel_id"]),
+        message=payload.get("message"),
+        images=tuple(payload.get("images") or ()),
+        cost_mc=payload.get("cost_mc"),
+        at=datetime.fromisoformat(at) if at else None,
+    )
+
+
+__all__ = ["PollReport", "Tracker", "TrackerConfig"]
