@@ -16,6 +16,7 @@ from bot.astria.errors import (
     AstriaUnavailable,
     AstriaValidationError,
 )
+from bot.astria.limiter import RequestLimiter
 from bot.astria.models import (
     Prompt,
     PromptRequest,
@@ -43,6 +44,7 @@ __all__ = [
     "AstriaValidationError",
     "Prompt",
     "PromptRequest",
+    "RequestLimiter",
     "RetryPolicy",
     "Tune",
     "TuneRequest",

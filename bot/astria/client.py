@@ -41,6 +41,7 @@ from bot.astria.errors import (
     AstriaUnavailable,
     AstriaValidationError,
 )
+from bot.astria.limiter import RequestLimiter
 from bot.astria.models import Prompt, PromptRequest, Tune, TuneRequest, User, unwrap
 
 if TYPE_CHECKING:
@@ -122,12 +123,14 @@ class AstriaClient:
             lookup_wait=settings.astria_lookup_wait_seconds,
             timeout=settings.astria_request_timeout_seconds,
         )
+        limiter = RequestLimiter(settings.astria_requests_per_second)
         return cls(
             session,
             settings.astria_api_key,
             base_url=settings.astria_base_url,
             idempotency=settings.astria_idempotency,
             policy=policy,
+            before_request=limiter.acquire,
         )
 
     def __repr__(self) -> str:

@@ -3,7 +3,6 @@ reports to. Knows no Discord."""
 
 from bot.jobs.callbacks import CallbackReceiver
 from bot.jobs.delivery import Delivery, EventKind, JobEvent, Outcome, Progress, event_key
-from bot.jobs.limiter import RequestLimiter
 from bot.jobs.schedule import PollPolicy
 from bot.jobs.tracker import PollReport, Tracker, TrackerConfig
 
@@ -16,7 +15,6 @@ __all__ = [
     "PollPolicy",
     "PollReport",
     "Progress",
-    "RequestLimiter",
     "Tracker",
     "TrackerConfig",
     "event_key",

@@ -153,6 +153,8 @@ class Tracker:
         self._stopping = False
         self._balance_read_at: datetime | None = None
         self._balance_due = True
+        self._balance_mc: int | None = None
+        self._charged_since_read = 0  # what creates said they cost since the last reading
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -370,7 +372,7 @@ class Tracker:
         await self._forget_photos(tune.id)
         now = self._clock()
         self._follow(tune.job, created.id, created.eta, now, now)
-        self._balance_due = self._balance_due or bool(created.cost_mc)
+        self._note_charge(created.cost_mc)
         await self._progress(tune, "training", eta=created.eta)
         if created.is_trained:  # FaceID tunes are ready at once
             self._watch[tune.job].next_at = now
@@ -422,7 +424,7 @@ class Tracker:
         now = self._clock()
         seconds = self._prompt_seconds(tune.profile)
         self._follow(prompt.job, created.id, None, now, now, seconds)
-        self._balance_due = self._balance_due or bool(created.cost_mc)
+        self._note_charge(created.cost_mc)
         await self._progress(prompt, "generating", eta=now + timedelta(seconds=seconds))
 
     def _prompt_target(self, tune: TuneRecord) -> int:
@@ -735,6 +737,11 @@ class Tracker:
                     message=f"Astria deletes it on {tune.expires_at:%Y-%m-%d %H:%M} UTC",
                 )
 
+    def _note_charge(self, cost_mc: int | None) -> None:
+        if cost_mc:
+            self._charged_since_read += cost_mc
+            self._balance_due = True  # re-read after each paid create
+
     async def _refresh_balance(self) -> None:
         now = self._clock()
         stale = (
@@ -749,6 +756,20 @@ class Tracker:
             log.warning("balance not read (%s)", exc.message)
             return
         await self._store.account.record_balance(user.usd_balance_mc, read_at=now)
+        if self._balance_mc is not None:
+            # Refunds of failed prompts raise the balance; anything else that moves it is
+            # spend the bot did not make (another client on the key) or a price surprise.
+            drop = self._balance_mc - user.usd_balance_mc
+            if drop != self._charged_since_read:
+                log.warning(
+                    "Astria balance moved by %d mc since the last reading, but the bot's "
+                    "creates cost %d mc (drift %d mc)",
+                    drop,
+                    self._charged_since_read,
+                    drop - self._charged_since_read,
+                )
+        self._balance_mc = user.usd_balance_mc
+        self._charged_since_read = 0
         self._balance_read_at = now
         self._balance_due = False
 

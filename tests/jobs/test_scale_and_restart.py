@@ -109,3 +109,50 @@ async def test_a_report_lost_in_a_crash_is_repeated_under_the_same_key(rig: Rig)
     assert rig.delivery.keys("prompt:") == {f"prompt:{prompt.id}:done": 1}
     pending = await rig.store.events.pending()
     assert pending == []
+
+
+async def test_newer_objects_on_the_account_do_not_hide_our_jobs(rig: Rig):
+    tune = await rig.ready_tune(owner=1)
+    await rig.store.tunes.set_shared(tune.id, True)
+    prompts = [await rig.prompt(owner, tune, f"sks man {owner}") for owner in range(2, 22)]
+    await rig.tracker.poll_once()
+    # Another client on the same key makes 300 prompts after ours: ours sink to pages 3-4.
+    from bot.astria import PromptRequest
+
+    ours_charged = sum(c.cost_mc for c in rig.emulator.charges)
+    for n in range(300):
+        await rig.client.create_prompt(
+            tune.astria_id or 0, PromptRequest(text=f"other {n}", seed=n)
+        )
+    before = rig.status_requests()
+
+    async def all_done() -> bool:
+        return len(rig.delivery.keys("prompt:")) == len(prompts)
+
+    await rig.run_until(all_done)
+    status = rig.status_requests() - before
+    assert set(rig.delivery.keys("prompt:")) == {f"prompt:{p.id}:done" for p in prompts}
+    # Paging stops at our oldest job: at most 4 pages a round, and never more requests in a
+    # round than single GETs of the due jobs would have cost.
+    assert status < len(prompts), status
+    entries = await rig.store.ledger.entries()
+    assert sum(e.amount_mc for e in entries) == ours_charged
+
+
+async def test_run_loop_follows_jobs_and_stops_cleanly(rig: Rig):
+    import asyncio
+
+    tune = await rig.tune(owner=1)
+    task = asyncio.create_task(rig.tracker.run())
+    try:
+        for _ in range(200):  # bounded: about 10 s of real time at most
+            await asyncio.sleep(0.05)
+            await rig.emulator.advance(30)
+            rig.tracker.wake(f"tune:{tune.id}")
+            if rig.delivery.ends(EventKind.READY):
+                break
+        assert rig.delivery.keys() == {f"tune:{tune.id}:ready": 1}
+    finally:
+        await rig.tracker.stop()
+        await asyncio.wait_for(task, timeout=10)
+    assert task.done() and task.exception() is None

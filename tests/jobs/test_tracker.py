@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bot.jobs import EventKind, Outcome
 from bot.store import PromptState, TuneState
 from tests.jobs.conftest import TUNE_MC, Rig
@@ -118,3 +120,28 @@ async def test_cancelled_queued_job_is_never_submitted_and_released(rig: Rig):
     assert rig.delivery.keys()[f"tune:{second.id}:cancelled"] == 1
     assert not any(Path(p).exists() for p in second.photo_paths)
     await rig.ledger_matches_charges()
+
+
+async def test_balance_is_reread_after_paid_creates_and_drift_is_logged(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+):
+    await rig.tracker.poll_once()  # first reading
+    tune = await rig.tune(owner=1)
+    await rig.tracker.poll_once()  # a paid create, then a fresh reading
+    known = await rig.store.account.last_known()
+    assert known is not None and known.balance_mc == rig.emulator.balance_mc
+    assert "drift" not in caplog.text
+    rig.emulator.balance_mc -= 777  # someone else spends on the same key
+    await rig.step(rig.settings.balance_refresh_seconds)
+    assert "drift 777 mc" in caplog.text
+    assert tune.id
+
+
+async def test_limiter_spaces_requests_to_its_rate(fake_time):
+    from bot.astria import RequestLimiter
+
+    limiter = RequestLimiter(2.0, burst=2, monotonic=fake_time.monotonic, sleep=fake_time.sleep)
+    for _ in range(6):
+        await limiter.acquire()
+    assert fake_time.sleeps == [0.5, 0.5, 0.5, 0.5]  # two at once, then one every 0.5 s
+    assert fake_time.now == pytest.approx(2.0)

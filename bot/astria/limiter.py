@@ -1,5 +1,6 @@
-"""One request limiter for everything the bot sends to Astria: a token bucket, so bursts
-stay small and the steady rate stays under what Astria answers with 429."""
+"""One request limiter for everything the bot sends to Astria (the client calls it before
+every request): a token bucket, so bursts stay small and the steady rate stays under what
+Astria answers with 429."""
 
 from __future__ import annotations
 
