@@ -1,0 +1,91 @@
+"""Message text, image fitting and nonces: pure functions, tested directly."""
+
+from __future__ import annotations
+
+import io
+import os
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+
+from bot.jobs.delivery import EventKind, JobEvent, Progress
+from bot.ui.files import MIB, ImageTooLarge, Limits, batches, fit
+from bot.ui.nonce import MAX_NONCE, marker, nonce_for
+from bot.ui.text import progress_line, result_text
+
+
+def event(kind: EventKind, **kw: object) -> JobEvent:
+    values: dict[str, object] = {
+        "key": f"prompt:7:{kind}",
+        "job": "prompt:7",
+        "kind": kind,
+        "owner_id": 42,
+        "guild_id": 1,
+        "channel_id": 2,
+    }
+    values.update(kw)
+    return JobEvent(**values)  # type: ignore[arg-type]
+
+
+def test_status_lines_count_down_with_a_discord_timestamp():
+    eta = datetime(2030, 1, 1, tzinfo=UTC)
+    line = progress_line(Progress("tune:1", "training", 42, 1, 2, eta=eta))
+    assert f"<t:{int(eta.timestamp())}:R>" in line
+    queued = progress_line(Progress("prompt:1", "queued", 42, 1, 2, queue_position=3))
+    assert "position 3" in queued
+
+
+@pytest.mark.parametrize("kind", list(EventKind))
+def test_every_event_has_a_clear_line_that_mentions_the_owner(kind: EventKind):
+    text = result_text(event(kind, message="Astria refused it: images too small"))
+    assert "<@42>" in text and len(text) <= 2000
+
+
+def test_money_is_explained_on_failure():
+    assert "given back" in result_text(event(EventKind.FAILED))
+    assert "charged $0.02" in result_text(event(EventKind.FAILED, cost_mc=2_000))
+    assert "reserved" in result_text(event(EventKind.STUCK))
+
+
+def noisy_png(side: int) -> bytes:
+    image = Image.frombytes("RGB", (side, side), os.urandom(side * side * 3))
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def test_a_large_image_is_reencoded_to_fit_and_a_small_one_kept():
+    big = noisy_png(900)  # random noise compresses badly: about 2.4 MB as PNG
+    assert len(big) > 1 * MIB
+    fitted, ext = fit(big, 1 * MIB)
+    assert len(fitted) <= 1 * MIB and ext == "jpg"
+    assert Image.open(io.BytesIO(fitted)).size[0] > 100
+    small = noisy_png(32)
+    assert fit(small, 1 * MIB) == (small, "png")
+    with pytest.raises(ImageTooLarge):
+        fit(big, 200)
+
+
+def test_batches_respect_files_per_message_and_request_size():
+    limits = Limits(per_file=8 * MIB, per_request=25 * MIB)
+    groups = batches([8 * MIB] * 8, limits)
+    assert all(sum(8 * MIB for _ in g) <= 25 * MIB for g in groups)
+    assert [len(g) for g in groups] == [3, 3, 2]  # 24 MiB and framing fit in 25 MiB
+    assert batches([100] * 23, limits) == [list(range(10)), list(range(10, 20)), [20, 21, 22]]
+
+
+@given(st.lists(st.integers(min_value=1, max_value=10 * MIB), max_size=30))
+def test_batches_keep_every_file_once_in_order(sizes: list[int]):
+    groups = batches(sizes, Limits(per_file=10 * MIB))
+    assert [i for g in groups for i in g] == list(range(len(sizes)))
+    assert all(0 < len(g) <= 10 for g in groups)
+
+
+def test_nonces_are_deterministic_short_and_distinct():
+    a = nonce_for("prompt:1:done")
+    assert a == nonce_for("prompt:1:done") and len(a) <= MAX_NONCE
+    assert a != nonce_for("prompt:1:done", part=1) != nonce_for("prompt:2:done")
+    assert marker("reroll", 12) == "job:reroll:12"
