@@ -276,6 +276,7 @@ class Database:
         self._writer = writer
         self._reader = reader
         self._write_lock = asyncio.Lock()
+        self._closed = False
         self._in_write: ContextVar[bool] = ContextVar(f"store_write_{id(self)}", default=False)
 
     @classmethod
@@ -308,7 +309,11 @@ class Database:
         return cls(path, writer, reader, version)
 
     async def close(self) -> None:
+        """Close both connections; closing twice is harmless (shutdown paths overlap)."""
         async with self._write_lock:
+            if self._closed:
+                return
+            self._closed = True
             try:
                 await self._reader.close()
             finally:

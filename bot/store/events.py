@@ -75,6 +75,22 @@ class Events:
         )
         return [_event(r) for r in rows]
 
+    async def record_message(self, key: str, part: int, channel_id: int, message_id: int) -> None:
+        """Remember that part `part` of the event's post is message `message_id`."""
+        async with self._db.write() as tx:
+            await tx.execute(
+                "INSERT OR REPLACE INTO event_messages (key, part, channel_id, message_id)"
+                " VALUES (?, ?, ?, ?)",
+                (key, part, channel_id, message_id),
+            )
+
+    async def messages(self, key: str) -> dict[int, tuple[int, int]]:
+        """The posted parts of an event: part -> (channel id, message id)."""
+        rows = await self._db.fetchall(
+            "SELECT part, channel_id, message_id FROM event_messages WHERE key = ?", (key,)
+        )
+        return {int(r["part"]): (int(r["channel_id"]), int(r["message_id"])) for r in rows}
+
     async def all(self) -> list[RecordedEvent]:
         rows = await self._db.fetchall("SELECT * FROM job_events ORDER BY created_at_ms, key")
         return [_event(r) for r in rows]

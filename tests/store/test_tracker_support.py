@@ -72,3 +72,11 @@ async def test_expiring_lists_ready_tunes_before_a_time(store: Store):
     await store.tunes.set_progress(other.id, expires_at=base)
     found = await store.tunes.expiring(before=base + timedelta(days=3))
     assert [t.id for t in found] == [soon.id] and found[0].owner_id == ALICE
+
+
+async def test_event_messages_are_remembered_per_part(store: Store):
+    assert await store.events.messages("prompt:1:done") == {}
+    await store.events.record_message("prompt:1:done", 0, 5, 500)
+    await store.events.record_message("prompt:1:done", 1, 5, 501)
+    await store.events.record_message("prompt:2:done", 0, 5, 600)
+    assert await store.events.messages("prompt:1:done") == {0: (5, 500), 1: (5, 501)}
