@@ -57,10 +57,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    print(
-        "The settings are good, but the Discord front is not built yet: "
-        "it arrives with the delivery and slash-command issues. "
-        "Try `make demo` to see the Astria side work.",
-        file=sys.stderr,
-    )
-    return 3
+    from bot.runner import run_bot
+
+    return asyncio.run(run_bot(settings))

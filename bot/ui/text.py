@@ -32,7 +32,14 @@ def progress_line(update: Progress) -> str:
     if update.state in ("training", "generating"):
         eta = f", ready {timestamp(update.eta)}" if update.eta else ""
         return f"⚙️ {what}{eta}."
-    return f"{what}: {update.state}."
+    finished = {
+        "ready": "✅ Trained: see the message below.",
+        "done": "✅ Done: the images are below.",
+        "failed": "❌ Could not be made: see below.",
+        "cancelled": "🚫 Cancelled.",
+        "stuck": "🐢 Taking much longer than expected; still checking.",
+    }
+    return finished.get(update.state, f"{what}: {update.state}.")
 
 
 def result_text(event: JobEvent) -> str:

@@ -1,0 +1,112 @@
+"""The bot: one `commands.Bot` whose `setup_hook` builds every service once (the Astria
+client over one HTTP session, the store, the tracker, Discord delivery) and loads the cogs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+import aiohttp
+import discord
+from discord.ext import commands
+
+from bot.astria import AstriaClient
+from bot.config import Settings
+from bot.jobs import CallbackReceiver, Tracker, TrackerConfig
+from bot.store import Store
+from bot.ui.buttons import DYNAMIC_ITEMS, result_view, status_view
+from bot.ui.delivery import DiscordDelivery
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+EXTENSIONS: tuple[str, ...] = ()  # the cogs arrive with the slash-command issue
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class AstriaBot(commands.Bot):
+    settings: Settings
+    store: Store
+    astria: AstriaClient
+    tracker: Tracker
+    delivery: DiscordDelivery
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = utc_now,
+        run_tracker: bool = True,
+        astria: AstriaClient | None = None,
+        extensions: Sequence[str] = EXTENSIONS,
+        **options: object,
+    ) -> None:
+        intents = discord.Intents.none()
+        intents.guilds = True  # nothing privileged: menus carry their message's attachments
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            allowed_mentions=discord.AllowedMentions(users=True, roles=False, everyone=False),
+            **options,  # type: ignore[arg-type]
+        )
+        self.settings = settings
+        self._clock = clock
+        self._run_tracker = run_tracker
+        self._given_astria = astria
+        self._extensions = tuple(extensions)
+        self._session: aiohttp.ClientSession | None = None
+        self._tracker_task: asyncio.Task[None] | None = None
+        self._callbacks: CallbackReceiver | None = None
+
+    async def setup_hook(self) -> None:
+        settings = self.settings
+        if self._given_astria is not None:
+            self.astria = self._given_astria
+        else:
+            self._session = aiohttp.ClientSession()
+            self.astria = AstriaClient.from_settings(settings, self._session)
+        self.store = await Store.open(settings.database_path, settings=settings, clock=self._clock)
+        self.delivery = DiscordDelivery(
+            self, self.store, self.astria, result_view=result_view, status_view=status_view
+        )
+        self.tracker = Tracker(
+            self.store,
+            self.astria,
+            self.delivery,
+            TrackerConfig.from_settings(settings),
+            clock=self._clock,
+        )
+        self.add_dynamic_items(*DYNAMIC_ITEMS)
+        for extension in self._extensions:
+            await self.load_extension(extension)
+        if self._run_tracker:
+            await self._start_callbacks()
+            self._tracker_task = asyncio.create_task(self.tracker.run(), name="tracker")
+
+    async def _start_callbacks(self) -> None:
+        settings = self.settings
+        if settings.public_callback_url and settings.callback_signing_key is not None:
+            host, _, port = settings.callback_listen.rpartition(":")
+            self._callbacks = CallbackReceiver(settings.callback_signing_key, self.tracker.wake)
+            await self._callbacks.start(host.strip("[]"), int(port))
+
+    async def close(self) -> None:
+        """SIGTERM ends here: the tracker stops first (creates in flight stay `submitting`
+        and are recovered on the next start), then Discord, then the store and HTTP."""
+        if self._tracker_task is not None:
+            await self.tracker.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._tracker_task
+        if self._callbacks is not None:
+            await self._callbacks.stop()
+        await super().close()
+        if hasattr(self, "store"):
+            await self.store.close()
+        if self._session is not None:
+            await self._session.close()

@@ -1,0 +1,289 @@
+"""Delivery to Discord: status messages at milestones, results posted exactly once.
+
+Implements `bot.jobs.Delivery`. Results are posted in the job's channel (not as an
+interaction followup: those tokens die after 15 minutes), as files within Discord's limits,
+each part recorded as soon as Discord accepts it. A repeated report (same key) posts only
+the parts not yet recorded; after a restart, a part sent but not recorded is found in the
+channel by its marker before anything is sent again. A channel that is gone or closed to
+the bot falls back to a DM; when that fails too, the job is undeliverable and kept for /jobs.
+Progress edits are coalesced per channel and wait behind results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import discord
+
+from bot.astria import AstriaClient, AstriaError
+from bot.jobs.delivery import EventKind, JobEvent, Outcome, Progress
+from bot.store import JobKind, JobRef, Store
+from bot.ui.files import Limits, batches, fit
+from bot.ui.nonce import nonce_for
+from bot.ui.text import progress_line, result_text
+
+log = logging.getLogger(__name__)
+
+HISTORY_SCAN = 50  # recent messages searched for a post a crash left unrecorded
+MAX_IMAGE_DOWNLOAD = 50 * 1024 * 1024
+DM_CLOSED = 50007
+
+ViewFactory = Callable[[JobRef], discord.ui.View | None]
+
+
+_SETTLES_STATUS = frozenset(
+    {EventKind.READY, EventKind.DONE, EventKind.FAILED, EventKind.CANCELLED, EventKind.STUCK}
+)
+
+
+class Undeliverable(Exception):
+    """Neither the channel nor a DM took the message."""
+
+
+class ChannelGone(Exception):
+    """The job's channel is not a place the bot can post in any more."""
+
+
+@dataclass
+class _ChannelLane:
+    """One channel's pending work: results first, then the latest edit per status message."""
+
+    edits: dict[str, Progress] = field(default_factory=dict)
+    worker: asyncio.Task[None] | None = None
+    results_waiting: int = 0
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class DiscordDelivery:
+    def __init__(
+        self,
+        bot: discord.Client,
+        store: Store,
+        astria: AstriaClient,
+        *,
+        result_view: ViewFactory | None = None,
+        status_view: ViewFactory | None = None,
+        post_links: bool = False,
+    ) -> None:
+        self._bot = bot
+        self._store = store
+        self._astria = astria
+        self._result_view = result_view or (lambda job: None)
+        self._status_view = status_view or (lambda job: None)
+        self._post_links = post_links
+        self._lanes: dict[int, _ChannelLane] = {}
+        self._results_lock: dict[int, asyncio.Lock] = {}
+        self.edits_sent = 0
+        self.edits_coalesced = 0
+
+    # ------------------------------------------------------------------ results
+
+    async def report(self, event: JobEvent) -> Outcome:
+        lane = self._lane(event.channel_id)
+        lane.results_waiting += 1
+        try:
+            async with self._results_lock.setdefault(event.channel_id, asyncio.Lock()):
+                try:
+                    await self._post_result(event, event.channel_id)
+                    return Outcome.DELIVERED
+                except (discord.NotFound, discord.Forbidden, ChannelGone) as exc:
+                    log.info("%s: channel refused (%s); trying a DM", event.key, exc)
+                try:
+                    await self._post_result(event, None)
+                    return Outcome.DELIVERED
+                except (discord.Forbidden, discord.NotFound, Undeliverable) as exc:
+                    log.warning("%s: undeliverable, channel and DM refused (%s)", event.key, exc)
+                    return Outcome.UNDELIVERABLE
+        finally:
+            lane.results_waiting -= 1
+            if event.kind in _SETTLES_STATUS:
+                # The status message says how it ended (a low-priority, coalesced edit).
+                await self.progress(
+                    Progress(
+                        event.job,
+                        str(event.kind),
+                        event.owner_id,
+                        event.guild_id,
+                        event.channel_id,
+                    )
+                )
+            self._kick(event.channel_id)
+
+    async def _post_result(self, event: JobEvent, channel_id: int | None) -> None:
+        """Post every part of the event not yet recorded, to the channel or (None) by DM."""
+        job = JobRef.parse(event.job)
+        parts = await self._parts(event)
+        posted = await self._store.events.messages(event.key)
+        destination = await self._destination(event, channel_id)
+        last = len(parts) - 1
+        for number, (content, files) in enumerate(parts):
+            if number in posted:
+                continue
+            nonce = nonce_for(event.key, number)
+            view = (
+                self._result_view(job) if number == last and event.kind == EventKind.DONE else None
+            )
+            found = await self._already_posted(destination, content, view)
+            if found is not None:
+                message = found
+            else:
+                message = await destination.send(
+                    content=content, files=files, view=view or discord.utils.MISSING, nonce=nonce
+                )
+            await self._store.events.record_message(
+                event.key, number, message.channel.id, message.id
+            )
+        if event.kind == EventKind.DONE:
+            ids = [m for _, m in (await self._store.events.messages(event.key)).values()]
+            await self._store.prompts.set_result_messages(job.id, ids)
+
+    async def _destination(
+        self, event: JobEvent, channel_id: int | None
+    ) -> discord.abc.Messageable:
+        if channel_id is not None:
+            channel = self._bot.get_channel(channel_id) or await self._bot.fetch_channel(channel_id)
+            if not isinstance(channel, discord.abc.Messageable):
+                raise ChannelGone(f"channel {channel_id} is not a text channel")
+            return channel
+        try:
+            user = self._bot.get_user(event.owner_id) or await self._bot.fetch_user(event.owner_id)
+            return await user.create_dm()
+        except discord.HTTPException as exc:
+            raise Undeliverable(str(exc)) from None
+
+    async def _already_posted(
+        self,
+        destination: discord.abc.Messageable,
+        content: str,
+        view: discord.ui.View | None,
+    ) -> discord.Message | None:
+        """A post a crash left unrecorded: the bot's recent message with the same marker
+        (the result buttons' custom_id) or, for posts without buttons, the same text."""
+        wanted = set()
+        if view is not None:
+            wanted = {c.custom_id for c in view.children if isinstance(c, discord.ui.Button)}
+        me = self._bot.user
+        try:
+            async for message in destination.history(limit=HISTORY_SCAN):
+                if me is None or message.author.id != me.id:
+                    continue
+                ids = {
+                    getattr(child, "custom_id", None)
+                    for row in message.components
+                    for child in getattr(row, "children", [])
+                }
+                if wanted and wanted & ids:
+                    return message
+                if not wanted and message.content == content:
+                    return message
+        except discord.HTTPException:
+            return None  # cannot read history: posting again is the lesser harm
+        return None
+
+    async def _parts(self, event: JobEvent) -> list[tuple[str, list[discord.File]]]:
+        text = result_text(event)
+        if event.kind != EventKind.DONE or not event.images:
+            return [(text, [])]
+        if self._post_links:
+            links = "\n".join(event.images)
+            return [(f"{text}\n{links}"[:2000], [])]
+        limit = await self._file_limit(event.channel_id)
+        images: list[tuple[bytes, str]] = []
+        for url in event.images:
+            try:
+                data = await self._astria.fetch_image(url, max_bytes=MAX_IMAGE_DOWNLOAD)
+            except AstriaError as exc:
+                log.warning("%s: image not downloaded (%s); linking it", event.key, exc.message)
+                text += f"\n{url}"
+                continue
+            images.append(fit(data, limit.per_file))
+        groups = batches([len(data) for data, _ in images], limit)
+        job_id = JobRef.parse(event.job).id
+        parts: list[tuple[str, list[discord.File]]] = []
+        for number, group in enumerate(groups or [[]]):
+            files = [
+                discord.File(io.BytesIO(images[i][0]), filename=f"{job_id}-{i + 1}.{images[i][1]}")
+                for i in group
+            ]
+            content = text if number == 0 else f"({number + 1}/{len(groups)})"
+            parts.append((content, files))
+        return parts
+
+    async def _file_limit(self, channel_id: int) -> Limits:
+        channel = self._bot.get_channel(channel_id)
+        guild = getattr(channel, "guild", None)
+        per_file = guild.filesize_limit if guild is not None else 10 * 1024 * 1024
+        return Limits(per_file=per_file)
+
+    # ------------------------------------------------------------------ progress
+
+    async def progress(self, update: Progress) -> None:
+        """Queue the newest status of a job; a later update for the same job replaces it."""
+        lane = self._lane(update.channel_id)
+        if update.job in lane.edits:
+            self.edits_coalesced += 1
+        lane.edits[update.job] = update
+        self._kick(update.channel_id)
+
+    async def drain(self) -> None:
+        """Wait until every queued status edit is sent (tests and shutdown)."""
+        for lane in list(self._lanes.values()):
+            if lane.worker is not None:
+                await lane.worker
+
+    def _lane(self, channel_id: int) -> _ChannelLane:
+        return self._lanes.setdefault(channel_id, _ChannelLane())
+
+    def _kick(self, channel_id: int) -> None:
+        lane = self._lane(channel_id)
+        if lane.worker is None or lane.worker.done():
+            lane.worker = asyncio.create_task(self._work(channel_id))
+
+    async def _work(self, channel_id: int) -> None:
+        lane = self._lane(channel_id)
+        while lane.edits and lane.results_waiting == 0:
+            job, update = next(iter(lane.edits.items()))
+            del lane.edits[job]
+            try:
+                await self._show(update)
+            except discord.HTTPException as exc:
+                log.info("status of %s not shown (%s)", job, exc.text)
+
+    async def _show(self, update: Progress) -> None:
+        ref = JobRef.parse(update.job)
+        content = progress_line(update)
+        view = self._status_view(ref) if update.state == "queued" else None
+        record = (
+            await self._store.tunes.get(ref.id)
+            if ref.kind == JobKind.TUNE
+            else await self._store.prompts.get(ref.id)
+        )
+        if record is None:
+            return
+        if record.status_message_id is None and update.state in _SETTLES_STATUS:
+            return  # never shown a status: the result post says it all
+        channel = self._bot.get_channel(update.channel_id)
+        if not isinstance(channel, discord.abc.Messageable):
+            return
+        if record.status_message_id is not None and isinstance(channel, discord.TextChannel):
+            message = channel.get_partial_message(record.status_message_id)
+            with contextlib.suppress(discord.NotFound):
+                await message.edit(content=content, view=view)
+                self.edits_sent += 1
+                return
+        sent = await channel.send(content, view=view or discord.utils.MISSING)
+        self.edits_sent += 1
+        setter: Callable[[int, int, int], Awaitable[object]] = (
+            self._store.tunes.set_status_message
+            if ref.kind == JobKind.TUNE
+            else self._store.prompts.set_status_message
+        )
+        await setter(ref.id, sent.channel.id, sent.id)
+
+
+__all__ = ["ChannelGone", "DiscordDelivery", "Undeliverable"]

@@ -1,0 +1,156 @@
+"""Delivery through SimCord: status, results with buttons, exactly once, nowhere to post."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from bot.jobs import EventKind, JobEvent, Outcome
+from bot.store import PromptState
+from tests.bot.conftest import Scene
+
+pytestmark = pytest.mark.simcord(strict_sync=False)
+
+
+def button_ids(message: object) -> list[str]:
+    return [
+        child.custom_id
+        for row in getattr(message, "components", [])
+        for child in getattr(row, "children", [])
+        if getattr(child, "custom_id", None)
+    ]
+
+
+async def test_status_then_images_as_files_with_buttons(scene: Scene):
+    tune = await scene.ready_tune(scene.alice)
+    prompt = await scene.prompt(scene.alice, tune, images=3)
+    await scene.step(1)
+    status = [m for m in scene.channel.history() if "Generating" in m.content]
+    assert len(status) == 1 and "<t:" in status[0].content
+    for _ in range(10):
+        await scene.step(5)
+    posts = [m for m in scene.channel.history() if m.attachments]
+    assert len(posts) == 1
+    post = posts[0]
+    assert f"<@{scene.alice.id}>" in post.content
+    assert len(post.attachments) == 3
+    assert all(data.startswith(b"\x89PNG") for data in [await a.read() for a in post.attachments])
+    assert button_ids(post) == [
+        f"job:reroll:{prompt.id}",
+        f"job:details:{prompt.id}",
+        f"job:delete:{prompt.id}",
+    ]
+    record = await scene.bot.store.prompts.get(prompt.id)
+    assert record is not None and record.state == PromptState.DELIVERED
+    assert record.result_message_ids == (post.id,)
+
+
+def done_event(scene: Scene, prompt_id: int, images: tuple[str, ...] = ()) -> JobEvent:
+    return JobEvent(
+        key=f"prompt:{prompt_id}:done",
+        job=f"prompt:{prompt_id}",
+        kind=EventKind.DONE,
+        owner_id=scene.alice.id,
+        guild_id=scene.guild.id,
+        channel_id=scene.channel.id,
+        images=images,
+    )
+
+
+async def test_a_repeated_key_posts_nothing_new(scene: Scene):
+    tune = await scene.ready_tune(scene.alice)
+    prompt = await scene.prompt(scene.alice, tune)
+    event = done_event(scene, prompt.id)
+    before = len(scene.channel.history())
+    assert await scene.bot.delivery.report(event) == Outcome.DELIVERED
+    assert await scene.bot.delivery.report(event) == Outcome.DELIVERED
+    assert len(scene.channel.history()) == before + 1
+
+
+async def test_a_post_left_unrecorded_by_a_crash_is_found_after_a_restart(
+    scene: Scene, make_bot: object
+):
+    from bot.ui.buttons import result_view
+    from bot.ui.text import result_text
+
+    tune = await scene.ready_tune(scene.alice)
+    prompt = await scene.prompt(scene.alice, tune)
+    event = done_event(scene, prompt.id)
+    # As a crash would leave it: the post is in the channel, nothing recorded about it.
+    channel = scene.bot.get_channel(scene.channel.id)
+    await channel.send(result_text(event), view=result_view(prompt.job))  # type: ignore[union-attr, arg-type]
+    await scene.env.restart_bot(make_bot())  # type: ignore[operator]
+    before = len(scene.channel.history())
+    assert await scene.bot.delivery.report(event) == Outcome.DELIVERED
+    assert len(scene.channel.history()) == before  # found by its marker, not posted again
+    assert await scene.bot.store.events.messages(event.key) != {}
+
+
+async def test_deleted_channel_falls_back_to_dm(scene: Scene):
+    tune = await scene.ready_tune(scene.alice)
+    prompt = await scene.prompt(scene.alice, tune)
+    scene.env.inject_error(
+        "POST",
+        f"/channels/{scene.channel.id}/messages",
+        status=404,
+        code=10003,
+        message="Unknown Channel",
+        times=None,
+    )
+    assert await scene.bot.delivery.report(done_event(scene, prompt.id)) == Outcome.DELIVERED
+    dm = scene.alice.user.dm_channel
+    assert [m for m in dm.history() if f"<@{scene.alice.id}>" in m.content]
+
+
+async def test_closed_channel_and_closed_dms_end_undeliverable_with_money_settled(scene: Scene):
+    tune = await scene.ready_tune(scene.alice)
+    prompt = await scene.prompt(scene.alice, tune)
+    scene.env.inject_error(
+        "POST",
+        f"/channels/{scene.channel.id}/messages",
+        status=403,
+        code=50013,
+        message="Missing Permissions",
+        times=None,
+    )
+    dm_id = scene.alice.user.dm_channel.id
+    scene.env.inject_error(
+        "POST",
+        f"/channels/{dm_id}/messages",
+        status=403,
+        code=50007,
+        message="Cannot send messages to this user",
+        times=None,
+    )
+    for _ in range(12):
+        await scene.step(5)
+    record = await scene.bot.store.prompts.get(prompt.id)
+    assert record is not None and record.state == PromptState.UNDELIVERABLE
+    assert len(record.image_urls) == 2  # the result is kept for /jobs
+    assert await scene.bot.store.ledger.open_reservations() == []
+
+
+async def test_progress_edits_are_coalesced_per_channel(scene: Scene):
+    from bot.jobs import Progress
+
+    tune = await scene.ready_tune(scene.alice)
+    prompts = [await scene.prompt(scene.alice, tune) for _ in range(20)]
+    before = Counter((r.method, r.path.split("/")[1]) for r in scene.env.http_requests)
+    for round_ in range(10):  # ten position changes for each job, faster than Discord allows
+        for p in prompts:
+            await scene.bot.delivery.progress(
+                Progress(
+                    f"prompt:{p.id}",
+                    "queued",
+                    scene.alice.id,
+                    scene.guild.id,
+                    scene.channel.id,
+                    queue_position=round_ + 1,
+                )
+            )
+    await scene.bot.delivery.drain()
+    after = Counter((r.method, r.path.split("/")[1]) for r in scene.env.http_requests)
+    writes = (after - before)[("POST", "channels")] + (after - before)[("PATCH", "channels")]
+    assert writes <= 2 * len(prompts), writes  # at most a post and an edit a job, not 10
+    assert scene.bot.delivery.edits_coalesced > 0
