@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import io
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 import discord
@@ -128,7 +128,7 @@ class DiscordDelivery:
             view = (
                 self._result_view(job) if number == last and event.kind == EventKind.DONE else None
             )
-            found = await self._already_posted(destination, content, view)
+            found = await self._already_posted(destination, view)
             if found is not None:
                 message = found
             else:
@@ -157,29 +157,24 @@ class DiscordDelivery:
             raise Undeliverable(str(exc)) from None
 
     async def _already_posted(
-        self,
-        destination: discord.abc.Messageable,
-        content: str,
-        view: discord.ui.View | None,
+        self, destination: discord.abc.Messageable, view: discord.ui.View | None
     ) -> discord.Message | None:
-        """A post a crash left unrecorded: the bot's recent message with the same marker
-        (the result buttons' custom_id) or, for posts without buttons, the same text."""
-        wanted = set()
-        if view is not None:
-            wanted = {c.custom_id for c in view.children if isinstance(c, discord.ui.Button)}
+        """A post a crash left unrecorded: the bot's recent message carrying the same marker
+        (the result buttons' custom_ids). Posts without buttons carry no marker; for them a
+        rare duplicate line is the price of never losing one (Discord's nonce dedupe covers
+        the first minutes)."""
+        wanted = _custom_ids(view.children) if view is not None else set()
         me = self._bot.user
+        if not wanted or me is None:
+            return None
         try:
             async for message in destination.history(limit=HISTORY_SCAN):
-                if me is None or message.author.id != me.id:
+                if message.author.id != me.id:
                     continue
-                ids = {
-                    getattr(child, "custom_id", None)
-                    for row in message.components
-                    for child in getattr(row, "children", [])
-                }
-                if wanted and wanted & ids:
-                    return message
-                if not wanted and message.content == content:
+                found = _custom_ids(
+                    child for row in message.components for child in getattr(row, "children", [])
+                )
+                if wanted & found:
                     return message
         except discord.HTTPException:
             return None  # cannot read history: posting again is the lesser harm
@@ -284,6 +279,11 @@ class DiscordDelivery:
             else self._store.prompts.set_status_message
         )
         await setter(ref.id, sent.channel.id, sent.id)
+
+
+def _custom_ids(items: Iterable[object]) -> set[str]:
+    """custom_ids of buttons, dynamic items (which wrap a button) included."""
+    return {cid for item in items if isinstance(cid := getattr(item, "custom_id", None), str)}
 
 
 __all__ = ["ChannelGone", "DiscordDelivery", "Undeliverable"]

@@ -24,7 +24,7 @@ from tests.jobs.conftest import BRANCH, IMAGE_MC, TUNE_MC, settings_for
 
 @pytest.fixture
 def emulator_config() -> EmulatorConfig:
-    return EmulatorConfig(api_key=KEY, train_seconds=120, prompt_seconds=10, image_size=(64, 64))
+    return EmulatorConfig(api_key=KEY, train_seconds=120, prompt_seconds=10, image_size=(256, 256))
 
 
 @pytest.fixture

@@ -154,3 +154,31 @@ async def test_progress_edits_are_coalesced_per_channel(scene: Scene):
     writes = (after - before)[("POST", "channels")] + (after - before)[("PATCH", "channels")]
     assert writes <= 2 * len(prompts), writes  # at most a post and an edit a job, not 10
     assert scene.bot.delivery.edits_coalesced > 0
+
+
+async def test_eight_large_images_are_reencoded_and_split_to_fit(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+):
+    from bot.ui.files import MULTIPART_SLACK, Limits
+
+    per_file = 1_000  # below the emulator's 256x256 PNGs (about 2 KB): all re-encoded
+    limits = Limits(per_file=per_file, per_request=MULTIPART_SLACK + 3 * per_file)
+
+    async def small_limits(channel_id: int) -> Limits:
+        return limits
+
+    monkeypatch.setattr(scene.bot.delivery, "_file_limit", small_limits)
+    tune = await scene.ready_tune(scene.alice)
+    prompt = await scene.prompt(scene.alice, tune, images=8)
+    for _ in range(10):
+        await scene.step(5)
+    posts = [m for m in scene.channel.history() if m.attachments]
+    attachments = [a for m in posts for a in m.attachments]
+    assert len(attachments) == 8 and len(posts) >= 3, [
+        (m.content[:30], [(a.filename, a.size) for a in m.attachments]) for m in posts
+    ]
+    assert all(a.size <= per_file for a in attachments)
+    assert all(a.filename.endswith(".jpg") for a in attachments)
+    assert [bool(button_ids(m)) for m in posts] == [False] * (len(posts) - 1) + [True]
+    record = await scene.bot.store.prompts.get(prompt.id)
+    assert record is not None and set(record.result_message_ids) == {m.id for m in posts}
