@@ -182,3 +182,26 @@ async def test_eight_large_images_are_reencoded_and_split_to_fit(
     assert [bool(button_ids(m)) for m in posts] == [False] * (len(posts) - 1) + [True]
     record = await scene.bot.store.prompts.get(prompt.id)
     assert record is not None and set(record.result_message_ids) == {m.id for m in posts}
+
+
+async def test_100_jobs_in_one_channel_post_once_each_with_few_edits(scene: Scene):
+    tune = await scene.ready_tune(scene.alice)
+    await scene.bot.store.tunes.set_shared(tune.id, True)
+    members = [scene.guild.add_member(scene.env.create_user(f"m{n}")) for n in range(100)]
+    prompts = [await scene.prompt(m, tune, images=1) for m in members]
+    before = Counter((r.method, r.path) for r in scene.env.http_requests)
+    for _ in range(20):
+        await scene.step(5)
+    sent = Counter((r.method, r.path) for r in scene.env.http_requests) - before
+    channel_path = f"/channels/{scene.channel.id}/messages"
+    posts = sent[("POST", channel_path)]
+    edits = sum(n for (method, path), n in sent.items() if method == "PATCH")
+    results = [m for m in scene.channel.history() if m.attachments]
+    assert len(results) == 100
+    states = {(await scene.bot.store.prompts.get(p.id)).state for p in prompts}  # type: ignore[union-attr]
+    assert states == {PromptState.DELIVERED}
+    # One result and one status message a job, and status edits only at milestones:
+    # queued (50 wait behind the global cap) -> generating -> done.
+    assert posts <= 2 * 100, posts
+    assert edits <= 2 * 100, edits
+    print(f"100 jobs in one channel: {posts} posts, {edits} edits")
