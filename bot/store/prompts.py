@@ -14,6 +14,7 @@ from enum import StrEnum
 from bot.credits import Refusal
 from bot.store.db import Clock, Database, Row, Transaction, from_ms, opt_from_ms, to_ms
 from bot.store.errors import InvalidTransition, NotFound, StoreError, TuneUnavailable
+from bot.store.jobstate import move_if, step
 from bot.store.ledger import JobKind, JobRef, Ledger, Refused
 from bot.store.tunes import GONE_TUNES, TuneState, states_filter
 
@@ -265,23 +266,12 @@ class Prompts:
         self, prompt_id: int, expected: PromptState, state: PromptState
     ) -> PromptRecord | None:
         """Move the prompt from `expected` to `state` only if it is still in `expected`
-        (compare and set): None when something else moved it first. Entering
-        `submitting` stamps the submission time."""
+        (compare and set): None when something else moved it first."""
         if state not in PROMPT_TRANSITIONS[expected]:
             raise InvalidTransition(f"prompt {prompt_id}", expected, state)
         async with self._db.write() as tx:
-            current_row = await tx.fetchone("SELECT state FROM prompts WHERE id = ?", (prompt_id,))
-            if current_row is None:
-                raise NotFound(f"no prompt {prompt_id}")
-            if current_row["state"] != expected:
+            if not await move_if(tx, "prompts", prompt_id, expected, state, self._now_ms()):
                 return None
-            now_ms = self._now_ms()
-            submitted = now_ms if state == PromptState.SUBMITTING else None
-            await tx.execute(
-                "UPDATE prompts SET state = ?, updated_at_ms = ?,"
-                " submitted_at_ms = COALESCE(?, submitted_at_ms) WHERE id = ?",
-                (state, now_ms, submitted, prompt_id),
-            )
             return await self._current(tx, prompt_id)
 
     async def set_state(
@@ -291,14 +281,16 @@ class Prompts:
         is already in changes nothing (a repeat after a crash is harmless)."""
         async with self._db.write() as tx:
             current = await self._current(tx, prompt_id)
-            if current.state != state:
-                if state not in PROMPT_TRANSITIONS[current.state]:
-                    raise InvalidTransition(f"prompt {prompt_id}", current.state, state)
-                await tx.execute(
-                    "UPDATE prompts SET state = ?, error = COALESCE(?, error), updated_at_ms = ?"
-                    " WHERE id = ?",
-                    (state, error, self._now_ms(), prompt_id),
-                )
+            await step(
+                tx,
+                "prompts",
+                prompt_id,
+                current.state,
+                state,
+                PROMPT_TRANSITIONS,
+                error,
+                self._now_ms(),
+            )
             return await self._current(tx, prompt_id)
 
     async def set_astria_id(self, prompt_id: int, astria_id: int) -> PromptRecord:

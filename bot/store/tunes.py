@@ -23,6 +23,7 @@ from bot.store.db import (
     to_ms,
 )
 from bot.store.errors import InvalidTransition, NameTaken, NotFound, StoreError
+from bot.store.jobstate import move_if, step
 from bot.store.ledger import JobKind, JobRef, Ledger, Refused
 
 
@@ -292,40 +293,24 @@ class Tunes:
         self, tune_id: int, expected: TuneState, state: TuneState
     ) -> TuneRecord | None:
         """Move the tune from `expected` to `state` only if it is still in `expected`
-        (compare and set): None when something else moved it first. Entering
-        `submitting` stamps the submission time."""
+        (compare and set): None when something else moved it first."""
         if state not in TUNE_TRANSITIONS[expected]:
             raise InvalidTransition(f"tune {tune_id}", expected, state)
         async with self._db.write() as tx:
-            current_row = await tx.fetchone("SELECT state FROM tunes WHERE id = ?", (tune_id,))
-            if current_row is None:
-                raise NotFound(f"no tune {tune_id}")
-            if current_row["state"] != expected:
+            if not await move_if(tx, "tunes", tune_id, expected, state, self._now_ms()):
                 return None
-            now_ms = self._now_ms()
-            submitted = now_ms if state == TuneState.SUBMITTING else None
-            await tx.execute(
-                "UPDATE tunes SET state = ?, updated_at_ms = ?,"
-                " submitted_at_ms = COALESCE(?, submitted_at_ms) WHERE id = ?",
-                (state, now_ms, submitted, tune_id),
-            )
             return await self._current(tx, tune_id)
 
     async def set_state(
         self, tune_id: int, state: TuneState, *, error: str | None = None
     ) -> TuneRecord:
-        """Move the tune to `state` if that is an allowed step; asking for the state it is
-        already in changes nothing (a repeat after a crash is harmless)."""
+        """Move the tune to `state` if that is an allowed step; asking for the state it
+        is already in changes nothing (a repeat after a crash is harmless)."""
         async with self._db.write() as tx:
             current = await self._current(tx, tune_id)
-            if current.state != state:
-                if state not in TUNE_TRANSITIONS[current.state]:
-                    raise InvalidTransition(f"tune {tune_id}", current.state, state)
-                await tx.execute(
-                    "UPDATE tunes SET state = ?, error = COALESCE(?, error), updated_at_ms = ?"
-                    " WHERE id = ?",
-                    (state, error, self._now_ms(), tune_id),
-                )
+            await step(
+                tx, "tunes", tune_id, current.state, state, TUNE_TRANSITIONS, error, self._now_ms()
+            )
             return await self._current(tx, tune_id)
 
     async def set_astria_id(self, tune_id: int, astria_id: int) -> TuneRecord:

@@ -1,0 +1,56 @@
+"""State changes shared by tunes and prompts: one place for the compare-and-set and the
+checked step, so both job tables follow the same rules."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Set
+from typing import Literal, TypeVar
+
+from bot.store.db import Transaction
+from bot.store.errors import InvalidTransition, NotFound
+
+JobTable = Literal["tunes", "prompts"]
+S = TypeVar("S", bound=str)  # TuneState or PromptState
+
+
+async def move_if(
+    tx: Transaction, table: JobTable, row_id: int, expected: str, state: str, now_ms: int
+) -> bool:
+    """Move the row from `expected` to `state` if it is still there (compare and set).
+    Entering `submitting` stamps the submission time. False when something moved it first."""
+    row = await tx.fetchone(f"SELECT state FROM {table} WHERE id = ?", (row_id,))  # noqa: S608
+    if row is None:
+        raise NotFound(f"no {table[:-1]} {row_id}")
+    if row["state"] != expected:
+        return False
+    submitted = now_ms if state == "submitting" else None
+    await tx.execute(
+        # Only placeholders vary: `table` is one of two literals.
+        f"UPDATE {table} SET state = ?, updated_at_ms = ?,"  # noqa: S608
+        " submitted_at_ms = COALESCE(?, submitted_at_ms) WHERE id = ?",
+        (state, now_ms, submitted, row_id),
+    )
+    return True
+
+
+async def step(
+    tx: Transaction,
+    table: JobTable,
+    row_id: int,
+    current: S,
+    state: S,
+    allowed: Mapping[S, Set[S]],
+    error: str | None,
+    now_ms: int,
+) -> None:
+    """Move the row from `current` to `state` if that is an allowed step; the state it is
+    already in changes nothing (a repeat after a crash is harmless)."""
+    if current == state:
+        return
+    if state not in allowed[current]:
+        raise InvalidTransition(f"{table[:-1]} {row_id}", current, state)
+    await tx.execute(
+        f"UPDATE {table} SET state = ?, error = COALESCE(?, error), updated_at_ms = ?"  # noqa: S608
+        " WHERE id = ?",
+        (state, error, now_ms, row_id),
+    )
