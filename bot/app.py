@@ -73,7 +73,12 @@ class AstriaBot(commands.Bot):
             self.astria = AstriaClient.from_settings(settings, self._session)
         self.store = await Store.open(settings.database_path, settings=settings, clock=self._clock)
         self.delivery = DiscordDelivery(
-            self, self.store, self.astria, result_view=result_view, status_view=status_view
+            self,
+            self.store,
+            self.astria,
+            result_view=result_view,
+            status_view=status_view,
+            post_links=settings.post_image_links,
         )
         self.tracker = Tracker(
             self.store,

@@ -145,6 +145,7 @@ class Settings(BaseSettings):
     callback_signing_key: SecretStr | None = None
 
     # Discord.
+    post_image_links: bool = False
     dev_guild_id: int | None = Field(default=None, gt=0)
     discord_api_base: str | None = None
     discord_gateway_url: str | None = None

@@ -44,6 +44,12 @@ async def test_status_then_images_as_files_with_buttons(scene: Scene):
     record = await scene.bot.store.prompts.get(prompt.id)
     assert record is not None and record.state == PromptState.DELIVERED
     assert record.result_message_ids == (post.id,)
+    for message in scene.channel.history():  # the channel as a member sees it (pytest -s)
+        files = f"  [{len(message.attachments)} images]" if message.attachments else ""
+        buttons = (
+            "  " + " ".join(f"[{c}]" for c in button_ids(message)) if button_ids(message) else ""
+        )
+        print(f"{message.author.name}: {message.content}{files}{buttons}")
 
 
 def done_event(scene: Scene, prompt_id: int, images: tuple[str, ...] = ()) -> JobEvent:
@@ -205,3 +211,15 @@ async def test_100_jobs_in_one_channel_post_once_each_with_few_edits(scene: Scen
     assert posts <= 2 * 100, posts
     assert edits <= 2 * 100, edits
     print(f"100 jobs in one channel: {posts} posts, {edits} edits")
+
+
+async def test_links_instead_of_files_when_the_setting_says_so(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(scene.bot.delivery, "_post_links", True)
+    tune = await scene.ready_tune(scene.alice)
+    await scene.prompt(scene.alice, tune, images=2)
+    for _ in range(10):
+        await scene.step(5)
+    post = next(m for m in scene.channel.history() if "here are your images" in m.content)
+    assert not post.attachments and post.content.count("/files/prompts/") == 2
