@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import SecretStr
 
@@ -48,7 +48,14 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 PAGE = 120
-T = TypeVar("T")
+
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> int: ...
+
+
+T = TypeVar("T", bound=_HasId)
 
 PROFILE_MODEL_TYPES: dict[str, str | None] = {
     "flux-lora": "lora",
@@ -534,13 +541,12 @@ class Tracker:
                     break
                 pages += 1
                 for item in items:
-                    item_id: int = getattr(item, "id")  # noqa: B009 - Tune or Prompt
-                    if item_id in wanted:
-                        found[item_id] = item
-                if len(items) < PAGE or not items:
+                    if item.id in wanted:
+                        found[item.id] = item
+                if len(items) < PAGE:
                     break
-                cursor = getattr(items[-1], "id")  # noqa: B009
-                if cursor is not None and cursor <= oldest:
+                cursor = items[-1].id
+                if cursor <= oldest:
                     break
         for astria_id in wanted - found.keys():
             try:
