@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from bot.config import ConfigError, load_settings
+from bot.config import ConfigError, Settings, load_settings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,6 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "emulator", help="serve the local Astria emulator (see `astria-bot emulator --help`)"
     )
+    invite = sub.add_parser("invite", help="print the link that adds the bot to a server")
+    invite.add_argument("--application-id", type=int, help="default: read from DISCORD_TOKEN")
     return parser
 
 
@@ -47,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    if args.command == "invite":
+        return _invite(settings, args.application_id)
     if args.command == "check":
         from bot.check import run_check
 
@@ -60,3 +64,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bot.runner import run_bot
 
     return asyncio.run(run_bot(settings))
+
+
+def _invite(settings: Settings, application_id: int | None) -> int:
+    from bot.invite import application_id_from_token, invite_url
+
+    if application_id is None and settings.discord_token is not None:
+        application_id = application_id_from_token(settings.discord_token.get_secret_value())
+    if application_id is None:
+        print(
+            "Give --application-id (Discord developer portal > your app > General Information), "
+            "or set DISCORD_TOKEN.",
+            file=sys.stderr,
+        )
+        return 2
+    print(invite_url(application_id))
+    return 0

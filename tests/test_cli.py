@@ -89,3 +89,25 @@ async def test_demo_trains_prompts_saves_images_and_balances_the_money(tmp_path:
     assert len(images) == 4 and all(p.read_bytes().startswith(b"\x89PNG") for p in images)
     assert "all steps passed" in text
     assert (tmp_path / "out" / "transcript.txt").read_text().count("\n") >= 10
+
+
+def test_invite_link_has_the_scopes_and_only_the_needed_permissions(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    import base64
+
+    from bot.invite import needed_permissions
+
+    app_id = 123456789012345678
+    token = base64.b64encode(str(app_id).encode()).decode().rstrip("=") + ".abc.def"
+    monkeypatch.setenv("DISCORD_TOKEN", token)
+    assert main(["invite"]) == 0
+    url = capsys.readouterr().out.strip()
+    assert f"client_id={app_id}" in url
+    assert "scope=bot+applications.commands" in url
+    assert f"permissions={needed_permissions().value}" in url
+    assert not needed_permissions().administrator and not needed_permissions().manage_messages
+    assert token not in url
+    monkeypatch.delenv("DISCORD_TOKEN")
+    assert main(["invite"]) == 2
+    assert main(["invite", "--application-id", "42"]) == 0
