@@ -1,0 +1,277 @@
+"""Prompt text for Astria, built from what a member typed: cleaned, checked against the
+server's rules and the member's tunes, and prefixed with the tune's tag, token and class.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Collection
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+from bot.config import Branch, ModelProfile, ProfileName
+
+PostTo = Literal["tune", "base"]
+
+# Astria's documented tag kinds (astria-api.md §8). Matching is looser than Astria's own
+# parser is likely to be (any case, spaces anywhere, weight optional or any text), so that
+# nothing Astria might read as a tag slips through as plain words.
+_TAG = re.compile(
+    r"<\s*(?P<kind>lora|faceid)\s*:\s*(?P<id>[^:<>]*?)\s*(?::[^<>]*)?>",
+    re.IGNORECASE,
+)
+# ASCII digits only: int() also accepts other scripts' digits and fails past 4300 of them.
+_TUNE_ID = re.compile(r"[0-9]{1,18}")
+# Inline flags (`--remove_background`, `--improve_similarity 0.5`) and the Midjourney habit
+# (`--ar 16:9`, `--no text`) both start a word with two hyphens and a letter.
+_FLAG = re.compile(r"(?<![\w-])--(?P<name>[a-z][a-z0-9_]*)", re.IGNORECASE)
+_FLAG_SHOWN_MAX = 30
+# Removed from the member's words outright: zero-width and bidi characters are how a banned
+# word or a tag gets past a check while still reading the same.
+_DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
+# Characters Discord reads as markdown; a backslash before any punctuation renders as the
+# character itself, so escaping a few extra costs nothing.
+_MARKDOWN = frozenset("\\*_~`|>#-[]()<:")
+_ZWSP = "\u200b"
+
+_TAG_REFUSAL_TAIL = "The bot adds your tune's tag itself, so leave tags out."
+
+
+@dataclass(frozen=True)
+class PromptRules:
+    """A server's limits on prompt text. `banned_words` are matched as whole words (or
+    phrases), ignoring case and accents, so banning "ass" leaves "class" alone."""
+
+    max_length: int = 600
+    banned_words: frozenset[str] = frozenset()
+    max_negative_length: int = 300
+
+
+@dataclass(frozen=True)
+class TuneRef:
+    """The facts about one tune that its prompt text depends on."""
+
+    id: int  # the bot's own id
+    astria_id: int
+    subject_class: str  # "man", "woman", "dog", ...
+    profile: ProfileName  # the profile the tune was trained under
+    branch: Branch
+    token: str  # trigger word recorded at training; may be "" (FaceID)
+
+
+@dataclass(frozen=True)
+class BuiltPrompt:
+    """Text ready for Astria, and where to post it."""
+
+    final_text: str
+    user_text: str  # the member's words as cleaned, without tags: safe to store and re-use
+    post_to: PostTo  # "tune": the tune itself; "base": the profile's base tune
+    target_tune_id: int  # the Astria tune id that `post_to` names
+
+
+@dataclass(frozen=True)
+class PromptRefusal:
+    """Why the text was not accepted, in words a member can act on."""
+
+    reason: str
+
+
+def build_prompt(
+    user_text: str,
+    tune: TuneRef,
+    profile: ModelProfile,
+    rules: PromptRules,
+    *,
+    usable_astria_ids: Collection[int],
+) -> BuiltPrompt | PromptRefusal:
+    """The text Astria receives for `user_text` on `tune`, or why it cannot be sent.
+
+    `profile` is the one the bot runs now; `usable_astria_ids` are the Astria ids of the
+    member's own tunes and those shared with the server (`tune` itself always counts).
+    Checkpoint tunes, and every tune on the free `fast` branch, are prompted on the tune
+    itself as "token class text"; LoRA and FaceID tunes on the base tune behind one tag.
+    """
+    # Fast tunes are mock checkpoints wherever they came from, and a tag prompt on a real
+    # base tune may be billed (DESIGN.md), so the profile only matters for paid branches.
+    fast = tune.branch == "fast"
+    if not fast and tune.profile != profile.name:
+        return PromptRefusal(
+            f"This tune was trained for the {tune.profile} model, but the bot now uses "
+            f"{profile.name}, so it cannot make pictures with it. Train a new tune, or ask "
+            "an admin."
+        )
+
+    text = _clean(user_text)
+    if not text:
+        return PromptRefusal("Your prompt is empty: describe the picture you want.")
+    # Counted before tags are taken out, so the number matches what the member typed.
+    if len(text) > rules.max_length:
+        return PromptRefusal(
+            f"Your prompt is {len(text)} characters long; the limit is {rules.max_length}. "
+            "Shorten it and try again."
+        )
+    if _has_banned_word(text, rules.banned_words):
+        # Never echo the word: it may be a slur, and the reply may be public.
+        return PromptRefusal("Your prompt has a word this server does not allow.")
+    flag = _first_flag(text)
+    if flag is not None:
+        return flag
+
+    usable = {tune.astria_id, *usable_astria_ids}
+    text_or_refusal = _remove_tags(text, usable)
+    if isinstance(text_or_refusal, PromptRefusal):
+        return text_or_refusal
+    text = text_or_refusal
+    if not text:
+        return PromptRefusal(
+            "Your prompt has only tags in it: describe the picture you want. " + _TAG_REFUSAL_TAIL
+        )
+
+    subject = " ".join(tune.subject_class.split())
+    token = " ".join((tune.token or profile.token).split())
+    if fast or profile.model_type is None:
+        prefix = _join(token, subject)
+        post_to: PostTo = "tune"
+        target = tune.astria_id
+    elif profile.model_type == "lora":
+        prefix = _join(f"<lora:{tune.astria_id}:1>", token, subject)
+        post_to, target = "base", profile.base_tune_id
+    else:
+        # FaceID wants the class straight after the tag and knows no token.
+        prefix = _join(f"<faceid:{tune.astria_id}:1>", subject)
+        post_to, target = "base", profile.base_tune_id
+    return BuiltPrompt(_join(prefix, text), text, post_to, target)
+
+
+def clean_negative(text: str, rules: PromptRules) -> str | PromptRefusal:
+    """The negative prompt, cleaned; "" when there is none.
+
+    Flux ignores negative prompts (astria-api.md §8); they are still accepted and sent, so
+    one command works for every profile. Banned words are not checked here: a negative
+    prompt is where a member keeps unwanted content out ("nudity", "blood").
+    """
+    cleaned = _clean(text)
+    if len(cleaned) > rules.max_negative_length:
+        return PromptRefusal(
+            f"Your negative prompt is {len(cleaned)} characters long; the limit is "
+            f"{rules.max_negative_length}. Shorten it and try again."
+        )
+    if _TAG.search(cleaned):
+        return PromptRefusal(
+            "Tags like `<lora:...>` cannot go in the negative prompt. Remove them and try again."
+        )
+    flag = _first_flag(cleaned)
+    if flag is not None:
+        return flag
+    return _join(*_drop_angle_brackets(cleaned).split())
+
+
+def display_text(text: str, limit: int = 300) -> str:
+    """`text` made safe to show in a Discord message: one line, markdown escaped, mentions
+    unable to ping, at most `limit` characters (cut with "…")."""
+    pieces = [_display_piece(char) for char in _clean(text)]
+    if sum(map(len, pieces)) <= limit:
+        return "".join(pieces)
+    kept: list[str] = []
+    room = max(limit, 1) - 1  # for the "…"
+    for piece in pieces:
+        # Whole pieces only: half an escape would unescape the next character.
+        if len(piece) > room:
+            break
+        kept.append(piece)
+        room -= len(piece)
+    return "".join(kept) + "…"
+
+
+def _display_piece(char: str) -> str:
+    if char == "@":
+        # A zero-width space after "@" is how Discord clients themselves defuse @everyone,
+        # @here and <@id>; a backslash alone may still ping.
+        return "@" + _ZWSP
+    if char in _MARKDOWN:
+        return "\\" + char
+    return char
+
+
+def _clean(text: str) -> str:
+    # NFKC folds full-width and other look-alike forms (＜ｌｏｒａ：…＞, ｓｌｕｒ) onto the
+    # plain characters the checks below look for.
+    text = unicodedata.normalize("NFKC", text)
+    kept = []
+    for char in text:
+        if char.isspace():
+            kept.append(" ")
+        elif unicodedata.category(char) not in _DROPPED_CATEGORIES:
+            kept.append(char)
+    return " ".join("".join(kept).split())
+
+
+def _join(*parts: str) -> str:
+    return " ".join(part for part in parts if part)
+
+
+def _first_flag(text: str) -> PromptRefusal | None:
+    match = _FLAG.search(text)
+    if match is None:
+        return None
+    name = match["name"]
+    shown = f"`--{name}`" if len(name) <= _FLAG_SHOWN_MAX else "an option starting with `--`"
+    # Refused rather than stripped: flags like --remove_background change the result (and
+    # may change the price), and silently dropping one would surprise the member.
+    return PromptRefusal(
+        f"Your prompt contains {shown}. Options can't be set inside the prompt text; "
+        "remove it and use the command's options instead."
+    )
+
+
+def _remove_tags(text: str, usable: set[int]) -> str | PromptRefusal:
+    # The check runs until no tag is left, closing up the gap each time: taking one tag out
+    # can join the text around it into another ("<lo<lora:1:1>ra:2:1>"), which must be
+    # checked too. The text kept has a space where each tag was, so words stay apart.
+    probe = text
+    while found := list(_TAG.finditer(probe)):
+        for match in found:
+            kind = match["kind"].lower()
+            raw_id = match["id"]
+            if not _TUNE_ID.fullmatch(raw_id):
+                return PromptRefusal(
+                    f"Your prompt has a `<{kind}:...>` tag that does not name a tune. "
+                    + _TAG_REFUSAL_TAIL
+                )
+            if int(raw_id) not in usable:
+                return PromptRefusal(
+                    f"Your prompt has a `<{kind}:...>` tag for tune {int(raw_id)}, which is "
+                    "not yours or shared with this server. " + _TAG_REFUSAL_TAIL
+                )
+        probe = _TAG.sub("", probe)
+    # Flux cannot combine LoRAs, so the bot's single tag replaces the member's.
+    return _join(*_drop_angle_brackets(_TAG.sub(" ", text)).split())
+
+
+def _drop_angle_brackets(text: str) -> str:
+    # Astria reads "<" only as the start of a tag, so no member text needs one; removing
+    # them guarantees the final text holds no tag but the bot's own, whatever form Astria
+    # may accept that the pattern above misses.
+    return text.replace("<", " ").replace(">", " ")
+
+
+def _has_banned_word(text: str, banned: frozenset[str]) -> bool:
+    pattern = _banned_pattern(banned)
+    return pattern is not None and pattern.search(_folded(text)) is not None
+
+
+@lru_cache(maxsize=16)
+def _banned_pattern(banned: frozenset[str]) -> re.Pattern[str] | None:
+    words = sorted({w for w in (_folded(_clean(b)) for b in banned) if w})
+    if not words:
+        return None
+    alternatives = "|".join(r"\s+".join(map(re.escape, w.split())) for w in words)
+    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
+
+
+def _folded(text: str) -> str:
+    # Accents and stacked combining marks off, case folded: "Äss", "a̷ss" and "ASS" match "ass".
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
