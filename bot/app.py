@@ -23,7 +23,7 @@ from bot.ui.delivery import DiscordDelivery
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-EXTENSIONS: tuple[str, ...] = ()  # the cogs arrive with the slash-command issue
+EXTENSIONS: tuple[str, ...] = ("cogs.errors", "cogs.imagine")
 
 
 def utc_now() -> datetime:

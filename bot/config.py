@@ -227,7 +227,11 @@ class Settings(BaseSettings):
 
     @property
     def profile(self) -> ModelProfile:
-        if self.model_profile == "flux-lora":
+        return self.profile_named(self.model_profile)
+
+    def profile_named(self, name: ProfileName) -> ModelProfile:
+        """The settings of one model profile (tunes keep the profile they were trained on)."""
+        if name == "flux-lora":
             return ModelProfile(
                 "flux-lora",
                 "lora",
@@ -235,7 +239,7 @@ class Settings(BaseSettings):
                 self.flux_token,
                 self.flux_prompt_seconds,
             )
-        if self.model_profile == "sd15-checkpoint":
+        if name == "sd15-checkpoint":
             return ModelProfile(
                 "sd15-checkpoint",
                 None,

@@ -30,7 +30,7 @@ from bot.astria import (
     Tune,
     TuneRequest,
 )
-from bot.config import ModelProfile, Settings
+from bot.config import ModelProfile, ProfileName, Settings
 from bot.jobs.delivery import Delivery, EventKind, JobEvent, Outcome, Progress, event_key
 from bot.jobs.schedule import PollPolicy, expected_done, first_check, is_stuck, next_check
 from bot.jobs.signing import callback_url
@@ -57,11 +57,7 @@ class _HasId(Protocol):
 
 T = TypeVar("T", bound=_HasId)
 
-PROFILE_MODEL_TYPES: dict[str, str | None] = {
-    "flux-lora": "lora",
-    "sd15-checkpoint": None,
-    "faceid": "faceid",
-}
+PROFILE_NAMES: tuple[ProfileName, ...] = ("flux-lora", "sd15-checkpoint", "faceid")
 
 
 @dataclass(frozen=True)
@@ -87,9 +83,9 @@ class TrackerConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TrackerConfig:
-        profiles = {}
-        for name in PROFILE_MODEL_TYPES:
-            profiles[name] = settings.model_copy(update={"model_profile": name}).profile
+        profiles: dict[str, ModelProfile] = {
+            name: settings.profile_named(name) for name in PROFILE_NAMES
+        }
         return cls(
             poll=PollPolicy(
                 tune_min=settings.poll_tune_min_seconds,
@@ -216,6 +212,10 @@ class Tracker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=min(max(wait, 0.2), 5.0))
         self._wake.clear()
+
+    def nudge(self) -> None:
+        """A job was queued: start the next round now instead of at the next tick."""
+        self._wake.set()
 
     def wake(self, job: str) -> bool:
         """Look at `job` now (a callback arrived). False if the job is not followed."""

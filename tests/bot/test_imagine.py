@@ -1,0 +1,69 @@
+"""/imagine through SimCord with the real cog, store, tracker and emulator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bot.store import PromptState
+from tests.bot.conftest import Scene
+
+pytestmark = pytest.mark.simcord(strict_sync=False)
+
+
+def reply(result: Any) -> str:
+    """What the member read last: the followup after a defer, else the response."""
+    if result.followups:
+        return str(result.followups[-1].content)
+    return str(result.response.content)
+
+
+async def test_imagine_queues_and_the_images_arrive_with_buttons(scene: Scene):
+    tune = await scene.ready_tune(scene.alice)
+    choices = await scene.alice.autocomplete(scene.channel, "imagine", "tune", "m")
+    assert [c["value"] for c in choices] == [str(tune.id)]
+    result = await scene.alice.slash(
+        scene.channel, "imagine", prompt="on a beach at sunset", tune=str(tune.id), count=2
+    )
+    assert "Queued 2 images" in reply(result) and "$0.04" in reply(result)
+    (prompt,) = await scene.bot.store.prompts.list_for(scene.alice.id)
+    assert prompt.final_text == "sks man on a beach at sunset"
+    assert prompt.params["aspect_ratio"] == "1:1"
+    for _ in range(10):
+        await scene.step(5)
+    record = await scene.bot.store.prompts.get(prompt.id)
+    assert record is not None and record.state == PromptState.DELIVERED
+    post = next(m for m in scene.channel.history() if m.attachments)
+    assert len(post.attachments) == 2
+
+
+async def test_imagine_refusals_are_clear_and_spend_nothing(scene: Scene):
+    tune = await scene.ready_tune(scene.alice)
+    # Someone else's tune, by id (autocomplete offers bob nothing).
+    assert await scene.bob.autocomplete(scene.channel, "imagine", "tune", "") == []
+    other = await scene.bob.slash(scene.channel, "imagine", prompt="hi", tune=str(tune.id))
+    assert "not yours" in reply(other)
+    # A tag naming a tune the member may not use.
+    tagged = await scene.alice.slash(
+        scene.channel, "imagine", prompt="<lora:999999:1> on a beach", tune=str(tune.id)
+    )
+    assert "tune 999999, which is not yours" in reply(tagged)
+    # A Midjourney-style flag.
+    flagged = await scene.alice.slash(
+        scene.channel, "imagine", prompt="on a beach --ar 16:9", tune=str(tune.id)
+    )
+    assert "--ar" in reply(flagged)
+    # Paused server.
+    await scene.bot.store.guilds.set_paused(scene.guild.id, True)
+    paused = await scene.alice.slash(scene.channel, "imagine", prompt="x", tune=str(tune.id))
+    assert "paused" in reply(paused)
+    await scene.bot.store.guilds.set_paused(scene.guild.id, False)
+    # Over budget: a daily limit below one image.
+    await scene.bot.store.guilds.set_user_daily_limit(scene.guild.id, 1_000)
+    poor = await scene.alice.slash(scene.channel, "imagine", prompt="x", tune=str(tune.id))
+    assert "Not queued" in reply(poor) and "day" in reply(poor).lower()
+    assert await scene.bot.store.prompts.list_for(scene.alice.id) == []
+    assert await scene.bot.store.prompts.list_for(scene.bob.id) == []
+    for result in (other, tagged, flagged, paused, poor):
+        assert result.ephemeral or result.response.ephemeral
