@@ -23,7 +23,7 @@ from bot.ui.delivery import DiscordDelivery
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-EXTENSIONS: tuple[str, ...] = ("cogs.errors", "cogs.imagine")
+EXTENSIONS: tuple[str, ...] = ("cogs.errors", "cogs.imagine", "cogs.account")
 
 
 def utc_now() -> datetime:

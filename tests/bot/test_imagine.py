@@ -67,3 +67,19 @@ async def test_imagine_refusals_are_clear_and_spend_nothing(scene: Scene):
     assert await scene.bot.store.prompts.list_for(scene.bob.id) == []
     for result in (other, tagged, flagged, paused, poor):
         assert result.ephemeral or result.response.ephemeral
+
+
+async def test_balance_shows_the_ledger_figures(scene: Scene):
+    from bot.credits import format_mc
+
+    tune = await scene.ready_tune(scene.alice)
+    await scene.alice.slash(scene.channel, "imagine", prompt="a", tune=str(tune.id), count=3)
+    for _ in range(10):
+        await scene.step(5)
+    snapshot = await scene.bot.store.ledger.budget(scene.guild.id, scene.alice.id)
+    spent = sum(e.amount_mc for e in await scene.bot.store.ledger.entries() if e.kind != "grant")
+    assert snapshot.user_month.used_mc == spent  # the tune and the three images
+    text = reply(await scene.alice.slash(scene.channel, "balance"))
+    assert f"**You this month:** {format_mc(spent)} of" in text
+    assert "0 training, 0 generating" in text
+    assert "Astria balance" not in text  # members do not see the account
