@@ -10,11 +10,15 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.credits import Allowance, format_mc
+from bot.prompts import display_text
+from bot.store import UNFINISHED_PROMPTS, UNFINISHED_TUNES, PromptState
 from bot.ui.text import timestamp
 from cogs.imagine import refuse_if_not_allowed
 
 if TYPE_CHECKING:
     from bot.app import AstriaBot
+    from bot.jobs import Tracker
+    from bot.store import JobRef
 
 
 def _line(label: str, allowance: Allowance) -> str:
@@ -37,16 +41,12 @@ class Account(commands.Cog):
         store = self.bot.store
         guild_id = interaction.guild_id or 0
         snapshot = await store.ledger.budget(guild_id, interaction.user.id)
-        in_flight = [
-            p
-            for p in await store.prompts.unfinished()
-            if p.owner_id == interaction.user.id and p.guild_id == guild_id
-        ]
-        training = [
-            t
-            for t in await store.tunes.unfinished()
-            if t.owner_id == interaction.user.id and t.guild_id == guild_id
-        ]
+        in_flight = await store.prompts.list_for(
+            interaction.user.id, guild_id=guild_id, states=UNFINISHED_PROMPTS, limit=100
+        )
+        training = await store.tunes.list_for(
+            interaction.user.id, guild_id=guild_id, states=UNFINISHED_TUNES
+        )
         lines = [
             _line("You today", snapshot.user_day),
             _line("You this month", snapshot.user_month),
@@ -64,6 +64,38 @@ class Account(commands.Cog):
                     f"(read {timestamp(known.read_at)})"
                 )
         await interaction.followup.send("\n".join(lines), ephemeral=True)
+
+    @app_commands.command(name="jobs", description="Your jobs in progress and your last ten")
+    @app_commands.guild_only()
+    async def jobs(self, interaction: discord.Interaction[AstriaBot]) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        store = self.bot.store
+        tracker = self.bot.tracker
+        guild_id = interaction.guild_id or 0
+        lines: list[str] = []
+        for tune in await store.tunes.list_for(
+            interaction.user.id, guild_id=guild_id, states=UNFINISHED_TUNES
+        ):
+            name = display_text(tune.name, 40)
+            lines.append(f"🧠 tune **{name}**: {_state(tune.state, tune.job, tracker)}")
+        for prompt in await store.prompts.list_for(
+            interaction.user.id, guild_id=guild_id, limit=10
+        ):
+            what = display_text(prompt.user_text, 60)
+            line = f"🖼️ {what} ({prompt.num_images}): {_state(prompt.state, prompt.job, tracker)}"
+            if prompt.state == PromptState.UNDELIVERABLE:
+                # Discord refused the post: the result is here instead.
+                line += "\n" + "\n".join(prompt.image_urls)
+            lines.append(line)
+        text = "\n".join(lines) if lines else "No jobs yet: try `/imagine`."
+        await interaction.followup.send(text[:2000], ephemeral=True)
+
+
+def _state(state: str, job: JobRef, tracker: Tracker) -> str:
+    position = tracker.queue_position(job)
+    if state == "queued" and position:
+        return f"queued (position {position})"
+    return str(state)
 
 
 async def setup(bot: AstriaBot) -> None:

@@ -83,3 +83,31 @@ async def test_balance_shows_the_ledger_figures(scene: Scene):
     assert f"**You this month:** {format_mc(spent)} of" in text
     assert "0 training, 0 generating" in text
     assert "Astria balance" not in text  # members do not see the account
+
+
+async def test_jobs_lists_states_and_the_results_discord_refused(scene: Scene):
+    tune = await scene.ready_tune(scene.alice)
+    await scene.alice.slash(scene.channel, "imagine", prompt="kept for later", tune=str(tune.id))
+    assert "kept for later (1): queued" in reply(await scene.alice.slash(scene.channel, "jobs"))
+    scene.env.inject_error(
+        "POST",
+        f"/channels/{scene.channel.id}/messages",
+        status=403,
+        code=50013,
+        message="Missing Permissions",
+        times=None,
+    )
+    dm_id = scene.alice.user.dm_channel.id
+    scene.env.inject_error(
+        "POST",
+        f"/channels/{dm_id}/messages",
+        status=403,
+        code=50007,
+        message="Cannot send messages to this user",
+        times=None,
+    )
+    for _ in range(10):
+        await scene.step(5)
+    text = reply(await scene.alice.slash(scene.channel, "jobs"))
+    assert "kept for later (1): undeliverable" in text and "/files/prompts/" in text
+    assert "No jobs yet" in reply(await scene.bob.slash(scene.channel, "jobs"))
