@@ -90,6 +90,34 @@ class Account(commands.Cog):
         text = "\n".join(lines) if lines else "No jobs yet: try `/imagine`."
         await interaction.followup.send(text[:2000], ephemeral=True)
 
+    @app_commands.command(name="help", description="What this bot does, its commands and prices")
+    @app_commands.guild_only()
+    async def help(self, interaction: discord.Interaction[AstriaBot]) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        settings = self.bot.settings
+        guild = await self.bot.store.guilds.get(interaction.guild_id or 0)
+        branch = settings.astria_branch
+        free = " (free test mode: the images are placeholders)" if branch == "fast" else ""
+        text = "\n".join(
+            [
+                "**Train an AI model of yourself (or your pet) and make images with it.**",
+                "1. `/tune create`: upload 4-20 photos of the subject (only you, or someone "
+                "who agreed). Training takes a while; you are told when it is ready.",
+                "2. `/imagine`: describe a picture and pick your tune; the images are posted "
+                "here with Reroll, Details and Delete buttons.",
+                "`/jobs` shows what is in progress, `/balance` what you have spent and left.",
+                "",
+                f"**Prices**{free}: a tune {format_mc(settings.tune_price())}, "
+                f"an image {format_mc(settings.image_price())}.",
+                f"**Limits here:** you {format_mc(guild.user_daily_limit_mc)} a day and "
+                f"{format_mc(guild.user_monthly_limit_mc)} a month; the server "
+                f"{format_mc(guild.monthly_budget_mc)} a month.",
+                "Astria deletes tunes and images 30 days after training; the images posted "
+                "here stay.",
+            ]
+        )
+        await interaction.followup.send(text, ephemeral=True)
+
 
 def _state(state: str, job: JobRef, tracker: Tracker) -> str:
     position = tracker.queue_position(job)

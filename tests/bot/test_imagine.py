@@ -111,3 +111,11 @@ async def test_jobs_lists_states_and_the_results_discord_refused(scene: Scene):
     text = reply(await scene.alice.slash(scene.channel, "jobs"))
     assert "kept for later (1): undeliverable" in text and "/files/prompts/" in text
     assert "No jobs yet" in reply(await scene.bob.slash(scene.channel, "jobs"))
+
+
+async def test_help_states_prices_and_this_servers_limits(scene: Scene):
+    await scene.bot.store.guilds.set_user_daily_limit(scene.guild.id, 50_000)
+    text = reply(await scene.alice.slash(scene.channel, "help"))
+    assert "/tune create" in text and "/imagine" in text
+    assert "a tune $1.50, an image $0.02" in text  # the paid test branch's prices
+    assert "you $0.50 a day" in text
