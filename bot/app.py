@@ -23,7 +23,7 @@ from bot.ui.delivery import DiscordDelivery
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-EXTENSIONS: tuple[str, ...] = ("cogs.errors", "cogs.imagine", "cogs.account")
+EXTENSIONS: tuple[str, ...] = ("cogs.errors", "cogs.imagine", "cogs.account", "cogs.tunes")
 
 
 def utc_now() -> datetime:
@@ -63,6 +63,10 @@ class AstriaBot(commands.Bot):
         self._session: aiohttp.ClientSession | None = None
         self._tracker_task: asyncio.Task[None] | None = None
         self._callbacks: CallbackReceiver | None = None
+
+    def now(self) -> datetime:
+        """The bot's clock (tests share it with the emulator)."""
+        return self._clock()
 
     async def setup_hook(self) -> None:
         settings = self.settings

@@ -119,3 +119,18 @@ async def test_help_states_prices_and_this_servers_limits(scene: Scene):
     assert "/tune create" in text and "/imagine" in text
     assert "a tune $1.50, an image $0.02" in text  # the paid test branch's prices
     assert "you $0.50 a day" in text
+
+
+async def test_tune_list_and_show_are_the_members_own(scene: Scene):
+    tune = await scene.ready_tune(scene.alice)
+    listed = reply(await scene.alice.slash(scene.channel, "tune list"))
+    assert f"**{tune.name}** (man): ready" in listed
+    assert "29 days before Astria deletes it" in listed or "30 days" in listed
+    assert [
+        c["value"] for c in await scene.alice.autocomplete(scene.channel, "tune show", "name", "")
+    ] == [tune.name]
+    shown = reply(await scene.alice.slash(scene.channel, "tune show", name=tune.name))
+    assert "Prompts made with it: 0" in shown and "Trained <t:" in shown
+    assert "No tunes yet" in reply(await scene.bob.slash(scene.channel, "tune list"))
+    other = reply(await scene.bob.slash(scene.channel, "tune show", name=tune.name))
+    assert "no tune by that name" in other
