@@ -13,7 +13,7 @@ from bot.credits import Allowance, format_mc
 from bot.prompts import display_text
 from bot.store import UNFINISHED_PROMPTS, UNFINISHED_TUNES, PromptState
 from bot.ui.text import timestamp
-from cogs.imagine import refuse_if_not_allowed
+from cogs.checks import refuse_if_not_allowed
 
 if TYPE_CHECKING:
     from bot.app import AstriaBot

@@ -12,6 +12,7 @@ from bot.credits import Refusal, format_mc, images_price
 from bot.prompts import PromptRefusal, PromptRules, TuneRef, build_prompt, clean_negative
 from bot.store import TuneState
 from bot.ui.base import UserError
+from cogs.checks import refuse_if_not_allowed
 
 if TYPE_CHECKING:
     from bot.app import AstriaBot
@@ -114,22 +115,6 @@ class Imagine(commands.Cog):
             for t in tunes
             if wanted in t.name.casefold()
         ][:25]
-
-
-async def refuse_if_not_allowed(interaction: discord.Interaction[AstriaBot]) -> None:
-    """Paused servers, banned members, and channel or role rules: refused before any spend."""
-    store = interaction.client.store
-    guild_id = interaction.guild_id or 0
-    settings = await store.guilds.get(guild_id)
-    if settings.paused:
-        raise UserError("The bot is paused on this server; an admin can resume it.")
-    if await store.guilds.is_banned(guild_id, interaction.user.id):
-        raise UserError("You can't use the bot on this server.")
-    if interaction.channel_id is not None and not settings.allows_channel(interaction.channel_id):
-        raise UserError("The bot isn't used in this channel; try one the admins allowed.")
-    roles = getattr(interaction.user, "roles", [])
-    if not settings.allows_roles({r.id for r in roles}):
-        raise UserError("Your roles don't include one allowed to use the bot here.")
 
 
 async def setup(bot: AstriaBot) -> None:
