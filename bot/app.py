@@ -23,7 +23,13 @@ from bot.ui.delivery import DiscordDelivery
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-EXTENSIONS: tuple[str, ...] = ("cogs.errors", "cogs.imagine", "cogs.account", "cogs.tunes")
+EXTENSIONS: tuple[str, ...] = (
+    "cogs.errors",
+    "cogs.imagine",
+    "cogs.account",
+    "cogs.tunes",
+    "cogs.admin",
+)
 
 
 def utc_now() -> datetime:

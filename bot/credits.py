@@ -192,3 +192,15 @@ def month_bounds(at: datetime, zone: tzinfo) -> tuple[datetime, datetime]:
     first = _local_date(at, zone).replace(day=1)
     following = (first + timedelta(days=32)).replace(day=1)
     return _local_midnight(first, zone), _local_midnight(following, zone)
+
+
+def parse_usd(text: str) -> int | None:
+    """Dollars as an admin types them ("20", "$12.50", "0.5") in millicents; None if it is
+    not a non-negative amount with at most 5 decimals."""
+    cleaned = text.strip().removeprefix("$").replace(",", "").strip()
+    whole, _, fraction = cleaned.partition(".")
+    if not whole and not fraction:
+        return None
+    if not (whole or "0").isdigit() or (fraction and not fraction.isdigit()) or len(fraction) > 5:
+        return None
+    return int(whole or "0") * MC_PER_DOLLAR + int(fraction.ljust(5, "0") or "0")
