@@ -122,6 +122,26 @@ class Scene:
             await self.step(30)
         raise AssertionError("the tune never got ready")
 
+    def refuse_posts(self, member: Any) -> None:
+        """Discord refuses everything: the channel (Missing Permissions) and the member's
+        DMs (closed), for the rest of the test."""
+        self.env.inject_error(
+            "POST",
+            f"/channels/{self.channel.id}/messages",
+            status=403,
+            code=50013,
+            message="Missing Permissions",
+            times=None,
+        )
+        self.env.inject_error(
+            "POST",
+            f"/channels/{member.user.dm_channel.id}/messages",
+            status=403,
+            code=50007,
+            message="Cannot send messages to this user",
+            times=None,
+        )
+
     async def prompt(self, owner: Any, tune: TuneRecord, images: int = 2) -> PromptRecord:
         created = await self.bot.store.prompts.create(
             owner_id=owner.id,
@@ -135,6 +155,13 @@ class Scene:
         )
         assert isinstance(created, PromptRecord), created
         return created
+
+
+def reply(result: Any) -> str:
+    """What the member read last: the followup after a defer, else the response."""
+    if result.followups:
+        return str(result.followups[-1].content)
+    return str(result.response.content)
 
 
 @pytest.fixture

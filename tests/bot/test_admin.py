@@ -9,8 +9,7 @@ import pytest
 from simcord.backend.errors import SetupError
 
 from bot.credits import parse_usd
-from tests.bot.conftest import Scene
-from tests.bot.test_imagine import reply
+from tests.bot.conftest import Scene, reply
 
 pytestmark = pytest.mark.simcord(strict_sync=False)
 

@@ -112,23 +112,7 @@ async def test_deleted_channel_falls_back_to_dm(scene: Scene):
 async def test_closed_channel_and_closed_dms_end_undeliverable_with_money_settled(scene: Scene):
     tune = await scene.ready_tune(scene.alice)
     prompt = await scene.prompt(scene.alice, tune)
-    scene.env.inject_error(
-        "POST",
-        f"/channels/{scene.channel.id}/messages",
-        status=403,
-        code=50013,
-        message="Missing Permissions",
-        times=None,
-    )
-    dm_id = scene.alice.user.dm_channel.id
-    scene.env.inject_error(
-        "POST",
-        f"/channels/{dm_id}/messages",
-        status=403,
-        code=50007,
-        message="Cannot send messages to this user",
-        times=None,
-    )
+    scene.refuse_posts(scene.alice)
     for _ in range(12):
         await scene.step(5)
     record = await scene.bot.store.prompts.get(prompt.id)

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from bot.store import PromptState
-from tests.bot.conftest import Scene
+from tests.bot.conftest import Scene, reply
 
 pytestmark = pytest.mark.simcord(strict_sync=False)
-
-
-def reply(result: Any) -> str:
-    """What the member read last: the followup after a defer, else the response."""
-    if result.followups:
-        return str(result.followups[-1].content)
-    return str(result.response.content)
 
 
 async def test_imagine_queues_and_the_images_arrive_with_buttons(scene: Scene):
@@ -89,23 +80,7 @@ async def test_jobs_lists_states_and_the_results_discord_refused(scene: Scene):
     tune = await scene.ready_tune(scene.alice)
     await scene.alice.slash(scene.channel, "imagine", prompt="kept for later", tune=str(tune.id))
     assert "kept for later (1): queued" in reply(await scene.alice.slash(scene.channel, "jobs"))
-    scene.env.inject_error(
-        "POST",
-        f"/channels/{scene.channel.id}/messages",
-        status=403,
-        code=50013,
-        message="Missing Permissions",
-        times=None,
-    )
-    dm_id = scene.alice.user.dm_channel.id
-    scene.env.inject_error(
-        "POST",
-        f"/channels/{dm_id}/messages",
-        status=403,
-        code=50007,
-        message="Cannot send messages to this user",
-        times=None,
-    )
+    scene.refuse_posts(scene.alice)
     for _ in range(10):
         await scene.step(5)
     text = reply(await scene.alice.slash(scene.channel, "jobs"))
