@@ -15,10 +15,14 @@ from discord.ext import commands
 
 from bot.astria import AstriaClient
 from bot.config import Settings
+from bot.intake import PhotoIntake
 from bot.jobs import CallbackReceiver, Tracker, TrackerConfig
+from bot.photos import PhotoRules
 from bot.store import Store
+from bot.ui.base import answer
 from bot.ui.buttons import DYNAMIC_ITEMS, result_view, status_view
 from bot.ui.delivery import DiscordDelivery
+from bot.ui.forms import RESTARTED, FormRegistry
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,8 @@ class AstriaBot(commands.Bot):
     astria: AstriaClient
     tracker: Tracker
     delivery: DiscordDelivery
+    intake: PhotoIntake
+    forms: FormRegistry
 
     def __init__(
         self,
@@ -69,6 +75,12 @@ class AstriaBot(commands.Bot):
         self._session: aiohttp.ClientSession | None = None
         self._tracker_task: asyncio.Task[None] | None = None
         self._callbacks: CallbackReceiver | None = None
+        self.forms = FormRegistry()
+        self.intake = PhotoIntake(
+            settings.photos_dir,
+            PhotoRules(),
+            max_concurrent_downloads=settings.max_concurrent_downloads,
+        )
 
     def now(self) -> datetime:
         """The bot's clock (tests share it with the emulator)."""
@@ -103,6 +115,15 @@ class AstriaBot(commands.Bot):
         if self._run_tracker:
             await self._start_callbacks()
             self._tracker_task = asyncio.create_task(self.tracker.run(), name="tracker")
+
+    async def on_interaction(self, interaction: discord.Interaction[AstriaBot]) -> None:
+        """A form opened before a restart is unknown here: discord.py would drop its
+        submit without a word, so say what happened."""
+        if interaction.type != discord.InteractionType.modal_submit or interaction.data is None:
+            return
+        custom_id = str(interaction.data.get("custom_id", ""))
+        if self.forms.is_stale(custom_id):
+            await answer(interaction, RESTARTED)
 
     async def _start_callbacks(self) -> None:
         settings = self.settings

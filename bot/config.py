@@ -108,6 +108,8 @@ class Settings(BaseSettings):
 
     # Storage.
     database_path: Path = Path("data/bot.sqlite3")
+    photos_dir: Path = Path("data/photos")
+    max_concurrent_downloads: int = Field(default=4, ge=1)
 
     # Money, in millicents (100,000 mc = $1).
     tune_price_mc: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_TUNE_PRICE_MC))

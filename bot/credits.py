@@ -72,6 +72,15 @@ _LIMIT_WORDS = {
     BudgetLimit.USER_DAY: "your limit for today",
 }
 
+_WHO_CAN_RAISE = {
+    BudgetLimit.BALANCE_UNKNOWN: "an admin can read it with `/admin refresh-balance`",
+    BudgetLimit.ACCOUNT: "the bot's owner can top up the Astria account",
+    BudgetLimit.GUILD_MONTH: "an admin can raise it with `/admin budget server`",
+    BudgetLimit.USER_MONTH: "an admin can raise it with `/admin budget user` or `/admin grant`",
+    BudgetLimit.USER_DAY: "it starts again tomorrow, or an admin can raise it with "
+    "`/admin budget user`",
+}
+
 
 @dataclass(frozen=True)
 class Allowance:
@@ -127,13 +136,16 @@ class Refusal:
 
     def reason(self) -> str:
         """The refusal in words a member can read."""
+        who = _WHO_CAN_RAISE[self.limit]
         if self.limit is BudgetLimit.BALANCE_UNKNOWN:
-            return f"This needs {format_mc(self.requested_mc)}, but {_LIMIT_WORDS[self.limit]}."
+            return (
+                f"This needs {format_mc(self.requested_mc)}, but {_LIMIT_WORDS[self.limit]}: {who}."
+            )
         left = max(0, self.allowance_mc - self.used_mc)
         return (
             f"This needs {format_mc(self.requested_mc)}, but {_LIMIT_WORDS[self.limit]} "
             f"({format_mc(self.allowance_mc)}) has {format_mc(left)} left: "
-            f"{format_mc(self.shortfall_mc)} short."
+            f"{format_mc(self.shortfall_mc)} short. {who[0].upper()}{who[1:]}."
         )
 
 

@@ -38,6 +38,16 @@ _ZWSP = "\u200b"
 
 _TAG_REFUSAL_TAIL = "The bot adds your tune's tag itself, so leave tags out."
 
+# The subject classes a member picks from when training; the class goes into every prompt.
+SUBJECT_CLASSES: tuple[str, ...] = ("man", "woman", "boy", "girl", "cat", "dog", "couple", "style")
+# FaceID learns one face: no pets, pairs or styles.
+_FACE_CLASSES: tuple[str, ...] = ("man", "woman", "boy", "girl")
+
+
+def subject_classes(profile: ProfileName) -> tuple[str, ...]:
+    """What a tune on `profile` may be of."""
+    return _FACE_CLASSES if profile == "faceid" else SUBJECT_CLASSES
+
 
 @dataclass(frozen=True)
 class PromptRules:

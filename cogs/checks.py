@@ -26,3 +26,24 @@ async def refuse_if_not_allowed(interaction: discord.Interaction[AstriaBot]) -> 
     roles = getattr(interaction.user, "roles", [])
     if not settings.allows_roles({r.id for r in roles}):
         raise UserError("Your roles don't include one allowed to use the bot here.")
+
+
+# What delivery needs in the channel: post the status, the images as files, and find its
+# own earlier posts after a restart.
+_POSTING = {
+    "view_channel": "View Channel",
+    "send_messages": "Send Messages",
+    "attach_files": "Attach Files",
+    "read_message_history": "Read Message History",
+}
+
+
+def refuse_if_cannot_post(interaction: discord.Interaction[AstriaBot]) -> None:
+    """Refuse before anything is spent if the bot could not post the result here."""
+    permissions = interaction.app_permissions
+    missing = [label for flag, label in _POSTING.items() if not getattr(permissions, flag)]
+    if missing:
+        raise UserError(
+            "I can't post results in this channel (missing: " + ", ".join(missing) + "). "
+            "Try another channel, or ask an admin to give me those permissions here."
+        )

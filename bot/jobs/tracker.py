@@ -31,6 +31,7 @@ from bot.astria import (
     TuneRequest,
 )
 from bot.config import ModelProfile, ProfileName, Settings
+from bot.intake import BATCH_PREFIX
 from bot.jobs.delivery import Delivery, EventKind, JobEvent, Outcome, Progress, event_key
 from bot.jobs.schedule import PollPolicy, expected_done, first_check, is_stuck, next_check
 from bot.jobs.signing import callback_url
@@ -855,8 +856,14 @@ class Tracker:
 
 
 def _unlink_all(paths: Sequence[str]) -> None:
+    folders = set()
     for path in paths:
         Path(path).unlink(missing_ok=True)
+        folders.add(Path(path).parent)
+    for folder in folders:
+        if folder.name.startswith(BATCH_PREFIX):  # the intake's folder for this one tune
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 def _opt_str(value: object) -> str | None:

@@ -233,6 +233,13 @@ class Prompts:
         )
         return None if row is None else _prompt(row)
 
+    async def for_tune(self, tune_id: int) -> list[PromptRecord]:
+        """Every prompt made with a tune, oldest first."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM prompts WHERE tune_id = ? ORDER BY id", (tune_id,)
+        )
+        return [_prompt(r) for r in rows]
+
     async def by_astria_id(self, astria_id: int) -> list[PromptRecord]:
         """Every job that claims this Astria prompt (several, when idempotency merged them)."""
         rows = await self._db.fetchall(

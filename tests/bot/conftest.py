@@ -45,7 +45,9 @@ async def astria(
 
 @pytest.fixture
 async def make_bot(tmp_path: Path, clock: ManualClock, astria: AstriaClient) -> AsyncIterator[Any]:
-    settings = settings_for(database_path=tmp_path / "bot.sqlite3")
+    settings = settings_for(
+        database_path=tmp_path / "bot.sqlite3", photos_dir=tmp_path / "kept-photos"
+    )
     made: list[AstriaBot] = []
 
     def make() -> AstriaBot:

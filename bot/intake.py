@@ -1,0 +1,159 @@
+"""Taking a member's training photos in: read each one, check it, write it to disk.
+
+Discord's attachment URLs are signed and expire, and a modal's uploads are ephemeral, so the
+bytes are read at submit and kept on disk until Astria has the tune. Memory is bounded by a
+download limit shared by every member (at most `max_concurrent_downloads` photos are in
+memory at once, each at most `PhotoRules.max_bytes`), not by how many photos or members
+there are. A member's photos are read one at a time.
+
+No Discord here: a photo is a `PhotoSource` whose `read` the caller supplies (in the bot,
+`discord.Attachment.read`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.photos import BatchProblem, PhotoBatch, PhotoInfo, PhotoProblem, PhotoRules, store_photo
+
+log = logging.getLogger(__name__)
+
+# Each set of photos gets its own folder: two members may send the same photo, and one
+# tune's cleanup must never delete a file another tune still needs.
+BATCH_PREFIX = "batch-"
+
+
+@dataclass(frozen=True)
+class PhotoSource:
+    """One photo to read. `size` is what the sender declared (Discord knows it before any
+    download); a declared size over the limit is refused without reading a byte."""
+
+    label: str
+    size: int | None
+    read: Callable[[], Awaitable[bytes]]
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    """The photos kept on disk (in order) and what was refused; `problem` says why the set as
+    a whole cannot train (too few or too many usable photos), or is None when it can."""
+
+    paths: tuple[Path, ...]
+    accepted: tuple[PhotoInfo, ...]
+    problems: tuple[PhotoProblem, ...]
+    problem: BatchProblem | None
+    summary: str
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+class PhotoIntake:
+    """Shared by the whole bot: one semaphore bounds the photos held in memory at once."""
+
+    def __init__(self, folder: Path, rules: PhotoRules, *, max_concurrent_downloads: int) -> None:
+        if max_concurrent_downloads < 1:
+            raise ValueError("max_concurrent_downloads must be at least 1")
+        self.folder = folder
+        self.rules = rules
+        self._downloads = asyncio.Semaphore(max_concurrent_downloads)
+        self.max_concurrent_downloads = max_concurrent_downloads
+
+    @property
+    def memory_bound(self) -> int:
+        """The most photo bytes held in memory at once, whatever the number of members."""
+        return self.max_concurrent_downloads * self.rules.max_bytes
+
+    async def take(self, sources: Sequence[PhotoSource]) -> IntakeResult:
+        """Read, check and store each photo in turn; never raises for a bad photo.
+
+        On a refused set the photos already written are removed again: nothing is kept for a
+        tune that will not be made. A failed read (an expired URL, Discord down) refuses
+        that photo with a tip, like any other problem.
+        """
+        batch = PhotoBatch(self.rules)
+        folder = self.folder / f"{BATCH_PREFIX}{secrets.token_hex(8)}"
+        paths: list[Path] = []
+        refused_early: list[PhotoProblem] = []
+        if len(sources) > self.rules.max_photos:
+            return self._too_many(len(sources))
+        for source in sources:
+            if source.size is not None and source.size > self.rules.max_bytes:
+                refused_early.append(self._too_big(source))
+                continue
+            async with self._downloads:
+                try:
+                    data = await source.read()
+                except Exception:
+                    log.info("could not read %s", source.label, exc_info=True)
+                    refused_early.append(
+                        PhotoProblem(
+                            source.label,
+                            "Discord did not give it to the bot",
+                            "send it again in a minute",
+                        )
+                    )
+                    continue
+                result = batch.add(source.label, data)
+                if isinstance(result, PhotoInfo):
+                    path = await asyncio.to_thread(store_photo, folder, result, data)
+                    paths.append(path)
+                del data
+        problems = tuple(refused_early) + batch.problems
+        verdict = batch.verdict()
+        summary = _summary(len(batch.accepted), problems)
+        if isinstance(verdict, BatchProblem):
+            forget(paths)
+            problem = BatchProblem(_headline(verdict, batch), problems)
+            return IntakeResult((), batch.accepted, problems, problem, summary)
+        return IntakeResult(tuple(paths), batch.accepted, problems, None, summary)
+
+    def _too_big(self, source: PhotoSource) -> PhotoProblem:
+        limit = self.rules.max_bytes // (1024 * 1024)
+        size = (source.size or 0) / (1024 * 1024)
+        return PhotoProblem(
+            source.label,
+            f"too big: {limit} MB at most; this one is {size:.1f} MB",
+            "send a smaller copy",
+        )
+
+    def _too_many(self, count: int) -> IntakeResult:
+        rules = self.rules
+        reason = f"{rules.max_photos} photos at most; you sent {count}"
+        return IntakeResult((), (), (), BatchProblem(reason), reason)
+
+
+def forget(paths: Sequence[Path]) -> None:
+    """Remove photos written for a set that will not train, and their batch folder."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+    for folder in {p.parent for p in paths}:
+        if folder.name.startswith(BATCH_PREFIX):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def _summary(usable: int, problems: Sequence[PhotoProblem]) -> str:
+    text = f"{usable} {'photo was' if usable == 1 else 'photos were'} usable"
+    if not problems:
+        return text
+    shown = [str(p) for p in problems[:10]]
+    if len(problems) > 10:
+        shown.append(f"and {len(problems) - 10} more")
+    return text + ":\n" + "\n".join(f"• {line}" for line in shown)
+
+
+def _headline(verdict: BatchProblem, batch: PhotoBatch) -> str:
+    """Why the set cannot train, in one line (the summary lists each refused photo)."""
+    usable, rules = len(batch.accepted), batch.rules
+    if usable < rules.min_photos:
+        were = "was" if usable == 1 else "were"
+        return f"{rules.min_photos} photos at least; {usable} {were} usable"
+    return verdict.reason.split(":")[0]

@@ -1,0 +1,199 @@
+"""The tune form: a modal with the name, the subject, consent and (from `/tune create`) two
+photo-upload fields; the same form without uploads for photos already posted in chat.
+
+Discord allows five rows in a modal, so these are exactly: name, subject, consent, photos,
+more photos. Each row is a `ui.Label` around its component (Discord refuses a FileUpload
+outside a Label). What the member typed comes back as a `TuneFormValues`; the form itself
+decides nothing about money or photos.
+
+A form open across a restart is unknown to the new process; `FormRegistry` is how the bot
+tells "a form of ours that this process never opened" from any other interaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import discord
+
+from bot.ui.base import SafeModal, UserError, answer_error
+
+log = logging.getLogger(__name__)
+
+FORM_PREFIX: Final = "form:"
+CONSENT_YES: Final = "yes"
+CONSENT_NO: Final = "no"
+NAME_MAX: Final = 32
+FORM_TIMEOUT: Final = 15 * 60.0  # a member may take a while to pick 20 photos on a phone
+RESTARTED: Final = (
+    "The bot restarted (or the form was open too long), so this form could not be read. "
+    "Nothing was charged; please run the command again."
+)
+
+
+@dataclass(frozen=True)
+class TuneFormValues:
+    name: str
+    subject_class: str
+    consent: bool
+    photos: tuple[discord.Attachment, ...]
+
+
+Submit = Callable[[discord.Interaction[Any], TuneFormValues], Awaitable[None]]
+
+
+class FormRegistry:
+    """The forms this process opened (one registry per bot). An id stays known after its
+    submit: discord.py answers the submit and our `on_interaction` fallback both see it, in
+    no fixed order. Ids are forgotten when the form times out, or when old."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._open: dict[str, float] = {}
+        self._monotonic = monotonic
+
+    def new_id(self) -> str:
+        now = self._monotonic()
+        for old in [k for k, at in self._open.items() if now - at > 2 * FORM_TIMEOUT]:
+            del self._open[old]
+        custom_id = f"{FORM_PREFIX}{secrets.token_hex(8)}"
+        self._open[custom_id] = now
+        return custom_id
+
+    def close(self, custom_id: str) -> None:
+        self._open.pop(custom_id, None)
+
+    def is_stale(self, custom_id: str) -> bool:
+        """A form of ours this process does not know: opened before a restart."""
+        return custom_id.startswith(FORM_PREFIX) and custom_id not in self._open
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+
+def clean_name(text: str) -> str:
+    """A tune name as stored: single spaces, at most NAME_MAX characters, not empty."""
+    name = " ".join(text.split())
+    if not name:
+        raise UserError("Give the tune a name, like `me` or `Rex`.")
+    if len(name) > NAME_MAX:
+        raise UserError(f"A tune name has at most {NAME_MAX} characters.")
+    return name
+
+
+class TuneForm(SafeModal):
+    """`uploads=True`: the `/tune create` form; False: photos taken from a posted message,
+    counted in `photos_note`."""
+
+    def __init__(
+        self,
+        registry: FormRegistry,
+        submit: Submit,
+        *,
+        title: str,
+        classes: Sequence[str],
+        uploads: bool,
+        price_note: str,
+        photos_note: str | None = None,
+        given_photos: Sequence[discord.Attachment] = (),
+        min_photos: int = 4,
+    ) -> None:
+        super().__init__(title=title[:45], custom_id=registry.new_id(), timeout=FORM_TIMEOUT)
+        self._registry = registry
+        self._submit = submit
+        self._given = tuple(given_photos)
+        self.name_input: discord.ui.TextInput[Any] = discord.ui.TextInput(
+            custom_id="name", min_length=1, max_length=NAME_MAX, placeholder="me"
+        )
+        self.class_select: discord.ui.Select[Any] = discord.ui.Select(
+            custom_id="class",
+            options=[discord.SelectOption(label=c, value=c) for c in classes[:25]],
+            min_values=1,
+            max_values=1,
+            required=True,
+        )
+        self.consent_select: discord.ui.Select[Any] = discord.ui.Select(
+            custom_id="consent",
+            options=[
+                discord.SelectOption(
+                    label="They are of me, or of someone who agreed", value=CONSENT_YES
+                ),
+                discord.SelectOption(label="No", value=CONSENT_NO),
+            ],
+            min_values=1,
+            max_values=1,
+            required=True,
+        )
+        self.add_item(
+            discord.ui.Label(
+                text="Tune name",
+                description="Up to 32 characters; you pick the tune by it in /imagine",
+                component=self.name_input,
+            )
+        )
+        self.add_item(
+            discord.ui.Label(
+                text="Who or what is in the photos",
+                description="Used in every prompt with this tune",
+                component=self.class_select,
+            )
+        )
+        self.add_item(
+            discord.ui.Label(
+                text="Consent",
+                description=(photos_note or "The photos are of you, or of someone who agreed")[
+                    :100
+                ],
+                component=self.consent_select,
+            )
+        )
+        self.first_upload: discord.ui.FileUpload[Any] | None = None
+        self.second_upload: discord.ui.FileUpload[Any] | None = None
+        if uploads:
+            self.first_upload = discord.ui.FileUpload(
+                custom_id="photos1", min_values=min_photos, max_values=10, required=True
+            )
+            self.second_upload = discord.ui.FileUpload(
+                custom_id="photos2", min_values=0, max_values=10, required=False
+            )
+            self.add_item(
+                discord.ui.Label(
+                    text="Photos (4 to 10)",
+                    description=f"Clear photos, one face or subject, varied. {price_note}"[:100],
+                    component=self.first_upload,
+                )
+            )
+            self.add_item(
+                discord.ui.Label(
+                    text="More photos (optional, up to 10)",
+                    description="20 photos in all at most; JPEG, PNG or WebP",
+                    component=self.second_upload,
+                )
+            )
+
+    def values(self) -> TuneFormValues:
+        photos: list[discord.Attachment] = list(self._given)
+        for upload in (self.first_upload, self.second_upload):
+            if upload is not None:
+                photos.extend(upload.values)
+        picked = self.class_select.values
+        consent = self.consent_select.values
+        return TuneFormValues(
+            name=self.name_input.value,
+            subject_class=picked[0] if picked else "",
+            consent=bool(consent) and consent[0] == CONSENT_YES,
+            photos=tuple(photos),
+        )
+
+    async def on_submit(self, interaction: discord.Interaction[Any], /) -> None:
+        try:
+            await self._submit(interaction, self.values())
+        except Exception as exc:  # answered here: a refusal is not an error to log
+            await answer_error(interaction, exc)
+
+    async def on_timeout(self) -> None:
+        self._registry.close(self.custom_id)
