@@ -57,6 +57,7 @@ class AstriaBot(commands.Bot):
         run_tracker: bool = True,
         astria: AstriaClient | None = None,
         extensions: Sequence[str] = EXTENSIONS,
+        commands_only: bool = False,
         **options: object,
     ) -> None:
         intents = discord.Intents.none()
@@ -72,6 +73,7 @@ class AstriaBot(commands.Bot):
         self._run_tracker = run_tracker
         self._given_astria = astria
         self._extensions = tuple(extensions)
+        self._commands_only = commands_only  # `astria-bot sync`: the tree, no services
         self._session: aiohttp.ClientSession | None = None
         self._tracker_task: asyncio.Task[None] | None = None
         self._callbacks: CallbackReceiver | None = None
@@ -87,6 +89,10 @@ class AstriaBot(commands.Bot):
         return self._clock()
 
     async def setup_hook(self) -> None:
+        if self._commands_only:
+            for extension in self._extensions:
+                await self.load_extension(extension)
+            return
         settings = self.settings
         if self._given_astria is not None:
             self.astria = self._given_astria

@@ -1,4 +1,4 @@
-"""`astria-bot`: the command line (run, check, demo, emulator)."""
+"""`astria-bot`: the command line (run, sync, check, invite, demo, emulator)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "emulator", help="serve the local Astria emulator (see `astria-bot emulator --help`)"
     )
+    sync = sub.add_parser("sync", help="register the slash commands with Discord (once)")
+    sync.add_argument("--guild", type=int, help="only in this server, at once (for testing)")
     invite = sub.add_parser("invite", help="print the link that adds the bot to a server")
     invite.add_argument("--application-id", type=int, help="default: read from DISCORD_TOKEN")
     return parser
@@ -55,6 +57,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bot.check import run_check
 
         return asyncio.run(run_check(settings))
+    if args.command == "sync":
+        try:
+            settings.require("discord_token")
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        from bot.runner import sync_commands
+
+        return asyncio.run(sync_commands(settings, args.guild, sys.stdout))
     # run
     try:
         settings.require("discord_token", "astria_api_key")

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from typing import TextIO
 
 import discord
 import yarl
@@ -23,6 +24,32 @@ def apply_discord_overrides(settings: Settings) -> None:
         discord.http.Route.BASE = settings.discord_api_base
     if settings.discord_gateway_url:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
+
+
+async def sync_commands(settings: Settings, guild_id: int | None, out: TextIO) -> int:
+    """Register the slash commands and the message menu with Discord, once. Globally they
+    can take a while to show; `--guild` makes them appear in one server at once (for
+    testing), copied from the global set."""
+    assert settings.discord_token is not None
+    apply_discord_overrides(settings)
+    bot = AstriaBot(settings, run_tracker=False, commands_only=True)
+    async with bot:
+        try:
+            await bot.login(settings.discord_token.get_secret_value())
+        except discord.LoginFailure:
+            print("Discord refused the token: check DISCORD_TOKEN (Bot > Reset Token).", file=out)
+            return 2
+        if guild_id is None:
+            synced = await bot.tree.sync()
+            where = "everywhere (Discord may take up to an hour to show them)"
+        else:
+            guild = discord.Object(guild_id)
+            bot.tree.copy_global_to(guild=guild)
+            synced = await bot.tree.sync(guild=guild)
+            where = f"in server {guild_id}"
+        names = sorted(c.name for c in synced)
+        print(f"Registered {len(synced)} commands {where}: {', '.join(names)}", file=out)
+    return 0
 
 
 async def run_bot(settings: Settings) -> int:

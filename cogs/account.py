@@ -77,12 +77,15 @@ class Account(commands.Cog):
             interaction.user.id, guild_id=guild_id, states=UNFINISHED_TUNES
         ):
             name = display_text(tune.name, 40)
-            lines.append(f"🧠 tune **{name}**: {_state(tune.state, tune.job, tracker)}")
+            lines.append(
+                f"🧠 tune **{name}**: {_state(tune.state, tune.job, tracker)} `{tune.job}`"
+            )
         for prompt in await store.prompts.list_for(
             interaction.user.id, guild_id=guild_id, limit=10
         ):
             what = display_text(prompt.user_text, 60)
-            line = f"🖼️ {what} ({prompt.num_images}): {_state(prompt.state, prompt.job, tracker)}"
+            state = _state(prompt.state, prompt.job, tracker)
+            line = f"🖼️ {what} ({prompt.num_images}): {state} `{prompt.job}`"
             if prompt.state == PromptState.UNDELIVERABLE:
                 # Discord refused the post: the result is here instead.
                 line += "\n" + "\n".join(prompt.image_urls)
@@ -102,10 +105,12 @@ class Account(commands.Cog):
             [
                 "**Train an AI model of yourself (or your pet) and make images with it.**",
                 "1. `/tune create`: upload 4-20 photos of the subject (only you, or someone "
-                "who agreed). Training takes a while; you are told when it is ready.",
+                "who agreed), or right-click your own message with photos > Apps > "
+                "*Train a tune from these photos*. You are told when it is ready.",
                 "2. `/imagine`: describe a picture and pick your tune; the images are posted "
                 "here with Reroll, Details and Delete buttons.",
-                "`/jobs` shows what is in progress, `/balance` what you have spent and left.",
+                "`/jobs` shows what is in progress, `/balance` what you have spent and left, "
+                "`/tune list` your tunes.",
                 "",
                 f"**Prices**{free}: a tune {format_mc(settings.tune_price())}, "
                 f"an image {format_mc(settings.image_price())}.",

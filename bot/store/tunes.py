@@ -262,6 +262,17 @@ class Tunes:
         )
         return None if row is None else _tune(row)
 
+    async def list_in_guild(
+        self, guild_id: int, *, states: Collection[TuneState] | None = None
+    ) -> list[TuneRecord]:
+        """Every tune made in `guild_id`, oldest first (for admins' pickers)."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM tunes WHERE guild_id = :guild"
+            " AND (:states IS NULL OR instr(:states, ',' || state || ',') > 0) ORDER BY id",
+            {"guild": guild_id, "states": states_filter(states)},
+        )
+        return [_tune(r) for r in rows]
+
     async def by_astria_id(self, astria_id: int) -> TuneRecord | None:
         row = await self._db.fetchone("SELECT * FROM tunes WHERE astria_id = ?", (astria_id,))
         return None if row is None else _tune(row)

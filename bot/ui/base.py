@@ -10,6 +10,15 @@ from typing import Any
 
 import discord
 
+from bot.astria.errors import (
+    AstriaAuthError,
+    AstriaConnectionLost,
+    AstriaPaymentRefused,
+    AstriaRateLimited,
+    AstriaServerError,
+    AstriaValidationError,
+)
+
 log = logging.getLogger(__name__)
 
 SORRY = "Something went wrong on our side; nothing was charged for this click. Please try again."
@@ -30,12 +39,32 @@ class UserError(Exception):
     """A refusal with words for the member (not a bug): shown as it is."""
 
 
-async def answer_error(interaction: discord.Interaction[Any], error: BaseException) -> None:
+ASTRIA_DOWN = "Astria is not answering right now; nothing was charged. Try again in a minute."
+
+
+def words_for(error: BaseException) -> str | None:
+    """What to tell the member about an error, or None for a bug (logged, then SORRY)."""
     if isinstance(error, UserError):
-        await answer(interaction, str(error))
-        return
-    log.error("component failed", exc_info=error)
-    await answer(interaction, SORRY)
+        return str(error)
+    if isinstance(error, AstriaValidationError):
+        return f"Astria refused that: {error.plain()}"
+    if isinstance(error, AstriaRateLimited | AstriaServerError | AstriaConnectionLost):
+        return ASTRIA_DOWN
+    if isinstance(error, AstriaAuthError):
+        return "The bot's Astria key was refused; the bot's owner has to fix it."
+    if isinstance(error, AstriaPaymentRefused):
+        return "The Astria account cannot pay for this; the bot's owner has to top it up."
+    return None
+
+
+async def answer_error(interaction: discord.Interaction[Any], error: BaseException) -> None:
+    text = words_for(error)
+    if text is None:
+        log.error("interaction failed", exc_info=error)
+        text = SORRY
+    elif not isinstance(error, UserError):
+        log.warning("interaction refused by Astria: %s", error)
+    await answer(interaction, text)
 
 
 class SafeView(discord.ui.View):

@@ -8,7 +8,10 @@ import discord
 import pytest
 from simcord.backend.errors import SetupError
 
-from bot.credits import parse_usd
+from bot.credits import format_mc, parse_usd
+from bot.emulator import Fault
+from bot.store import PromptState
+from bot.ui.base import ASTRIA_DOWN
 from tests.bot.conftest import Scene, reply
 
 pytestmark = pytest.mark.simcord(strict_sync=False)
@@ -65,3 +68,125 @@ async def test_members_without_manage_server_are_refused(scene: Scene, boss: Any
     assert "not an amount in dollars" in bad
     settings = await scene.bot.store.guilds.get(scene.guild.id)
     assert not settings.paused
+
+
+async def delivered_prompt(scene: Scene) -> Any:
+    tune = await scene.ready_tune(scene.alice)
+    prompt = await scene.prompt(scene.alice, tune, images=2)
+    for _ in range(10):
+        await scene.step(5)
+    record = await scene.bot.store.prompts.get(prompt.id)
+    assert record is not None and record.state == PromptState.DELIVERED
+    return record
+
+
+async def test_refund_gives_a_finished_jobs_cost_back_once(scene: Scene, boss: Any):
+    prompt = await delivered_prompt(scene)
+    ledger = scene.bot.store.ledger
+    before = (await ledger.spend_by_member(scene.guild.id))[scene.alice.id]
+    done = reply(await boss.slash(scene.channel, "admin refund", job=f"prompt-{prompt.id}"))
+    assert f"Refunded $0.04 for `prompt:{prompt.id}`" in done, done
+    after = (await ledger.spend_by_member(scene.guild.id))[scene.alice.id]
+    assert before - after == 4_000
+    again = reply(await boss.slash(scene.channel, "admin refund", job=f"prompt:{prompt.id}"))
+    assert "refunded already" in again
+    assert "not a job" in reply(await boss.slash(scene.channel, "admin refund", job="banana"))
+    assert "no job" in reply(await boss.slash(scene.channel, "admin refund", job="prompt:999"))
+    assert await ledger.audit() == []
+
+
+async def test_cancel_takes_only_stuck_jobs(scene: Scene, boss: Any):
+    prompt = await delivered_prompt(scene)
+    refused = reply(await boss.slash(scene.channel, "admin cancel", job=f"prompt:{prompt.id}"))
+    assert "only a stuck job" in refused
+    tune = await scene.bot.store.tunes.list_for(scene.alice.id)
+    stuck = await scene.prompt(scene.alice, tune[0], images=1)
+    await scene.step(5)
+    current = await scene.bot.store.prompts.get(stuck.id)
+    assert current is not None and current.astria_id is not None
+    scene.emulator.stall("prompt", current.astria_id)
+    for _ in range(40):
+        current = await scene.bot.store.prompts.get(stuck.id)
+        assert current is not None
+        if current.state == PromptState.STUCK:
+            break
+        await scene.step(60)
+    assert current.state == PromptState.STUCK
+    done = reply(await boss.slash(scene.channel, "admin cancel", job=f"prompt:{stuck.id}"))
+    assert "Cancelled" in done, done
+    current = await scene.bot.store.prompts.get(stuck.id)
+    assert current is not None and current.state == PromptState.CANCELLED
+    assert await scene.bot.store.ledger.open_reservations() == []
+
+
+async def test_channel_and_role_rules_and_bans(scene: Scene, boss: Any):
+    tune = await scene.ready_tune(scene.alice)
+    other = scene.guild.create_text_channel("random")
+    listed = reply(await boss.slash(scene.channel, "admin channels", action="list"))
+    assert "every channel may use the bot" in listed
+    allowed = reply(
+        await boss.slash(scene.channel, "admin channels", action="allow", channel=scene.channel)
+    )
+    assert f"<#{scene.channel.id}>" in allowed
+    elsewhere = await scene.alice.slash(other, "imagine", prompt="a", tune=str(tune.id))
+    assert "isn't used in this channel" in reply(elsewhere)
+    here = await scene.alice.slash(scene.channel, "imagine", prompt="a", tune=str(tune.id))
+    assert "Queued" in reply(here)
+
+    artists = scene.guild.create_role("artists")
+    roles = reply(await boss.slash(scene.channel, "admin roles", action="allow", role=artists))
+    assert f"<@&{artists.id}>" in roles
+    no_role = await scene.alice.slash(scene.channel, "imagine", prompt="b", tune=str(tune.id))
+    assert "roles don't include" in reply(no_role)
+    reply(await boss.slash(scene.channel, "admin roles", action="disallow", role=artists))
+
+    banned = reply(await boss.slash(scene.channel, "admin ban", member=scene.alice))
+    assert "can no longer use the bot" in banned
+    refused = await scene.alice.slash(scene.channel, "imagine", prompt="c", tune=str(tune.id))
+    assert "can't use the bot" in reply(refused)
+    reply(await boss.slash(scene.channel, "admin unban", member=scene.alice))
+    again = await scene.alice.slash(scene.channel, "imagine", prompt="d", tune=str(tune.id))
+    assert "Queued" in reply(again)
+
+
+async def test_share_lets_other_members_use_a_tune(scene: Scene, boss: Any):
+    tune = await scene.ready_tune(scene.alice)
+    assert await scene.bob.autocomplete(scene.channel, "imagine", "tune", "") == []
+    choices = await boss.autocomplete(scene.channel, "admin share", "tune", "m")
+    assert [c["value"] for c in choices] == [str(tune.id)]
+    shared = reply(await boss.slash(scene.channel, "admin share", tune=str(tune.id)))
+    assert "is shared" in shared
+    offered = await scene.bob.autocomplete(scene.channel, "imagine", "tune", "")
+    assert [c["value"] for c in offered] == [str(tune.id)]
+    used = await scene.bob.slash(scene.channel, "imagine", prompt="a", tune=str(tune.id))
+    assert "Queued" in reply(used)
+    reply(await boss.slash(scene.channel, "admin unshare", tune=str(tune.id)))
+    later = await scene.bob.slash(scene.channel, "imagine", prompt="b", tune=str(tune.id))
+    assert "not yours" in reply(later)
+
+
+async def test_refresh_balance_reads_astria_and_says_when_it_is_down(scene: Scene, boss: Any):
+    text = reply(await boss.slash(scene.channel, "admin refresh-balance"))
+    assert format_mc(scene.emulator.balance_mc) in text
+    known = await scene.bot.store.account.last_known()
+    assert known is not None and known.balance_mc == scene.emulator.balance_mc
+    scene.emulator.faults.script("GET /users", *[Fault("http_500")] * 5)
+    down = await boss.slash(scene.channel, "admin refresh-balance")
+    assert reply(down) == ASTRIA_DOWN and down.response.ephemeral
+
+
+async def test_admin_sees_the_account_balance_in_balance_and_members_do_not(
+    scene: Scene, boss: Any
+):
+    await delivered_prompt(scene)
+    mine = reply(await scene.alice.slash(scene.channel, "balance"))
+    assert "Astria balance" not in mine
+    assert "**You this month:** $1.54 of" in mine  # the tune and two images
+    theirs = reply(await boss.slash(scene.channel, "balance"))
+    known = await scene.bot.store.account.last_known()
+    assert known is not None and f"**Astria balance:** {format_mc(known.balance_mc)}" in theirs
+    spend = reply(await boss.slash(scene.channel, "admin spend"))
+    entries = await scene.bot.store.ledger.entries(user_id=scene.alice.id)
+    assert f"<@{scene.alice.id}>: {format_mc(sum(e.amount_mc for e in entries))}" in spend
+    charged = sum(c.cost_mc for c in scene.emulator.charges)
+    assert sum(e.amount_mc for e in entries) == charged

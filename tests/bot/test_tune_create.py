@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 
 from bot.credits import format_mc
+from bot.emulator import EmulatorConfig
 from bot.store import PromptState, TuneRecord, TuneState
 from bot.ui.forms import RESTARTED
 from cogs.tunes import MENU_NAME
 from tests.bot.conftest import Scene, reply
-from tests.conftest import photo
+from tests.conftest import KEY, photo
 from tests.jobs.conftest import TUNE_MC
 from tests.test_photos import png_header_only
 
@@ -240,3 +241,23 @@ async def test_tune_delete_asks_then_deletes_at_astria(scene: Scene):
     assert scene.emulator.tunes_with_title(tune.title) == []
     gone = await scene.alice.slash(scene.channel, "tune delete", name="me")
     assert "no tune by that name" in reply(gone)
+
+
+SMALL_UPLOADS = EmulatorConfig(
+    api_key=KEY, train_seconds=120, prompt_seconds=10, image_size=(256, 256), max_upload_bytes=1000
+)
+
+
+@pytest.mark.parametrize("emulator_config", [SMALL_UPLOADS])
+async def test_astria_refusing_the_tune_is_told_in_plain_words_and_released(scene: Scene):
+    await paid(scene)
+    _, submitted = await train(scene, scene.alice, photos1=photos(4))
+    assert "Training **me**" in reply(submitted)
+    (tune,) = await scene.bot.store.tunes.list_for(scene.alice.id)
+    await scene.step(5, rounds=2)
+    failed = await scene.bot.store.tunes.get(tune.id)
+    assert failed is not None and failed.state == TuneState.FAILED
+    told = next(m for m in scene.channel.history() if "Astria refused it" in m.content)
+    assert "images" in told.content and "Traceback" not in told.content
+    assert await scene.bot.store.ledger.open_reservations() == []
+    assert scene.emulator.charges == []
