@@ -146,6 +146,10 @@ class Settings(BaseSettings):
     callback_listen: str = "127.0.0.1:8080"
     callback_signing_key: SecretStr | None = None
 
+    # Prompt text.
+    prompt_max_length: int = Field(default=600, ge=1, le=600)
+    prompt_banned_words: str = ""
+
     # Discord.
     post_image_links: bool = False
     dev_guild_id: int | None = Field(default=None, gt=0)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
-from bot.config import Branch, ModelProfile, ProfileName
+from bot.config import Branch, ModelProfile, ProfileName, Settings
 
 PostTo = Literal["tune", "base"]
 
@@ -57,6 +57,12 @@ class PromptRules:
     max_length: int = 600
     banned_words: frozenset[str] = frozenset()
     max_negative_length: int = 300
+
+
+def rules_from(settings: Settings) -> PromptRules:
+    """The operator's rules: PROMPT_MAX_LENGTH and the comma-separated PROMPT_BANNED_WORDS."""
+    words = frozenset(w.strip() for w in settings.prompt_banned_words.split(",") if w.strip())
+    return PromptRules(max_length=settings.prompt_max_length, banned_words=words)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.credits import Refusal, format_mc, images_price
-from bot.prompts import PromptRefusal, PromptRules, TuneRef, build_prompt, clean_negative
+from bot.prompts import PromptRefusal, TuneRef, build_prompt, clean_negative, rules_from
 from bot.store import TuneState
 from bot.ui.base import UserError
 from cogs.checks import refuse_if_not_allowed
@@ -57,7 +57,7 @@ class Imagine(commands.Cog):
         if chosen.state != TuneState.READY or chosen.astria_id is None:
             raise UserError(f"**{chosen.name}** is not ready yet ({chosen.state}).")
         usable = await bot.store.tunes.list_usable(user_id, guild_id, states=[TuneState.READY])
-        rules = PromptRules()
+        rules = rules_from(bot.settings)
         built = build_prompt(
             prompt,
             TuneRef(

@@ -44,9 +44,19 @@ async def astria(
 
 
 @pytest.fixture
-async def make_bot(tmp_path: Path, clock: ManualClock, astria: AstriaClient) -> AsyncIterator[Any]:
+def settings_overrides() -> dict[str, Any]:
+    """Extra settings for the bot; a test parametrizes this fixture to change them."""
+    return {}
+
+
+@pytest.fixture
+async def make_bot(
+    tmp_path: Path, clock: ManualClock, astria: AstriaClient, settings_overrides: dict[str, Any]
+) -> AsyncIterator[Any]:
     settings = settings_for(
-        database_path=tmp_path / "bot.sqlite3", photos_dir=tmp_path / "kept-photos"
+        database_path=tmp_path / "bot.sqlite3",
+        photos_dir=tmp_path / "kept-photos",
+        **settings_overrides,
     )
     made: list[AstriaBot] = []
 

@@ -109,3 +109,20 @@ async def test_tune_list_and_show_are_the_members_own(scene: Scene):
     assert "No tunes yet" in reply(await scene.bob.slash(scene.channel, "tune list"))
     other = reply(await scene.bob.slash(scene.channel, "tune show", name=tune.name))
     assert "no tune by that name" in other
+
+
+@pytest.mark.parametrize(
+    "settings_overrides", [{"prompt_banned_words": "gore, blood bath", "prompt_max_length": 40}]
+)
+async def test_the_operators_banned_words_and_length_limit_apply(scene: Scene):
+    tune = await scene.ready_tune(scene.alice)
+    for text in ("a GORE scene", "a Blood  Bath at noon", "x" * 41):
+        result = await scene.alice.slash(scene.channel, "imagine", prompt=text, tune=str(tune.id))
+        assert "Queued" not in reply(result), text
+    assert "40" in reply(
+        await scene.alice.slash(scene.channel, "imagine", prompt="x" * 41, tune=str(tune.id))
+    )
+    fine = await scene.alice.slash(scene.channel, "imagine", prompt="a gorge", tune=str(tune.id))
+    assert "Queued" in reply(fine)
+    (prompt,) = await scene.bot.store.prompts.list_for(scene.alice.id)
+    assert prompt.user_text == "a gorge"
