@@ -12,7 +12,7 @@ from bot.credits import Refusal, format_mc, images_price
 from bot.prompts import PromptRefusal, TuneRef, build_prompt, clean_negative, rules_from
 from bot.store import TuneState
 from bot.ui.base import UserError
-from cogs.checks import refuse_if_not_allowed
+from cogs.checks import refuse_if_cannot_post, refuse_if_not_allowed
 
 if TYPE_CHECKING:
     from bot.app import AstriaBot
@@ -49,6 +49,7 @@ class Imagine(commands.Cog):
         guild_id = interaction.guild_id or 0
         user_id = interaction.user.id
         await refuse_if_not_allowed(interaction)
+        refuse_if_cannot_post(interaction)
         if not tune.isdigit():
             raise UserError("Pick a tune from the list (start typing its name).")
         chosen = await bot.store.tunes.get_usable(user_id, guild_id, int(tune))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import discord
 import pytest
 
 from bot.store import PromptState
@@ -126,3 +127,16 @@ async def test_the_operators_banned_words_and_length_limit_apply(scene: Scene):
     assert "Queued" in reply(fine)
     (prompt,) = await scene.bot.store.prompts.list_for(scene.alice.id)
     assert prompt.user_text == "a gorge"
+
+
+async def test_a_channel_where_the_bot_cannot_attach_files_is_refused_up_front(scene: Scene):
+    tune = await scene.ready_tune(scene.alice)
+    locked = scene.guild.create_text_channel(
+        "no-files",
+        overwrites={scene.guild.default_role: discord.PermissionOverwrite(attach_files=False)},
+    )
+    result = await scene.alice.slash(locked, "imagine", prompt="a", tune=str(tune.id))
+    assert "missing: Attach Files" in reply(result)
+    form = await scene.alice.slash(locked, "tune create")
+    assert form.modal is None and "missing: Attach Files" in reply(form)
+    assert await scene.bot.store.prompts.list_for(scene.alice.id) == []
