@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -118,9 +120,35 @@ class AstriaBot(commands.Bot):
         self.add_dynamic_items(*DYNAMIC_ITEMS)
         for extension in self._extensions:
             await self.load_extension(extension)
+        if settings.sync_commands_on_start:
+            await self._sync_if_changed()
         if self._run_tracker:
             await self._start_callbacks()
             self._tracker_task = asyncio.create_task(self.tracker.run(), name="tracker")
+
+    async def _sync_if_changed(self) -> None:
+        """Register the commands with Discord when they differ from what this database last
+        registered (a new install or an upgrade): never a blind sync on every start, which
+        Discord rate-limits. `DEV_GUILD_ID` registers them in that one server instead."""
+        guild_id = self.settings.dev_guild_id
+        guild = None if guild_id is None else discord.Object(guild_id)
+        if guild is not None:
+            self.tree.copy_global_to(guild=guild)
+        commands = self.tree.get_commands(guild=guild)
+        payload = sorted(
+            (json.dumps(c.to_dict(self.tree), sort_keys=True) for c in commands), key=str
+        )
+        digest = hashlib.sha256("\n".join(payload).encode()).hexdigest()
+        key = f"commands:{guild_id or 'global'}"
+        if await self.store.meta.get(key) == digest:
+            return
+        try:
+            synced = await self.tree.sync(guild=guild)
+        except discord.HTTPException as exc:
+            log.warning("could not register the commands (%s); run `astria-bot sync`", exc)
+            return
+        await self.store.meta.set(key, digest)
+        log.info("registered %d commands with Discord", len(synced))
 
     async def on_interaction(self, interaction: discord.Interaction[AstriaBot]) -> None:
         """A form opened before a restart is unknown here: discord.py would drop its

@@ -151,6 +151,7 @@ class Settings(BaseSettings):
     prompt_banned_words: str = ""
 
     # Discord.
+    sync_commands_on_start: bool = True
     post_image_links: bool = False
     dev_guild_id: int | None = Field(default=None, gt=0)
     discord_api_base: str | None = None

@@ -34,6 +34,7 @@ from bot.store.ledger import (
     Reservation,
     Settlement,
 )
+from bot.store.meta import Meta
 from bot.store.prompts import UNFINISHED_PROMPTS, PromptRecord, Prompts, PromptState
 from bot.store.tunes import UNFINISHED_TUNES, TuneRecord, Tunes, TuneState
 
@@ -78,7 +79,7 @@ __all__ = [
 
 class Store:
     """One open database and its repositories: `guilds`, `tunes`, `prompts`, `ledger`,
-    `account`. Open it once (in `setup_hook`) and close it on shutdown."""
+    `account`, `events`, `meta`. Open it once (in `setup_hook`) and close it on shutdown."""
 
     def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
         self._db = db
@@ -89,6 +90,7 @@ class Store:
         self.prompts = Prompts(db, self.ledger, clock)
         self.account = Account(db, clock)
         self.events = Events(db, clock)
+        self.meta = Meta(db)
 
     @classmethod
     async def open(

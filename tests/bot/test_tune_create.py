@@ -261,3 +261,16 @@ async def test_astria_refusing_the_tune_is_told_in_plain_words_and_released(scen
     assert "images" in told.content and "Traceback" not in told.content
     assert await scene.bot.store.ledger.open_reservations() == []
     assert scene.emulator.charges == []
+
+
+async def test_commands_are_registered_once_not_on_every_start(scene: Scene, make_bot: Any):
+    def registrations() -> int:
+        return sum(
+            1 for r in scene.env.http_requests if r.method == "PUT" and r.path.endswith("/commands")
+        )
+
+    assert registrations() == 1  # a new database: the commands were registered at start
+    await scene.env.restart_bot(make_bot())
+    assert registrations() == 1  # same commands, same database: not again
+    names = {c.name for c in scene.bot.tree.get_commands()}
+    assert {"tune", "imagine", "balance", "jobs", "help", "admin", MENU_NAME} <= names

@@ -1,0 +1,22 @@
+"""Small facts the bot keeps about itself, by key (for example the command tree's hash)."""
+
+from __future__ import annotations
+
+from bot.store.db import Database
+
+
+class Meta:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def get(self, key: str) -> str | None:
+        row = await self._db.fetchone("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if row is None else str(row["value"])
+
+    async def set(self, key: str, value: str) -> None:
+        async with self._db.write() as tx:
+            await tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
