@@ -1,0 +1,29 @@
+"""A wire-level Discord fake: REST under /api/v10 and a gateway websocket on 127.0.0.1.
+
+An unmodified discord.py bot talks to it once `discord.http.Route.BASE` is set to
+`fake.api_base` and `DiscordWebSocket.DEFAULT_GATEWAY` to `fake.gateway_url`. It imports
+neither discord.py nor anything else from `bot`.
+"""
+
+from bot.fakecord.config import FakeDiscordConfig
+from bot.fakecord.errors import DiscordError, DriverError
+from bot.fakecord.interactions import InteractionHandle, ModalSpec, Reply
+from bot.fakecord.server import FakeDiscord, RequestRecord
+from bot.fakecord.state import Attachment, Channel, Guild, Member, Message, User
+
+__all__ = [
+    "Attachment",
+    "Channel",
+    "DiscordError",
+    "DriverError",
+    "FakeDiscord",
+    "FakeDiscordConfig",
+    "Guild",
+    "InteractionHandle",
+    "Member",
+    "Message",
+    "ModalSpec",
+    "Reply",
+    "RequestRecord",
+    "User",
+]
