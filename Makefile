@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint types pytest demo run emulator check lock clean
+.PHONY: test lint types pytest demo run emulator check lock clean bench
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (found " + sys.version.split()[0] + ")")'
@@ -16,8 +16,8 @@ $(STAMP): requirements.lock pyproject.toml
 test: lint types pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check bot cogs tests
-	$(BIN)/ruff format --check bot cogs tests
+	$(BIN)/ruff check bot cogs tests bench
+	$(BIN)/ruff format --check bot cogs tests bench
 
 types: $(STAMP)
 	$(BIN)/mypy
@@ -36,6 +36,10 @@ emulator: $(STAMP)
 
 check: $(STAMP)
 	$(BIN)/astria-bot check
+
+# Benchmarks with baselines (not in CI; about 3 minutes on 2 cores). QUICK=1: a smoke run.
+bench: $(STAMP)
+	$(BIN)/python -m bench $(if $(QUICK),--quick)
 
 # Re-pin the whole tree after changing pyproject.toml's dependencies.
 lock: $(STAMP)
