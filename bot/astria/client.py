@@ -149,9 +149,12 @@ class AstriaClient:
         *,
         exclude_ids: Collection[int] = (),
         maybe_created: bool = False,
+        since: datetime | None = None,
     ) -> Tune:
         """Create a tune exactly once, whatever fails on the way (see the module docstring).
-        `maybe_created`: an earlier attempt (before a restart) may have reached Astria."""
+        `maybe_created`: an earlier attempt (before a restart) may have reached Astria;
+        `since` is when that attempt started, so a lookup pages back far enough to see it
+        even after a long outage with many newer objects on the account."""
         if request.images:
 
             async def send() -> Any:
@@ -165,7 +168,7 @@ class AstriaClient:
             async def send() -> Any:
                 return await self._send("POST", "/tunes", json=body)
 
-        since = self._wall()
+        since = since or self._wall()
 
         async def lookup() -> Tune | None:
             return await self.find_tune(request.title, since=since, exclude_ids=exclude_ids)
@@ -228,15 +231,17 @@ class AstriaClient:
         *,
         exclude_ids: Collection[int] = (),
         maybe_created: bool = False,
+        since: datetime | None = None,
     ) -> Prompt:
-        """Create a prompt on `tune_id` exactly once (see the module docstring)."""
+        """Create a prompt on `tune_id` exactly once (see the module docstring and
+        `create_tune` for `maybe_created` and `since`)."""
         path = f"/tunes/{tune_id}/prompts"
         body = {"prompt": request.form()}
 
         async def send() -> Any:
             return await self._send("POST", path, json=body)
 
-        since = self._wall()
+        since = since or self._wall()
 
         async def lookup() -> Prompt | None:
             return await self.find_prompt(

@@ -173,12 +173,18 @@ class Tracker:
                 self._watch[tune.job].stuck = tune.state == TuneState.STUCK
             elif tune.state == TuneState.SUBMITTING:
                 self._spawn(self._submit_tune(tune, maybe_created=True))
-        for prompt in await self._store.prompts.unfinished():
+        prompts = await self._store.prompts.unfinished()
+        # Two reads for all, not two per prompt: 10,000 prompts must schedule in well under
+        # two seconds (bench/restart.py).
+        done_keys = await self._store.events.existing(
+            [event_key(str(p.job), EventKind.DONE) for p in prompts]
+        )
+        profiles = await self._store.tunes.profiles({p.tune_id for p in prompts})
+        for prompt in prompts:
             if prompt.state in (PromptState.GENERATING, PromptState.STUCK) and prompt.astria_id:
-                if await self._store.events.exists(event_key(str(prompt.job), EventKind.DONE)):
+                if event_key(str(prompt.job), EventKind.DONE) in done_keys:
                     continue  # finished; only its report is pending
-                its_tune = await self._store.tunes.get(prompt.tune_id)
-                seconds = self._prompt_seconds(its_tune.profile if its_tune else None)
+                seconds = self._prompt_seconds(profiles.get(prompt.tune_id))
                 submitted = prompt.submitted_at or prompt.updated_at
                 self._follow(prompt.job, prompt.astria_id, None, submitted, now, seconds)
                 self._watch[prompt.job].stuck = prompt.state == PromptState.STUCK
@@ -367,7 +373,9 @@ class Tracker:
             callback=self._callback(tune.job),
         )
         try:
-            created = await self._client.create_tune(request, maybe_created=maybe_created)
+            created = await self._client.create_tune(
+                request, maybe_created=maybe_created, since=_since(tune, maybe_created)
+            )
         except FileNotFoundError:
             await self._fail(tune, "the photos were lost before Astria took them", charge=None)
             return
@@ -422,7 +430,11 @@ class Tracker:
         )
         try:
             created = await self._client.create_prompt(
-                target, request, exclude_ids=claimed, maybe_created=maybe_created
+                target,
+                request,
+                exclude_ids=claimed,
+                maybe_created=maybe_created,
+                since=_since(prompt, maybe_created),
             )
         except AstriaError as exc:
             await self._create_failed(prompt, exc)
@@ -491,6 +503,9 @@ class Tracker:
         expected = expected_done(job.kind, submitted_at, eta, prompt_seconds)
         first = max(first_check(job.kind, submitted_at, expected, self._poll), now)
         self._watch[job] = _Watch(job, astria_id, expected, first)
+        # A create that finished in the background may be due sooner than the loop's
+        # current wait: let the loop work out its wait again.
+        self._wake.set()
 
     async def _refresh_due(self, report: PollReport) -> None:
         now = self._clock()
@@ -749,6 +764,13 @@ class Tracker:
             self._charged_since_read += cost_mc
             self._balance_due = True  # re-read after each paid create
 
+    async def read_balance(self) -> bool:
+        """Read the Astria balance now (at start-up, before members can ask for anything:
+        paid reservations wait for a known balance). False if Astria did not answer."""
+        self._balance_due = True
+        await self._refresh_balance()
+        return not self._balance_due
+
     async def _refresh_balance(self) -> None:
         now = self._clock()
         stale = (
@@ -853,6 +875,13 @@ class Tracker:
             await self._delivery.progress(update)
         except Exception:
             log.exception("progress of %s not shown", update.job)
+
+
+def _since(record: TuneRecord | PromptRecord, maybe_created: bool) -> datetime | None:
+    """Where a recovery lookup must page back to: when the lost attempt was made."""
+    if not maybe_created:
+        return None
+    return record.submitted_at or record.updated_at
 
 
 def _unlink_all(paths: Sequence[str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -53,6 +54,16 @@ class Events:
 
     async def exists(self, key: str) -> bool:
         return await self._db.fetchone("SELECT 1 FROM job_events WHERE key = ?", (key,)) is not None
+
+    async def existing(self, keys: Collection[str]) -> set[str]:
+        """Which of `keys` are recorded (one query, however many keys)."""
+        if not keys:
+            return set()
+        rows = await self._db.fetchall(
+            "SELECT key FROM job_events WHERE key IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(keys)),),
+        )
+        return {str(r["key"]) for r in rows}
 
     async def pending(self) -> list[RecordedEvent]:
         """Events not yet reported, oldest first."""

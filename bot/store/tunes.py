@@ -273,6 +273,16 @@ class Tunes:
         )
         return [_tune(r) for r in rows]
 
+    async def profiles(self, tune_ids: Collection[int]) -> dict[int, str]:
+        """Each tune's model profile, by id (one query, for the tracker's start-up)."""
+        if not tune_ids:
+            return {}
+        rows = await self._db.fetchall(
+            "SELECT id, profile FROM tunes WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted(tune_ids)),),
+        )
+        return {int(r["id"]): str(r["profile"]) for r in rows}
+
     async def by_astria_id(self, astria_id: int) -> TuneRecord | None:
         row = await self._db.fetchone("SELECT * FROM tunes WHERE astria_id = ?", (astria_id,))
         return None if row is None else _tune(row)

@@ -7,6 +7,7 @@ from datetime import timedelta
 import aiohttp
 import pytest
 
+from bot.astria import PromptRequest
 from bot.emulator import Fault
 from bot.jobs import CallbackReceiver, EventKind
 from bot.jobs.signing import callback_url
@@ -214,3 +215,35 @@ async def test_expiry_reminder_then_expired(rig: Rig):
     assert rig.delivery.keys()[f"tune:{tune.id}:expired"] == 1
     final = await rig.store.tunes.get(tune.id)
     assert final is not None and final.state == TuneState.EXPIRED
+
+
+async def test_recovery_after_a_long_outage_finds_a_create_buried_under_newer_objects(
+    rig: Rig,
+):
+    """The lookup after a restart pages back to when the lost create was sent, not to the
+    restart: a long outage with a full page of other prompts in between must not hide it
+    (prompts cannot be looked up by text; they are paged through)."""
+    tune = await rig.ready_tune(owner=1)
+    assert tune.astria_id is not None
+    route = "POST /tunes/{tune_id}/prompts"
+    rig.emulator.faults.script(route, Fault("http_504_after"))
+    rig.emulator.faults.script("GET /tunes/{tune_id}/prompts", *[Fault("http_500")] * 3)
+    prompt = await rig.prompt(1, tune)
+    await rig.tracker.poll_once()
+    current = await rig.store.prompts.get(prompt.id)
+    assert current is not None and current.state == PromptState.SUBMITTING
+    await rig.tracker.stop()
+    # Another client on the key makes a page and a half of prompts, then hours pass.
+    for n in range(130):
+        await rig.client.create_prompt(tune.astria_id, PromptRequest(text=f"other {n}", seed=n))
+    await rig.emulator.advance(3 * 3600)
+    rig.tracker = rig.new_tracker()
+    await rig.tracker.start()
+    await rig.tracker.settle_background()
+
+    async def done() -> bool:
+        return bool(rig.delivery.ends(EventKind.DONE))
+
+    await rig.run_until(done)
+    ours = [p for p in rig.emulator.prompts_for(tune.astria_id) if p["text"] == current.final_text]
+    assert len(ours) == 1
