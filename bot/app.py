@@ -36,6 +36,7 @@ EXTENSIONS: tuple[str, ...] = (
     "cogs.tunes",
     "cogs.admin",
 )
+BALANCE_AT_START_SECONDS = 10.0
 
 
 def utc_now() -> datetime:
@@ -80,6 +81,7 @@ class AstriaBot(commands.Bot):
         self._tracker_task: asyncio.Task[None] | None = None
         self._callbacks: CallbackReceiver | None = None
         self.forms = FormRegistry()
+        self._closed_services = False
         self.intake = PhotoIntake(
             settings.photos_dir,
             PhotoRules(),
@@ -123,6 +125,12 @@ class AstriaBot(commands.Bot):
         if settings.sync_commands_on_start:
             await self._sync_if_changed()
         if self._run_tracker:
+            # Before the gateway connects, so a member's first command already has a known
+            # balance to reserve against; Astria being down must not stop the bot starting.
+            try:
+                await asyncio.wait_for(self.tracker.read_balance(), BALANCE_AT_START_SECONDS)
+            except TimeoutError:
+                log.warning("the Astria balance was not read at start; the tracker retries")
             await self._start_callbacks()
             self._tracker_task = asyncio.create_task(self.tracker.run(), name="tracker")
 
@@ -168,15 +176,22 @@ class AstriaBot(commands.Bot):
 
     async def close(self) -> None:
         """SIGTERM ends here: the tracker stops first (creates in flight stay `submitting`
-        and are recovered on the next start), then Discord, then the store and HTTP."""
-        if self._tracker_task is not None:
-            await self.tracker.stop()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._tracker_task
-        if self._callbacks is not None:
-            await self._callbacks.stop()
-        await super().close()
-        if hasattr(self, "store"):
-            await self.store.close()
-        if self._session is not None:
-            await self._session.close()
+        and are recovered on the next start), then Discord, then the store and HTTP. Safe to
+        call twice (the signal handler and `async with` both do)."""
+        if self._closed_services:
+            await super().close()
+            return
+        self._closed_services = True
+        try:
+            if self._tracker_task is not None:
+                await self.tracker.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._tracker_task
+            if self._callbacks is not None:
+                await self._callbacks.stop()
+            await super().close()
+        finally:
+            if hasattr(self, "store"):
+                await self.store.close()
+            if self._session is not None:
+                await self._session.close()

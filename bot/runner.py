@@ -18,6 +18,11 @@ from bot.config import Settings
 log = logging.getLogger(__name__)
 
 
+# The bot never joins voice: discord.py's warnings about missing voice libraries are noise.
+discord.VoiceClient.warn_nacl = False
+discord.VoiceClient.warn_dave = False
+
+
 def apply_discord_overrides(settings: Settings) -> None:
     """Point discord.py at a local fake. Both URLs were checked to be loopback addresses."""
     if settings.discord_api_base:
@@ -57,13 +62,22 @@ async def run_bot(settings: Settings) -> int:
     apply_discord_overrides(settings)
     bot = AstriaBot(settings)
     loop = asyncio.get_running_loop()
+    closing: list[asyncio.Future[None]] = []
+
+    def stop() -> None:
+        if not closing:
+            closing.append(asyncio.ensure_future(bot.close()))
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
+            loop.add_signal_handler(sig, stop)
     try:
         async with bot:
             await bot.start(settings.discord_token.get_secret_value())
     except discord.LoginFailure:
         print("Discord refused the token: check DISCORD_TOKEN (Bot > Reset Token).")
         return 2
+    finally:
+        if closing:  # the signal's close finishes (store, HTTP) before the loop ends
+            await closing[0]
     return 0

@@ -123,6 +123,7 @@ class RerollButton(JobButton, template=r"job:reroll:(?P<id>[0-9]+)"):
         )
         if isinstance(created, Refusal):
             raise UserError(f"Not rerolled: {created.reason()}")
+        svc.tracker.nudge()
         await answer(
             interaction,
             f"🎲 Rerolling with a new seed ({format_mc(price)}); the images will be posted here.",
