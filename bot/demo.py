@@ -1,31 +1,31 @@
-"""`astria-bot demo`: the bot's Astria side end to end, offline.
+"""`astria-bot demo` (`make demo`): the bot's main job, offline, as a member would see it.
 
-It starts the local Astria emulator on a paid branch (so money moves), trains one tune from
-generated photos, runs one prompt with it, saves the images, and checks what the client saw
-against what the emulator charged. Until the Discord fake lands (the demo issue), this is
-the main job without the Discord front.
+It starts the Astria emulator on a paid branch (so money moves) and the Discord fake on
+loopback, runs the real bot as its own process against them, and plays a scripted session
+of two members and an admin with photos it draws itself (no real faces are shipped): a
+refused photo, a tune from six photos and its progress, `/imagine`, Reroll, `/balance`, an
+over-budget refusal, `/admin budget`, then `/imagine` again. It prints a transcript, writes
+it and the images to the output folder, ends with the ledger against the emulator's
+charges, and exits non-zero if any step did not produce what it should.
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
 import random
+import shutil
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import TextIO
 
-import aiohttp
 from PIL import Image, ImageDraw
-from pydantic import SecretStr
 
-from bot.astria import AstriaClient, AstriaError, PromptRequest, RetryPolicy, TuneRequest
-from bot.emulator import Emulator, EmulatorConfig
-
-FLUX_BASE_TUNE_ID = 1504944
-DEMO_BRANCH = "flux1"
+from bot.credits import format_mc
+from bot.fakecord import FakeDiscordConfig
+from bot.fakecord.state import Message
+from bot.offline.stage import Stage, StageError, StageOptions
+from bot.store.ledger import LedgerKind
 
 
 def demo_photo(index: int, size: int = 768) -> bytes:
@@ -43,8 +43,10 @@ def demo_photo(index: int, size: int = 768) -> bytes:
     return out.getvalue()
 
 
-def _usd(mc: int) -> str:
-    return f"${mc / 100_000:,.2f}"
+def _thumbnail() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (200, 150), (90, 90, 90)).save(out, "JPEG")
+    return out.getvalue()
 
 
 async def run_demo(
@@ -54,117 +56,183 @@ async def run_demo(
     shortens the emulator's training and generation times (tests use it)."""
     folder = Path(output)
     say = _Narrator(out, folder)
-    config = EmulatorConfig(
-        train_seconds=4.0 / speed, prompt_seconds=2.0 / speed, jitter=0.2, foreign_tunes=30
+    work = folder / "run"  # the bot's database, photos folder and log
+    shutil.rmtree(work, ignore_errors=True)
+    options = StageOptions(
+        folder=work,
+        train_seconds=4.0 / speed,
+        prompt_seconds=2.0 / speed,
+        foreign_tunes=30,
+        fake=FakeDiscordConfig(),
     )
-    emulator = Emulator(config)
-    base_url = await emulator.start()
-    say(f"Astria emulator on {base_url} (branch {DEMO_BRANCH}, prices as a paid account)")
-    try:
-        async with aiohttp.ClientSession() as session:
-            client = AstriaClient(
-                session,
-                SecretStr(config.api_key),
-                base_url=base_url,
-                policy=RetryPolicy(base_delay=0.5, lookup_wait=0.5, timeout=30.0),
-            )
-            return await _script(client, emulator, folder, say, poll=0.5 / speed)
-    except AstriaError as exc:
-        say(f"FAILED: {exc}")
-        return 1
-    finally:
-        await emulator.stop()
-        say.close()
-
-
-async def _script(
-    client: AstriaClient, emulator: Emulator, folder: Path, say: _Narrator, *, poll: float
-) -> int:
+    stage = Stage(options)
     failures: list[str] = []
-    start_balance = (await client.get_user()).usd_balance_mc
-    say(f"Account balance: {_usd(start_balance)}")
-
-    photos = [demo_photo(i) for i in range(6)]
-    title = str(uuid.uuid4())
-    say(f"Creating a tune from {len(photos)} photos (title {title})")
-    tune = await client.create_tune(
-        TuneRequest(
-            title=title,
-            name="man",
-            images=photos,
-            branch=DEMO_BRANCH,
-            base_tune_id=FLUX_BASE_TUNE_ID,
-            model_type="lora",
-            token="ohwx",  # noqa: S106 - Astria's trigger word, not a secret
-        )
-    )
-    say(f"  tune {tune.id} accepted; Astria expects it done at {tune.eta:%H:%M:%S}")
-    started = time.monotonic()
-    while not tune.is_trained:
-        await asyncio.sleep(poll)
-        tune = await client.get_tune(tune.id)
-        say(f"  training... {time.monotonic() - started:4.1f} s", live=True)
-    say(f"  tune {tune.id} trained in {time.monotonic() - started:.1f} s")
-
-    request = PromptRequest(
-        text=f"<lora:{tune.id}:1> ohwx man, studio portrait, soft light",
-        num_images=4,
-        seed=random.randrange(2**32),
-    )
-    say(f"Prompting: {request.text!r} x{request.num_images}")
-    prompt = await client.create_prompt(FLUX_BASE_TUNE_ID, request)
-    started = time.monotonic()
-    while not (prompt.is_done or prompt.is_failed):
-        await asyncio.sleep(poll)
-        prompt = await client.get_prompt(prompt.id, tune_id=FLUX_BASE_TUNE_ID)
-        say(f"  generating... {time.monotonic() - started:4.1f} s", live=True)
-    if prompt.is_failed:
-        failures.append(f"prompt failed: {prompt.user_error}")
-    say(f"  prompt {prompt.id}: {len(prompt.images)} images in {time.monotonic() - started:.1f} s")
-    for n, url in enumerate(prompt.images, start=1):
-        data = await client.fetch_image(url, max_bytes=20 * 1024 * 1024)
-        path = folder / f"prompt-{prompt.id}-{n}.png"
-        path.write_bytes(data)
-        say(f"  saved {path} ({len(data):,} bytes)")
-    if len(prompt.images) != request.num_images:
-        failures.append(f"expected {request.num_images} images, got {len(prompt.images)}")
-
-    end_balance = (await client.get_user()).usd_balance_mc
-    seen = (tune.cost_mc or 0) + (prompt.cost_mc or 0)
-    charged = sum(c.cost_mc for c in emulator.charges)
-    say("Money:")
-    say(f"  tune cost {_usd(tune.cost_mc or 0)}, prompt cost {_usd(prompt.cost_mc or 0)}")
-    say(f"  balance {_usd(start_balance)} -> {_usd(end_balance)}")
-    say(f"  costs the client saw {_usd(seen)}; the emulator charged {_usd(charged)}")
-    if not (seen == charged == start_balance - end_balance) or charged == 0:
-        failures.append("the costs seen, the charges and the balance change disagree")
-    counts = ", ".join(f"{k}: {v}" for k, v in sorted(emulator.counters.items()))
-    say(f"Requests to Astria: {counts}")
-    for failure in failures:
-        say(f"FAILED: {failure}")
-    say("Demo finished: all steps passed." if not failures else "Demo finished with failures.")
+    try:
+        async with stage:
+            say(f"Astria emulator on {stage.emulator.base_url} (paid branch {options.branch})")
+            say(f"Discord fake on {stage.fake.base_url}; starting the bot as its own process")
+            started = time.monotonic()
+            await stage.start_bot()
+            say(f"  the bot connected in {time.monotonic() - started:.1f} s")
+            await stage.fake.wait_commands(30.0)
+            await _script(stage, folder, say, failures)
+            code = await stage.stop_bot()
+            if code != 0:
+                failures.append(f"the bot exited with {code} on SIGTERM")
+            await _money(stage, say, failures)
+    except StageError as exc:
+        failures.append(str(exc))
+    finally:
+        for line in failures:
+            say(f"FAILED: {line}")
+        say("Demo finished: all steps passed." if not failures else "Demo finished with failures.")
+        say(f"Transcript and images: {folder}/   (the bot's log and database: {work}/)")
+        say.close()
     return 1 if failures else 0
 
 
+def _expect(failures: list[str], ok: bool, what: str) -> None:
+    if not ok:
+        failures.append(what)
+
+
+async def _script(stage: Stage, folder: Path, say: _Narrator, failures: list[str]) -> None:
+    alice, bob, admin = stage.members["alice"], stage.members["bob"], stage.admin
+
+    say("\n> alice: /tune create  (6 photos and a thumbnail)")
+    photos = [(f"IMG_{i}.jpg", demo_photo(i)) for i in range(1, 7)]
+    answer = await stage.train(alice, "me", [*photos, ("thumb.jpg", _thumbnail())])
+    say(_indent(answer))
+    _expect(failures, "Training **me**" in answer, "the tune was not queued")
+    _expect(failures, "too small" in answer, "the thumbnail was not refused with its reason")
+
+    say("\n  progress in #art:")
+    seen: set[str] = set()
+
+    def ready() -> bool:
+        for message in stage.posts():
+            line = message.content.splitlines()[0] if message.content else ""
+            if line and line not in seen:
+                seen.add(line)
+                say(f"  | {line}")
+        return any("is ready" in m.content for m in stage.posts())
+
+    await stage.wait_for(ready, "the tune to be ready", timeout=120.0)
+    tune_id = await stage.tune_choice(alice, "me")
+
+    say("\n> alice: /imagine prompt:'studio portrait, soft light' tune:me count:4")
+    answer = await stage.command(
+        alice, "imagine", prompt="studio portrait, soft light", tune=tune_id, count=4
+    )
+    say(_indent(answer))
+    _expect(failures, "Queued 4 images" in answer, "/imagine was not queued")
+    first = await stage.wait_for(
+        lambda: stage.image_posts(), "the images to be posted", timeout=120.0
+    )
+    post = first[0]
+    _describe_post(post, say)
+    _save(post, folder, "imagine", say)
+    _expect(failures, len(post.attachments) == 4, "four images were not posted")
+
+    reroll = _custom_id(post, "job:reroll:")
+    say("\n> alice clicks Reroll")
+    answer = await stage.click(alice, post, reroll)
+    say(_indent(answer))
+    second = await stage.wait_for(
+        lambda: stage.image_posts()[1:], "the reroll to be posted", timeout=120.0
+    )
+    _describe_post(second[0], say)
+    _save(second[0], folder, "reroll", say)
+
+    say("\n> alice: /balance")
+    balance = await stage.command(alice, "balance")
+    say(_indent(balance))
+    _expect(failures, "You today" in balance, "/balance did not answer")
+
+    say("\n> admin: /admin budget user daily:1.60 monthly:20")
+    say(_indent(await stage.command(admin, "admin budget user", daily="1.60", monthly="20")))
+    say("\n> alice: /imagine count:8  (more than today's limit leaves)")
+    refused = await stage.command(alice, "imagine", prompt="on a beach", tune=tune_id, count=8)
+    say(_indent(refused))
+    _expect(failures, "Not queued" in refused, "the over-budget /imagine was not refused")
+    say("\n> admin: /admin budget user daily:5 monthly:20")
+    say(_indent(await stage.command(admin, "admin budget user", daily="5", monthly="20")))
+    say("\n> alice: /imagine count:8")
+    answer = await stage.command(alice, "imagine", prompt="on a beach", tune=tune_id, count=8)
+    say(_indent(answer))
+    _expect(failures, "Queued 8 images" in answer, "/imagine after the raise was not queued")
+    third = await stage.wait_for(
+        lambda: stage.image_posts()[2:], "the last images to be posted", timeout=120.0
+    )
+    _save(third[0], folder, "beach", say)
+
+    say("\n> bob: /imagine with alice's tune (not shared)")
+    theirs = await stage.command(bob, "imagine", prompt="hello", tune=tune_id)
+    say(_indent(theirs))
+    _expect(failures, "not yours" in theirs, "bob could use alice's tune")
+
+
+def _describe_post(post: Message, say: _Narrator) -> None:
+    buttons = [
+        c.get("label")
+        for row in post.components
+        for c in row.get("components", [])
+        if c.get("label")
+    ]
+    say(f"  | {post.content.splitlines()[0] if post.content else ''}")
+    say(f"  | {len(post.attachments)} files, buttons: {', '.join(map(str, buttons))}")
+
+
+def _custom_id(post: Message, prefix: str) -> str:
+    for row in post.components:
+        for component in row.get("components", []):
+            custom_id = str(component.get("custom_id", ""))
+            if custom_id.startswith(prefix):
+                return custom_id
+    raise StageError(f"no {prefix}… button on the post")
+
+
+def _save(post: Message, folder: Path, stem: str, say: _Narrator) -> None:
+    for n, attachment in enumerate(post.attachments, start=1):
+        suffix = Path(attachment.filename).suffix or ".png"
+        path = folder / f"{stem}-{n}{suffix}"
+        path.write_bytes(attachment.data)
+    say(f"  saved {len(post.attachments)} images as {folder}/{stem}-*.png")
+
+
+async def _money(stage: Stage, say: _Narrator, failures: list[str]) -> None:
+    charged = sum(c.cost_mc for c in stage.emulator.charges)
+    change = stage.options.balance_mc - stage.emulator.balance_mc
+    async with await stage.open_store() as store:
+        entries = await store.ledger.entries()
+        open_holds = await store.ledger.open_reservations()
+        problems = await store.ledger.audit()
+    settled = sum(e.cost_mc or 0 for e in entries if e.kind == LedgerKind.SETTLE)
+    say("\nMoney:")
+    say(f"  the bot's ledger settled {format_mc(settled)} over {len(entries)} entries")
+    say(f"  the emulator charged     {format_mc(charged)}; the balance fell by {format_mc(change)}")
+    _expect(failures, settled == charged == change and charged > 0, "ledger != Astria's charges")
+    _expect(failures, not open_holds, f"{len(open_holds)} reservations still open")
+    _expect(failures, not problems, f"ledger audit: {problems}")
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(stage.emulator.counters.items()))
+    say(f"Requests to Astria: {counts}")
+    sends = len(stage.posts())
+    say(f"Messages the bot posted in #art: {sends} (429s: {sum(stage.fake.rate_limited.values())})")
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"  < {line}" for line in text.splitlines()) or "  < (nothing)"
+
+
 class _Narrator:
-    """Prints each step and keeps a transcript; `live` lines overwrite each other."""
+    """Prints each step and keeps a transcript."""
 
     def __init__(self, out: TextIO, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self._out = out
         self._file = (folder / "transcript.txt").open("w", encoding="utf-8")
-        self._live = False
 
-    def __call__(self, line: str, *, live: bool = False) -> None:
-        if live:
-            if self._out.isatty():
-                self._out.write(f"\r{line}")
-                self._out.flush()
-                self._live = True
-            return
-        if self._live:
-            self._out.write("\n")
-            self._live = False
+    def __call__(self, line: str) -> None:
         print(line, file=self._out, flush=True)
         print(line, file=self._file)
 

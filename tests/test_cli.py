@@ -80,15 +80,18 @@ def test_cli_run_names_missing_secrets(capsys: pytest.CaptureFixture[str]):
     assert "DISCORD_TOKEN is not set" in err and "ASTRIA_API_KEY is not set" in err
 
 
-async def test_demo_trains_prompts_saves_images_and_balances_the_money(tmp_path: Path):
+async def test_demo_runs_the_scripted_session_against_the_real_bot_process(tmp_path: Path):
     out = io.StringIO()
-    code = await run_demo(tmp_path / "out", out, speed=8.0)
+    code = await run_demo(tmp_path / "out", out, speed=4.0)
     text = out.getvalue()
     assert code == 0, text
     images = sorted((tmp_path / "out").glob("*.png"))
-    assert len(images) == 4 and all(p.read_bytes().startswith(b"\x89PNG") for p in images)
-    assert "all steps passed" in text
-    assert (tmp_path / "out" / "transcript.txt").read_text().count("\n") >= 10
+    assert len(images) == 16 and all(p.read_bytes().startswith(b"\x89PNG") for p in images)
+    for step in ("too small", "is ready", "Rerolling", "Not queued", "Queued 8 images"):
+        assert step in text, step
+    assert "the emulator charged" in text and "all steps passed" in text
+    assert (tmp_path / "out" / "transcript.txt").read_text() == text
+    assert "Traceback" not in (tmp_path / "out" / "run" / "bot-1.log").read_text()
 
 
 def test_invite_link_has_the_scopes_and_only_the_needed_permissions(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import re
@@ -197,6 +198,11 @@ class RestApi:
         self.interactions: dict[int, InteractionHandle] = {}
         self.by_token: dict[str, InteractionHandle] = {}
         self.gateway_url = ""
+        # Crash tests: a post this matches is kept but never answered, so the bot dies
+        # (killed by the test) between Discord having the message and the bot knowing it.
+        self.stall_posts: Callable[[Message], bool] | None = None
+        self.stalled: list[Message] = []
+        self.stalled_signal = asyncio.Event()
 
     def routes(self) -> list[tuple[str, str, Handler]]:
         c, m, g, u = ID % "channel_id", ID % "message_id", ID % "guild_id", ID % "user_id"
@@ -642,6 +648,10 @@ class RestApi:
         if enforce:
             self.nonces.remember(channel.id, bot.id, str(nonce), message.id, self._now())
         await self._message_event("MESSAGE_CREATE", message)
+        if self.stall_posts is not None and self.stall_posts(message):
+            self.stalled.append(message)
+            self.stalled_signal.set()
+            await asyncio.Event().wait()  # until the bot hangs up (or is killed)
         return json_response(self.world.message_payload(message))
 
     async def edit_message(self, request: web.Request) -> web.StreamResponse:

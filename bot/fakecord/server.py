@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import ipaddress
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +20,7 @@ from bot.fakecord.errors import DiscordError
 from bot.fakecord.gateway import Gateway
 from bot.fakecord.limits import Nonces, RateLimits, Verdict
 from bot.fakecord.rest import API, INFO, Handler, RateLimited, RequestInfo, RestApi, json_response
-from bot.fakecord.state import Channel, Guild, World
+from bot.fakecord.state import Channel, Guild, Message, World
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +132,24 @@ class FakeDiscord(Driver):
         await self.gateway.changed.wait_for(
             lambda: bool(self.gateway.ready_sessions), timeout, "the bot to connect"
         )
+
+    async def wait_reconnected(self, identifies: int, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+        """Until a bot identified again after `identifies` identifies (a restarted process)."""
+        await self.gateway.changed.wait_for(
+            lambda: self.gateway.identifies > identifies and bool(self.gateway.ready_sessions),
+            timeout,
+            "the bot to connect again",
+        )
+
+    def stall_posts(self, predicate: Callable[[Message], bool] | None) -> None:
+        """Keep matching posts but never answer them: the bot never learns their ids (a
+        crash test kills it then). None stops stalling."""
+        self.rest.stall_posts = predicate
+
+    async def wait_stalled(self, timeout: float = 30.0) -> Message:  # noqa: ASYNC109
+        """Until a post was stalled; that message."""
+        await asyncio.wait_for(self.rest.stalled_signal.wait(), timeout)
+        return self.rest.stalled[-1]
 
     async def wait_commands(
         self,

@@ -1,0 +1,303 @@
+"""Everything the bot talks to, on loopback, with the real bot as its own process.
+
+A `Stage` starts the Astria emulator (a paid branch, so money moves) and the Discord fake
+in this process, sets the scene (a server, a channel, members, an admin), and runs the
+unmodified bot (`python -m bot run`) against both through settings only. It can kill the
+bot with SIGKILL and start it again on the same database, which is how the end-to-end
+tests, the chaos run and `astria-bot demo` prove that nothing is lost or done twice.
+
+The bot process reads no `.env` of the user's: it runs in the stage's folder with an
+environment built here from scratch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.config import Settings, load_settings
+from bot.emulator import Emulator, EmulatorConfig
+from bot.fakecord import FakeDiscord, FakeDiscordConfig
+from bot.fakecord.driver import Files
+from bot.fakecord.interactions import InteractionHandle
+from bot.fakecord.state import Channel, Guild, Member, Message
+from bot.store import Store
+
+BOT_TOKEN = "offline.bot.token"  # noqa: S105 - the fake accepts any token; never a real one
+PAID_BRANCH = "flux1"
+TUNE_PRICE_MC = 150_000
+IMAGE_PRICE_MC = 3_000
+
+
+@dataclass
+class StageOptions:
+    folder: Path
+    branch: str = PAID_BRANCH
+    idempotency: bool = True
+    train_seconds: float = 4.0
+    prompt_seconds: float = 2.0
+    balance_mc: int = 5_000_000
+    seed: int = 0
+    foreign_tunes: int = 0
+    members: Sequence[str] = ("alice", "bob")
+    fake: FakeDiscordConfig = field(default_factory=FakeDiscordConfig)
+    # Extra settings for the bot process, by environment variable name.
+    bot_settings: dict[str, str] = field(default_factory=dict)
+
+
+class StageError(Exception):
+    """Something the stage waited for did not happen."""
+
+
+class Stage:
+    def __init__(self, options: StageOptions) -> None:
+        self.options = options
+        self.folder = options.folder
+        self.emulator = Emulator(
+            EmulatorConfig(
+                idempotency=options.idempotency,
+                balance_mc=options.balance_mc,
+                train_seconds=options.train_seconds,
+                prompt_seconds=options.prompt_seconds,
+                seed=options.seed,
+                foreign_tunes=options.foreign_tunes,
+            )
+        )
+        self.fake = FakeDiscord(options.fake)
+        self.guild: Guild
+        self.channel: Channel
+        self.admin: Member
+        self.members: dict[str, Member] = {}
+        self._process: asyncio.subprocess.Process | None = None
+        self._starts = 0
+        self.database = self.folder / "bot.sqlite3"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        await self.emulator.start()
+        await self.fake.start()
+        self.guild = await self.fake.create_guild("Offline Server")
+        self.channel = await self.fake.create_channel(self.guild, "art")
+        for name in self.options.members:
+            self.members[name] = await self.fake.create_member(self.guild, name)
+        self.admin = await self.fake.create_member(self.guild, "admin", admin=True)
+
+    async def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            await self.stop_bot()
+        await self.fake.stop()
+        await self.emulator.stop()
+
+    async def __aenter__(self) -> Stage:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    def bot_env(self) -> dict[str, str]:
+        """The bot's whole environment: settings only, pointing at the loopback services."""
+        options = self.options
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.folder),
+            "PYTHONUNBUFFERED": "1",
+            "DISCORD_TOKEN": BOT_TOKEN,
+            "DISCORD_API_BASE": self.fake.api_base,
+            "DISCORD_GATEWAY_URL": self.fake.gateway_url,
+            "ASTRIA_API_KEY": self.emulator.config.api_key,
+            "ASTRIA_BASE_URL": self.emulator.base_url,
+            "ASTRIA_BRANCH": options.branch,
+            "ASTRIA_IDEMPOTENCY": "true" if options.idempotency else "false",
+            "MODEL_PROFILE": "flux-lora",
+            "DATABASE_PATH": str(self.database),
+            "PHOTOS_DIR": str(self.folder / "photos"),
+            "TUNE_PRICE_MC": f'{{"{options.branch}": {TUNE_PRICE_MC}}}',
+            "IMAGE_PRICE_MC": f'{{"{options.branch}": {IMAGE_PRICE_MC}}}',
+            "GUILD_MONTHLY_BUDGET_MC": "100000000",
+            "USER_DAILY_LIMIT_MC": "10000000",
+            "USER_MONTHLY_LIMIT_MC": "10000000",
+            "BALANCE_SAFETY_MARGIN_MC": "0",
+            # Seconds, not minutes: the emulator's jobs take seconds here.
+            "POLL_TUNE_MIN_SECONDS": "0.5",
+            "POLL_PROMPT_MIN_SECONDS": "0.3",
+            "POLL_MAX_SECONDS": "2",
+            "FLUX_PROMPT_SECONDS": str(options.prompt_seconds),
+            "ASTRIA_RETRY_BASE_SECONDS": "0.3",
+            "ASTRIA_LOOKUP_WAIT_SECONDS": "0.5",
+            "ASTRIA_REQUEST_TIMEOUT_SECONDS": "10",
+            "ASTRIA_REQUESTS_PER_SECOND": "100",
+            "BALANCE_REFRESH_SECONDS": "2",
+        }
+        if "PYTHONPATH" in os.environ:
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+        env.update(options.bot_settings)
+        return env
+
+    def settings(self) -> Settings:
+        """The bot's settings, as its process reads them from `bot_env()`."""
+        values: dict[str, Any] = {}
+        for name, value in self.bot_env().items():
+            field = name.lower()
+            if field in Settings.model_fields:
+                values[field] = json.loads(value) if value.startswith("{") else value
+        return load_settings(**values)
+
+    async def open_store(self) -> Store:
+        """The bot's database (open it while the bot is stopped, to read what it did)."""
+        return await Store.open(self.database, settings=self.settings())
+
+    async def start_bot(self, *, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+        """Start the bot process and wait until it is connected to the fake."""
+        if self._process is not None and self._process.returncode is None:
+            raise StageError("the bot is already running")
+        identifies = self.fake.gateway.identifies
+        self._starts += 1
+        log = (self.folder / f"bot-{self._starts}.log").open("wb")
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bot",
+                "run",
+                cwd=self.folder,
+                env=self.bot_env(),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        finally:
+            log.close()
+        try:
+            await self.fake.wait_reconnected(identifies, timeout)
+        except TimeoutError:
+            raise StageError(f"the bot did not connect; see {self.log_path()}") from None
+
+    def log_path(self, start: int | None = None) -> Path:
+        return self.folder / f"bot-{start or self._starts}.log"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.returncode is None
+
+    async def kill_bot(self) -> None:
+        """SIGKILL: no cleanup of any kind, as a crash or an OOM kill."""
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        process.kill()
+        await process.wait()
+
+    async def stop_bot(self, *, timeout: float = 15.0) -> int | None:  # noqa: ASYNC109
+        """SIGTERM and wait for a clean exit (SIGKILL after `timeout`); the exit code."""
+        process = self._process
+        if process is None or process.returncode is not None:
+            return None if process is None else process.returncode
+        process.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(process.wait(), timeout)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise StageError("the bot did not stop on SIGTERM") from None
+
+    # ------------------------------------------------------------------ waiting
+
+    async def wait_for(
+        self,
+        check: Callable[[], Any],
+        what: str,
+        *,
+        timeout: float = 60.0,  # noqa: ASYNC109
+        every: float = 0.05,
+    ) -> Any:
+        """Poll `check` until it returns something truthy; that value."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = check()
+            if value:
+                return value
+            if self._process is not None and self._process.returncode not in (None, -9):
+                raise StageError(f"the bot exited while waiting for {what}; see {self.log_path()}")
+            if time.monotonic() > deadline:
+                raise StageError(f"timed out after {timeout:g} s waiting for {what}")
+            await asyncio.sleep(every)
+
+    def posts(self, channel: Channel | None = None) -> list[Message]:
+        """The bot's messages in the channel (not members' posts, not ephemerals)."""
+        bot_id = self.fake.world.bot.id
+        return [m for m in self.fake.messages(channel or self.channel) if m.author_id == bot_id]
+
+    def image_posts(self, channel: Channel | None = None) -> list[Message]:
+        return [m for m in self.posts(channel) if m.attachments]
+
+    # ------------------------------------------------------------------ what members do
+
+    async def train(
+        self,
+        member: Member,
+        name: str,
+        photos: Files,
+        *,
+        subject: str = "man",
+        timeout: float = 30.0,  # noqa: ASYNC109
+    ) -> str:
+        """`/tune create`, then the form with these photos; the bot's answer."""
+        shown = await self.fake.slash(member, self.channel, "tune create")
+        reply = await shown.response(timeout)
+        if reply.modal is None:
+            return reply.content or ""
+        first, second = list(photos[:10]), list(photos[10:])
+        values: dict[str, Any] = {
+            "name": name,
+            "class": [subject],
+            "consent": ["yes"],
+            "photos1": first,
+        }
+        if second:
+            values["photos2"] = second
+        submitted = await self.fake.submit_modal(member, self.channel, shown, values)
+        return await answer_of(submitted, timeout)
+
+    async def command(
+        self,
+        member: Member,
+        name: str,
+        timeout: float = 30.0,  # noqa: ASYNC109
+        **options: Any,
+    ) -> str:
+        """A slash command; the bot's (ephemeral) answer."""
+        handle = await self.fake.slash(member, self.channel, name, **options)
+        return await answer_of(handle, timeout)
+
+    async def tune_choice(self, member: Member, partial: str = "") -> str:
+        """What autocomplete offers first for /imagine's tune (its value, a tune id)."""
+        handle = await self.fake.autocomplete(member, self.channel, "imagine", "tune", partial)
+        reply = await handle.response(10.0)
+        if not reply.choices:
+            raise StageError(f"no tune offered to {member.user.name}")
+        return str(reply.choices[0]["value"])
+
+    async def click(self, member: Member, message: Message, custom_id: str) -> str:
+        handle = await self.fake.click(member, message, custom_id)
+        return await answer_of(handle, 30.0)
+
+
+async def answer_of(handle: InteractionHandle, timeout: float) -> str:  # noqa: ASYNC109
+    """The text the member ends up reading: the completed defer, or the reply itself."""
+    reply = await handle.response(timeout)
+    if reply.type == 5:  # a thinking defer: the first followup completes it
+        done = await handle.wait_done(timeout)
+        return "" if done is None else done.content
+    return reply.content or ""
