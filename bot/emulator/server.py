@@ -220,6 +220,26 @@ class Emulator:
             if tune.origin == "ours"
         ]
 
+    def our_tunes(self) -> list[dict[str, Any]]:
+        """Every tune the key's owner made (not gallery or foreign ones), oldest first."""
+        now = self._now()
+        self.account.catch_up(now)
+        return [
+            self.account.tune_json(tune, now, self._base())
+            for tune in sorted(self.account.tunes.values(), key=lambda t: t.id)
+            if tune.origin == "ours" and not tune.gone(now)
+        ]
+
+    def our_prompts(self) -> list[dict[str, Any]]:
+        """Every prompt the key's owner made, on any tune, oldest first."""
+        now = self._now()
+        self.account.catch_up(now)
+        return [
+            self.account.prompt_json(prompt, now, self._base())
+            for prompt in sorted(self.account.prompts.values(), key=lambda p: p.id)
+            if prompt.origin == "ours" and not self.account.prompt_gone(prompt, now)
+        ]
+
     def prompts_for(self, tune_id: int) -> list[dict[str, Any]]:
         now = self._now()
         self.account.catch_up(now)

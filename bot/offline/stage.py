@@ -155,8 +155,15 @@ class Stage:
         return load_settings(**values)
 
     async def open_store(self) -> Store:
-        """The bot's database (open it while the bot is stopped, to read what it did)."""
+        """The bot's database, to read what it did (SQLite lets a reader in beside the
+        running bot; write nothing while it runs)."""
         return await Store.open(self.database, settings=self.settings())
+
+    async def prompt_states(self, owner: Member) -> list[str]:
+        """The member's prompts' states, oldest first, read from the bot's database."""
+        async with await self.open_store() as store:
+            prompts = await store.prompts.list_for(owner.id, limit=1000)
+        return [str(p.state) for p in reversed(prompts)]
 
     async def start_bot(self, *, timeout: float = 30.0) -> None:  # noqa: ASYNC109
         """Start the bot process and wait until it is connected to the fake."""
