@@ -40,7 +40,7 @@ async def test_downloads_at_once_never_pass_the_limit_whatever_the_members(tmp_p
     # Each set in its own folder: two members' identical photos never share a file.
     assert len(list(tmp_path.glob("batch-*/*.jpg"))) == 30
     assert len({p.parent for r in results for p in r.paths}) == 6
-    assert intake.memory_bound == 2 * PhotoRules().max_bytes
+    assert intake.memory_bound == 2 * 2 * PhotoRules().max_bytes
 
 
 async def test_a_declared_oversize_photo_is_refused_without_reading_it(tmp_path: Path):
