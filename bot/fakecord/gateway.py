@@ -28,6 +28,7 @@ Shape = Callable[["Session"], dict[str, Any] | None]
 
 DISPATCH, HEARTBEAT, IDENTIFY, PRESENCE, RESUME = 0, 1, 2, 3, 6
 REQUEST_MEMBERS, INVALID_SESSION, HELLO, HEARTBEAT_ACK = 8, 9, 10, 11
+ACK_DELAY = 0.05
 
 INTENT_GUILD_MEMBERS = 1 << 1
 INTENT_GUILD_MESSAGES = 1 << 9
@@ -103,6 +104,9 @@ class Gateway:
             return
         data = frame.get("d")
         if op == HEARTBEAT:
+            # A moment of "network": discord.py stamps the send after its own send completes,
+            # on another thread, so an instant ACK can land first and read as 41 s behind.
+            await asyncio.sleep(ACK_DELAY)
             await session.send(HEARTBEAT_ACK, None)
         elif op == IDENTIFY:
             await self._identify(session, data if isinstance(data, dict) else {})
