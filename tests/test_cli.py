@@ -82,7 +82,7 @@ def test_cli_run_names_missing_secrets(capsys: pytest.CaptureFixture[str]):
 
 async def test_demo_runs_the_scripted_session_against_the_real_bot_process(tmp_path: Path):
     out = io.StringIO()
-    code = await run_demo(tmp_path / "out", out, speed=4.0)
+    code = await run_demo("out", out, speed=4.0)  # relative, as `make demo` gives it
     text = out.getvalue()
     assert code == 0, text
     images = sorted((tmp_path / "out").glob("*.png"))

@@ -61,7 +61,8 @@ class StageError(Exception):
 class Stage:
     def __init__(self, options: StageOptions) -> None:
         self.options = options
-        self.folder = options.folder
+        # Absolute: the bot process runs in this folder and is given these paths.
+        self.folder = options.folder.resolve()
         self.emulator = Emulator(
             EmulatorConfig(
                 idempotency=options.idempotency,
