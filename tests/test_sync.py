@@ -1,0 +1,50 @@
+"""`astria-bot sync` against the wire-level Discord fake: the commands and the message
+menu are registered, globally or in one server, with nothing else started."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import discord
+import pytest
+
+from bot.config import load_settings
+from bot.fakecord import FakeDiscord
+from bot.runner import sync_commands
+from cogs.tunes import MENU_NAME
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    base, gateway = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+    async with FakeDiscord() as fake:
+        yield fake
+    discord.http.Route.BASE = base
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = gateway
+
+
+@pytest.mark.parametrize("in_guild", [False, True], ids=["global", "one-server"])
+async def test_sync_registers_every_command_and_the_menu(
+    fake: FakeDiscord, tmp_path: Path, in_guild: bool
+):
+    guild = await fake.create_guild("Test")
+    settings = load_settings(
+        discord_token="offline.bot.token",
+        discord_api_base=fake.api_base,
+        discord_gateway_url=fake.gateway_url,
+        database_path=tmp_path / "never-opened.sqlite3",
+    )
+    out = io.StringIO()
+    code = await sync_commands(settings, guild.id if in_guild else None, out)
+    assert code == 0, out.getvalue()
+    registered = fake.commands(guild if in_guild else None)
+    names = {c["name"] for c in registered}
+    assert names == {"tune", "imagine", "balance", "jobs", "help", "admin", MENU_NAME}
+    assert f"Registered {len(names)} commands" in out.getvalue()
+    assert not (tmp_path / "never-opened.sqlite3").exists()  # nothing but the tree
+    assert fake.commands(None if in_guild else guild) == []
+    admin = next(c for c in registered if c["name"] == "admin")
+    manage_guild = discord.Permissions(manage_guild=True).value
+    assert int(admin["default_member_permissions"]) == manage_guild
