@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint types pytest demo run emulator check lock clean bench
+.PHONY: test lint types pytest demo run emulator check lock clean bench chaos
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (found " + sys.version.split()[0] + ")")'
@@ -40,6 +40,11 @@ check: $(STAMP)
 # Benchmarks with baselines (not in CI; about 3 minutes on 2 cores). QUICK=1: a smoke run.
 bench: $(STAMP)
 	$(BIN)/python -m bench $(if $(QUICK),--quick)
+
+# The chaos run: 200 jobs from 20 members, a faulty Astria emulator, three kill -9s; prints
+# the figures (lost, duplicates, double posts, ledger difference: all 0). SEED=n, SHORT=1.
+chaos: $(STAMP)
+	$(BIN)/python -m bot.offline.chaos $(if $(SEED),--seed $(SEED)) $(if $(SHORT),--short)
 
 # Re-pin the whole tree after changing pyproject.toml's dependencies.
 lock: $(STAMP)

@@ -1,0 +1,770 @@
+"""The chaos run (`make chaos`): many members, a faulty Astria and a bot killed with SIGKILL.
+
+Members of one server (20 by default) each train a tune, then send `/imagine` prompts with
+it, 200 jobs in all, on a paid branch of the emulator. Meanwhile the emulator answers some
+requests with 500s, 429s, 504s after the object was created, dropped connections (before
+and after creating) and latency, some of it past the bot's request timeout (balance reads,
+status lists and lookups included); a few prompts
+fail at Astria by design (and must end with their credit released); and the bot process is
+killed with SIGKILL and started again on the same database three times while jobs are in
+flight. Commands sent while it is down cannot be answered; a member whose command never got
+an answer does not know whether it was taken, so the count of accepted jobs comes from the
+bot's database.
+
+At the end, with everything drained and the bot stopped, it prints the figures and checks
+the invariants: no accepted job lost, no Astria object made twice for one job, no job's
+images posted twice, and the ledger equal to what the emulator charged and to the change
+of its balance, to the millicent.
+
+    python -m bot.offline.chaos [--short] [--seed N] [--no-idempotency] [--output DIR]
+
+`--short` is the form CI runs (tests/e2e/test_chaos.py): 30 jobs from 6 members, one kill.
+Runs are reproducible in what members do and which requests fail (the emulator's and the
+members' random generators are seeded), not in timing: the seed is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import functools
+import logging
+import random
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from bot.credits import format_mc
+from bot.demo import demo_photo
+from bot.emulator import Fault
+from bot.fakecord import DriverError, FakeDiscordConfig, Member, Message
+from bot.offline.stage import Stage, StageError, StageOptions
+from bot.store import (
+    LedgerKind,
+    PromptRecord,
+    PromptState,
+    Store,
+    TuneRecord,
+    TuneState,
+)
+
+PROMPT_CREATE = "POST /tunes/{tune_id}/prompts"
+TUNE_CREATE = "POST /tunes"
+FAIL_MARKER = "EMULATOR_FAIL"  # the emulator fails a prompt whose text carries it
+REROLL = re.compile(r"^job:reroll:(\d+)$")
+REQUEST_TIMEOUT = 3.0  # the bot's Astria request timeout in the run; some latency exceeds it
+
+# (fault, probability, route or None for every API route); the first rule that fires wins.
+FAULTS: tuple[tuple[Fault, float, str | None], ...] = (
+    (Fault("http_504_after"), 0.12, TUNE_CREATE),
+    (Fault("http_504_after"), 0.08, PROMPT_CREATE),
+    (Fault("drop_after"), 0.04, PROMPT_CREATE),
+    # Past the bot's timeout: it cannot know whether the prompt was made (the emulator
+    # sleeps before reading the request, so here it never is).
+    (Fault("latency", delay=REQUEST_TIMEOUT + 0.5), 0.02, PROMPT_CREATE),
+    (Fault("http_500"), 0.03, None),
+    (Fault("http_429", retry_after=0.5), 0.03, None),
+    (Fault("drop"), 0.02, None),
+    (Fault("latency", delay=0.4), 0.05, None),
+)
+
+# The bot's settings for the run, beyond the stage's short polling and retry times.
+BOT_SETTINGS: dict[str, str] = {
+    "ASTRIA_REQUEST_TIMEOUT_SECONDS": str(REQUEST_TIMEOUT),
+    "ASTRIA_RETRY_MAX_ATTEMPTS": "6",
+    "MAX_JOBS_IN_FLIGHT": "24",  # below 20 members x 4: the global queue is used too
+    "MAX_CONCURRENT_CREATES": "4",
+}
+
+PROGRESS = ("⏳", "⚙️")  # how bot/ui/text.progress_line starts an unfinished status
+LOST_ANSWERS = frozenset({"http_504_after", "drop_after"})
+IN_FLIGHT = frozenset({"submitting", "training", "generating", "stuck"})
+
+
+@dataclass(frozen=True)
+class ChaosPlan:
+    """What the run does. The defaults are the full run; `short()` is the CI form."""
+
+    members: int = 20
+    jobs: int = 200  # one tune per member, the rest prompts
+    kills: int = 3
+    seed: int = 7
+    idempotency: bool = True
+    fail_share: float = 0.05  # prompts Astria fails on purpose (their credit is released)
+    pace: tuple[float, float] = (0.3, 1.5)  # seconds between a member's commands
+    answer_timeout: float = 12.0  # a command unanswered this long died with the bot
+    ready_timeout: float = 120.0  # a member waits this long for their tune
+    drain_timeout: float = 240.0  # after the last command, for every job to end
+    balance_mc: int = 50_000_000
+
+    @classmethod
+    def short(cls, seed: int = 7) -> ChaosPlan:
+        return cls(
+            members=6,
+            jobs=30,
+            kills=1,
+            seed=seed,
+            pace=(0.2, 0.8),
+            ready_timeout=90.0,
+            drain_timeout=120.0,
+        )
+
+    @property
+    def prompts(self) -> int:
+        return self.jobs - self.members
+
+    def kill_points(self) -> list[int]:
+        """After how many issued jobs each kill comes: with three or more, the first while
+        tunes are being submitted and trained; the others spread over the prompts."""
+        points: list[int] = []
+        later = self.kills
+        if self.kills >= 3:
+            points.append(max(1, self.members * 4 // 5))
+            later -= 1
+        for k in range(1, later + 1):
+            points.append(self.members + self.prompts * k // (later + 1))
+        return points
+
+
+@dataclass
+class Kill:
+    number: int
+    at: float  # seconds into the run
+    states: dict[str, int]  # unfinished jobs in the database right after the kill
+    down: float  # seconds the bot stayed down
+    lost_create: str | None = None  # killed right after Astria lost a create's answer
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs at Astria or being created when the bot died (queued ones not counted)."""
+        return sum(n for state, n in self.states.items() if state in IN_FLIGHT)
+
+
+@dataclass
+class LostJob:
+    job: str
+    state: str
+    why: str
+
+
+@dataclass
+class ChaosReport:
+    plan: ChaosPlan
+    folder: Path
+    issued: int = 0  # commands sent that the bot could have taken
+    answered: int = 0  # answered "Training" / "Queued"
+    unanswered: int = 0  # sent, never answered (the bot died with them)
+    refusals: collections.Counter[str] = field(default_factory=collections.Counter)
+    accepted_tunes: int = 0  # from the database
+    accepted_prompts: int = 0
+    delivered: int = 0
+    undeliverable: int = 0
+    failed_released: int = 0
+    lost: list[LostJob] = field(default_factory=list)
+    duplicates_at_astria: int = 0
+    orphans_at_astria: int = 0  # Astria objects no job owns
+    double_posts: int = 0  # a job's images posted more than once
+    repeated_notices: int = 0  # a ready or failed line posted more than once
+    stale_statuses: int = 0  # status messages still showing progress when all has ended
+    settled_mc: int = 0
+    charged_mc: int = 0
+    balance_change_mc: int = 0
+    open_reservations: int = 0
+    audit: list[str] = field(default_factory=list)
+    kills: list[Kill] = field(default_factory=list)
+    faults: collections.Counter[str] = field(default_factory=collections.Counter)
+    astria_requests: int = 0
+    discord_429s: int = 0
+    drained: bool = False
+    exit_code: int | None = None
+    log_errors: collections.Counter[str] = field(default_factory=collections.Counter)
+    failures: list[str] = field(default_factory=list)  # the run itself went wrong
+    seconds: float = 0.0
+
+    @property
+    def accepted(self) -> int:
+        return self.accepted_tunes + self.accepted_prompts
+
+    @property
+    def ledger_difference_mc(self) -> int:
+        """Settled minus charged, or minus the balance change if that differs more."""
+        return max(
+            self.settled_mc - self.charged_mc,
+            self.settled_mc - self.balance_change_mc,
+            key=abs,
+        )
+
+    @property
+    def killed_mid_flight(self) -> bool:
+        return any(k.in_flight > 0 for k in self.kills)
+
+    def problems(self) -> list[str]:
+        found = list(self.failures)
+        if self.lost:
+            found.append(f"{len(self.lost)} accepted jobs lost")
+        if self.duplicates_at_astria:
+            found.append(f"{self.duplicates_at_astria} duplicate objects at Astria")
+        if self.orphans_at_astria:
+            found.append(f"{self.orphans_at_astria} Astria objects that no job owns")
+        if self.double_posts:
+            found.append(f"{self.double_posts} double image posts")
+        if self.repeated_notices:
+            found.append(f"{self.repeated_notices} repeated ready/failed notices")
+        if self.ledger_difference_mc:
+            found.append(f"the ledger is {self.ledger_difference_mc} mc off Astria's charges")
+        if self.open_reservations:
+            found.append(f"{self.open_reservations} reservations still open")
+        found.extend(f"ledger audit: {line}" for line in self.audit)
+        if not self.drained:
+            found.append("jobs were still unfinished when the drain timed out")
+        if self.exit_code not in (0, None):
+            found.append(f"the bot exited with {self.exit_code} on SIGTERM")
+        if len(self.kills) < self.plan.kills:
+            found.append(f"only {len(self.kills)} of {self.plan.kills} kills happened")
+        if self.kills and not self.killed_mid_flight:
+            found.append("no kill came while jobs were in flight")
+        if self.accepted == 0:
+            found.append("no job was accepted")
+        return found
+
+    def lines(self) -> list[str]:
+        plan = self.plan
+        faults = ", ".join(f"{kind} {n}" for kind, n in sorted(self.faults.items())) or "none"
+        out = [
+            "",
+            f"Chaos run, seed {plan.seed}: {plan.members} members, {plan.jobs} jobs planned, "
+            f"{plan.kills} kills, idempotency {'on' if plan.idempotency else 'off'} "
+            f"({self.seconds:.0f} s)",
+            f"  commands issued          {self.issued} (answered {self.answered}, "
+            f"unanswered {self.unanswered}, refused {sum(self.refusals.values())})",
+            f"  jobs accepted            {self.accepted} ({self.accepted_tunes} tunes, "
+            f"{self.accepted_prompts} prompts; from the bot's database)",
+            f"  delivered                {self.delivered}",
+            f"  undeliverable            {self.undeliverable}",
+            f"  failed with release      {self.failed_released}",
+            f"  lost                     {len(self.lost)}",
+            f"  duplicates at Astria     {self.duplicates_at_astria} "
+            f"(objects no job owns: {self.orphans_at_astria})",
+            f"  double posts             {self.double_posts} "
+            f"(repeated notices: {self.repeated_notices}; status messages left showing "
+            f"progress: {self.stale_statuses})",
+            f"  ledger difference        {self.ledger_difference_mc} mc (settled "
+            f"{format_mc(self.settled_mc)}, Astria charged {format_mc(self.charged_mc)}, "
+            f"balance fell by {format_mc(self.balance_change_mc)}; open reservations "
+            f"{self.open_reservations})",
+        ]
+        for kill in self.kills:
+            states = ", ".join(f"{s} {n}" for s, n in sorted(kill.states.items())) or "none"
+            out.append(
+                f"  kill {kill.number} at {kill.at:5.1f} s    in flight {kill.in_flight} "
+                f"(unfinished: {states}); down {kill.down:.1f} s"
+                + (f"; right after a lost {kill.lost_create}" if kill.lost_create else "")
+            )
+        out.append(f"  faults injected          {faults} (of {self.astria_requests} requests)")
+        out.append(f"  Discord 429s             {self.discord_429s}")
+        for reason, n in self.refusals.most_common(5):
+            out.append(f"  refused x{n}: {reason[:150]}")
+        for line, n in self.log_errors.most_common(8):
+            out.append(f"  bot log x{n}: {line[:160]}")
+        for lost in self.lost[:20]:
+            out.append(f"  LOST {lost.job} ({lost.state}): {lost.why}")
+        problems = self.problems()
+        out.extend(f"  PROBLEM: {p}" for p in problems)
+        out.append(f"  the bot's logs and database: {self.folder}")
+        out.append("Chaos run passed." if not problems else "Chaos run FAILED.")
+        return out
+
+
+class ChaosRun:
+    """One run: the stage, the members, the monkey with SIGKILL, and the reckoning."""
+
+    def __init__(self, plan: ChaosPlan, folder: Path, out: TextIO | None = None) -> None:
+        self.plan = plan
+        self.folder = folder
+        self.out = out
+        self.report = ChaosReport(plan, folder)
+        options = StageOptions(
+            folder=folder,
+            idempotency=plan.idempotency,
+            train_seconds=3.0,
+            prompt_seconds=2.0,
+            balance_mc=plan.balance_mc,
+            seed=plan.seed,
+            foreign_tunes=5,
+            members=tuple(f"member{n:02d}" for n in range(1, plan.members + 1)),
+            # Wider windows than Discord's 5 per 5 s (hundreds of posts in one channel would
+            # otherwise take minutes), not announced in headers: the bot meets real 429s.
+            fake=FakeDiscordConfig(
+                send_limit=10, send_per=1.0, edit_limit=10, edit_per=1.0, advertise_ratelimits=False
+            ),
+            bot_settings=dict(BOT_SETTINGS),
+        )
+        self.stage = Stage(options)
+        self._up = asyncio.Event()
+        self._members_done = asyncio.Event()
+        self._issued_more = asyncio.Event()
+        self._started = 0.0
+        self._photos = [(f"IMG_{i}.jpg", demo_photo(i, size=600)) for i in range(1, 5)]
+
+    def say(self, line: str) -> None:
+        if self.out is not None:
+            print(line, file=self.out, flush=True)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started
+
+    # ------------------------------------------------------------------ the run
+
+    async def run(self) -> ChaosReport:
+        plan = self.plan
+        self._started = time.monotonic()
+        try:
+            async with self.stage:
+                for fault, probability, route in FAULTS:
+                    self.stage.emulator.faults.rate(fault, probability, route)
+                self.say(
+                    f"Chaos run, seed {plan.seed}: Astria emulator {self.stage.emulator.base_url}"
+                    f" (branch {self.stage.options.branch}), Discord fake "
+                    f"{self.stage.fake.base_url}, folder {self.folder}"
+                )
+                await self.stage.start_bot(timeout=60.0)
+                await self.stage.fake.wait_commands(60.0)
+                self._up.set()
+                self.say(f"  {self.elapsed():5.1f} s  the bot is up; {plan.members} members start")
+                await self._play()
+                await self._finish()
+        except StageError as exc:
+            self.report.failures.append(str(exc))
+        self.report.seconds = self.elapsed()
+        self._scan_logs()
+        return self.report
+
+    async def _play(self) -> None:
+        members = list(self.stage.members.values())
+        share, extra = divmod(self.plan.prompts, len(members))
+        tasks = [
+            asyncio.create_task(self._member(n, m, share + (1 if n < extra else 0)))
+            for n, m in enumerate(members)
+        ]
+        everyone = asyncio.create_task(_all(tasks))
+        monkey = asyncio.create_task(self._monkey())
+        await asyncio.wait({everyone, monkey}, return_when=asyncio.FIRST_EXCEPTION)
+        if monkey.done() and monkey.exception() is not None:
+            # The bot did not come back: members would wait for it forever.
+            everyone.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await everyone
+            await monkey  # raises its error
+        self._members_done.set()  # the monkey's remaining kills come now
+        self._issued_more.set()
+        try:
+            await everyone
+        finally:
+            await monkey
+
+    async def _finish(self) -> None:
+        """Wait for every job to end, stop the bot, and count."""
+        self.say(f"  {self.elapsed():5.1f} s  every command sent; draining")
+        self.report.drained = await self._drain()
+        if self.report.drained:
+            await self._statuses_settle(within=20.0)
+        self.report.exit_code = await self.stage.stop_bot()
+        self.say(f"  {self.elapsed():5.1f} s  drained: {self.report.drained}; the bot stopped")
+        await self._reckon()
+
+    # ------------------------------------------------------------------ members
+
+    async def _member(self, index: int, member: Member, prompts: int) -> None:
+        rng = random.Random(f"chaos:{self.plan.seed}:member:{index}")
+        await asyncio.sleep(rng.uniform(0.0, 2.0))  # not all at once
+        name = f"chaos {index + 1:02d}"
+        if not await self._train(member, name):
+            return
+        tune_id = await self._wait_ready(member, name)
+        if tune_id is None:
+            self.report.failures.append(f"{member.user.name}'s tune was never offered")
+            return
+        for n in range(prompts):
+            await asyncio.sleep(rng.uniform(*self.plan.pace))
+            text = f"portrait {n + 1} of chaos member {index + 1}, soft light"
+            if rng.random() < self.plan.fail_share:
+                text += f" {FAIL_MARKER}"
+            count = rng.choice((1, 1, 1, 2, 2, 4))
+            imagine = functools.partial(
+                self.stage.command,
+                member,
+                "imagine",
+                self.plan.answer_timeout,
+                prompt=text,
+                tune=tune_id,
+                count=count,
+            )
+            await self._issue(imagine, ("Queued",))
+
+    async def _train(self, member: Member, name: str) -> bool:
+        """Until the bot has the member's tune. A member who got no answer tries again; the
+        bot then says the name is taken if the first attempt got through."""
+        for _ in range(8):
+            train = functools.partial(
+                self.stage.train, member, name, self._photos, timeout=self.plan.answer_timeout
+            )
+            outcome = await self._issue(
+                train,
+                ("Training", "already have a tune named"),
+                count=False,
+            )
+            if outcome == "accepted":
+                self._count_issued()
+                return True
+        self._count_issued()
+        self.report.failures.append(f"{member.user.name} could not start a tune")
+        return False
+
+    async def _issue(
+        self,
+        action: Callable[[], Awaitable[str]],
+        accepted: Sequence[str],
+        *,
+        count: bool = True,
+    ) -> str:
+        """Send a command once the bot is connected (a client cannot send while it is not);
+        "accepted", "refused" or "unanswered"."""
+        refused_by_client = 0
+        while True:
+            await self._up.wait()
+            try:
+                answer = await action()
+            except DriverError:
+                # Not sent: the bot's session just went away. Anything else a client
+                # refuses would repeat forever: give up on it after a while.
+                refused_by_client += 1
+                if refused_by_client > 50:
+                    raise
+                await asyncio.sleep(0.2)
+                continue
+            except TimeoutError:
+                outcome = "unanswered"
+                self.report.unanswered += 1
+            else:
+                if any(marker in answer for marker in accepted):
+                    outcome = "accepted"
+                    self.report.answered += 1
+                else:
+                    outcome = "refused"
+                    self.report.refusals[answer.splitlines()[0] if answer else "(empty)"] += 1
+            break
+        if count:
+            self._count_issued()
+        return outcome
+
+    def _count_issued(self) -> None:
+        self.report.issued += 1
+        self._issued_more.set()
+
+    async def _wait_ready(self, member: Member, name: str) -> str | None:
+        """The member's tune as autocomplete offers it once it is ready."""
+        deadline = time.monotonic() + self.plan.ready_timeout
+        while time.monotonic() < deadline:
+            await self._up.wait()
+            try:
+                return await self.stage.tune_choice(member, name)
+            except (StageError, DriverError, TimeoutError):
+                await asyncio.sleep(1.0)
+        return None
+
+    # ------------------------------------------------------------------ the monkey
+
+    async def _monkey(self) -> None:
+        rng = random.Random(f"chaos:{self.plan.seed}:monkey")
+        for number, point in enumerate(self.plan.kill_points(), start=1):
+            while self.report.issued < point and not self._members_done.is_set():
+                self._issued_more.clear()
+                await self._issued_more.wait()
+            # The worst moment if it comes soon: Astria made an object and the answer got
+            # lost, so the bot dies before it knows the object's id.
+            lost_create = await self._lost_create(within=rng.uniform(1.0, 3.0))
+            await self._something_in_flight(within=5.0)
+            self._up.clear()
+            await self.stage.kill_bot()
+            at = self.elapsed()
+            states = await self._unfinished_states()
+            down = rng.uniform(0.5, 2.0)
+            kill = Kill(number, at, states, down, lost_create)
+            self.report.kills.append(kill)
+            self.say(
+                f"  {at:5.1f} s  kill -9 #{number} after {self.report.issued} jobs issued; "
+                f"in flight {kill.in_flight}, unfinished {sum(states.values())}"
+                + (f" (right after a lost {lost_create})" if lost_create else "")
+            )
+            await asyncio.sleep(down)
+            await self.stage.start_bot(timeout=60.0)
+            self._up.set()
+            self.say(f"  {self.elapsed():5.1f} s  the bot is up again")
+
+    async def _lost_create(self, *, within: float) -> str | None:
+        """Wait up to `within` seconds for a create whose answer the emulator lost after
+        making the object; its route, or None."""
+        requests = self.stage.emulator.requests
+        seen = len(requests)
+        for _ in range(max(1, int(within / 0.02))):
+            for record in requests[seen:]:
+                if record.fault in LOST_ANSWERS and record.method == "POST":
+                    return record.route
+            seen = len(requests)
+            await asyncio.sleep(0.02)
+        return None
+
+    async def _something_in_flight(self, *, within: float) -> None:
+        """Wait up to `within` seconds until a job is at Astria or being created (read
+        while the bot runs): a kill with nothing in flight would prove little."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            states = await self._unfinished_states()
+            if any(n for state, n in states.items() if state in IN_FLIGHT):
+                return
+            await asyncio.sleep(0.1)
+
+    # ------------------------------------------------------------------ the database
+
+    async def _unfinished_states(self) -> dict[str, int]:
+        """Unfinished jobs by state, and end events not yet reported (as "unreported")."""
+        async with await self.stage.open_store() as store:
+            return await _unfinished(store)
+
+    async def _drain(self) -> bool:
+        """Until the database shows every job ended and reported (read while the bot runs:
+        the store is made for several processes on one file)."""
+        deadline = time.monotonic() + self.plan.drain_timeout
+        quiet = 0
+        last = ""
+        while time.monotonic() < deadline:
+            if not self.stage.running:
+                self.report.failures.append("the bot exited by itself while draining")
+                return False
+            states = await self._unfinished_states()
+            quiet = quiet + 1 if not states else 0
+            if quiet >= 2:
+                return True
+            shown = ", ".join(f"{s} {n}" for s, n in sorted(states.items()))
+            if shown and shown != last and self.out is not None:
+                self.say(f"  {self.elapsed():5.1f} s  waiting for: {shown}")
+                last = shown
+            await asyncio.sleep(1.0)
+        return False
+
+    async def _statuses_settle(self, *, within: float) -> None:
+        """Status edits wait behind result posts: give the last ones time to go out (until
+        no status shows progress, or the count stops moving for 3 s)."""
+        deadline = time.monotonic() + within
+        last, since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            stale = _stale_statuses(_bot_posts(self.stage))
+            if stale == 0 or time.monotonic() - since >= 3.0:
+                return
+            if stale != last:
+                last, since = stale, time.monotonic()
+            await asyncio.sleep(0.5)
+
+    async def _reckon(self) -> None:
+        """Every figure, from the stopped bot's database, the emulator and the fake."""
+        report, stage = self.report, self.stage
+        members = list(stage.members.values())
+        async with await stage.open_store() as store:
+            tunes: list[TuneRecord] = []
+            prompts: list[PromptRecord] = []
+            for member in members:
+                tunes.extend(await store.tunes.list_for(member.id))
+                prompts.extend(await store.prompts.list_for(member.id, limit=1_000_000))
+            outcomes = {e.key: e.outcome for e in await store.events.all()}
+            entries = await store.ledger.entries()
+            report.open_reservations = len(await store.ledger.open_reservations())
+            report.audit = await store.ledger.audit()
+        report.accepted_tunes, report.accepted_prompts = len(tunes), len(prompts)
+        released = {str(e.job) for e in entries if e.kind == LedgerKind.RELEASE}
+
+        posts = _bot_posts(stage)
+        images = collections.Counter(job for post in posts for job in _reroll_ids(post))
+        report.double_posts = sum(n - 1 for n in images.values() if n > 1)
+        # End lines without images (ready, failed) carry no buttons; the nonce (one per
+        # event and part, the same on every retry) tells a repeat of one from another.
+        notices = collections.Counter(
+            (post.channel_id, post.nonce)
+            for post in posts
+            if post.nonce is not None and not _reroll_ids(post)
+        )
+        report.repeated_notices = sum(n - 1 for n in notices.values() if n > 1)
+        # Every job has ended: a status line still saying "waiting" or "generating" is
+        # stale (cosmetic; progress edits are best effort, but worth counting).
+        report.stale_statuses = _stale_statuses(posts)
+
+        for tune in tunes:
+            key = f"{tune.job}:ready"
+            if tune.state == TuneState.READY and outcomes.get(key) == "delivered":
+                report.delivered += 1
+            elif tune.state == TuneState.READY and outcomes.get(key) == "undeliverable":
+                report.undeliverable += 1
+            elif tune.state == TuneState.FAILED and str(tune.job) in released:
+                report.failed_released += 1
+            else:
+                why = "ready, never reported" if tune.state == TuneState.READY else "not ended"
+                report.lost.append(LostJob(str(tune.job), str(tune.state), why))
+        for prompt in prompts:
+            if prompt.state == PromptState.DELIVERED and images[prompt.id] >= 1:
+                report.delivered += 1
+            elif prompt.state == PromptState.DELIVERED:
+                report.lost.append(
+                    LostJob(str(prompt.job), str(prompt.state), "delivered, but no post found")
+                )
+            elif prompt.state == PromptState.UNDELIVERABLE:
+                report.undeliverable += 1
+            elif prompt.state == PromptState.FAILED and str(prompt.job) in released:
+                report.failed_released += 1
+            elif prompt.state == PromptState.FAILED:
+                report.lost.append(
+                    LostJob(str(prompt.job), "failed", f"not released ({prompt.error})")
+                )
+            else:
+                report.lost.append(LostJob(str(prompt.job), str(prompt.state), "not ended"))
+
+        self._astria_duplicates(tunes, prompts)
+        report.settled_mc = sum(e.cost_mc or 0 for e in entries if e.kind == LedgerKind.SETTLE)
+        report.charged_mc = sum(c.cost_mc for c in stage.emulator.charges)
+        report.balance_change_mc = stage.options.balance_mc - stage.emulator.balance_mc
+        report.faults = collections.Counter(
+            str(r.fault) for r in stage.emulator.requests if r.fault is not None
+        )
+        report.astria_requests = len(stage.emulator.requests)
+        report.discord_429s = sum(stage.fake.rate_limited.values())
+
+    def _astria_duplicates(self, tunes: list[TuneRecord], prompts: list[PromptRecord]) -> None:
+        """Astria objects made twice for one job (tunes by title; prompts by text and seed
+        on their tune), and objects no job owns."""
+        report, emulator = self.report, self.stage.emulator
+        for tune in tunes:
+            found = emulator.tunes_with_title(tune.title)
+            report.duplicates_at_astria += max(0, len(found) - 1)
+            report.orphans_at_astria += sum(1 for t in found if t["id"] != tune.astria_id)
+        targets = {self.stage.settings().flux_base_tune_id}
+        targets.update(t.astria_id for t in tunes if t.astria_id is not None)
+        at_astria = [p for target in sorted(targets) for p in emulator.prompts_for(target)]
+        keys = collections.Counter((p["tune_id"], p["text"], p["seed"]) for p in at_astria)
+        report.duplicates_at_astria += sum(n - 1 for n in keys.values() if n > 1)
+        owned = {p.astria_id for p in prompts if p.astria_id is not None}
+        report.orphans_at_astria += sum(1 for p in at_astria if p["id"] not in owned)
+
+    def _scan_logs(self) -> None:
+        """Errors and tracebacks in the bot's logs, by message (ids and numbers folded)."""
+        for log in sorted(self.folder.glob("bot-*.log")):
+            for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+                if " ERROR " in line or " CRITICAL " in line or line.startswith("Traceback"):
+                    message = line.split(" ERROR ", 1)[-1].split(" CRITICAL ", 1)[-1]
+                    self.report.log_errors[re.sub(r"\d+", "N", message)] += 1
+
+
+async def _all(tasks: Sequence[asyncio.Task[None]]) -> None:
+    await asyncio.gather(*tasks)
+
+
+async def _unfinished(store: Store) -> dict[str, int]:
+    states: collections.Counter[str] = collections.Counter()
+    for tune in await store.tunes.unfinished():
+        states[str(tune.state)] += 1
+    for prompt in await store.prompts.unfinished():
+        states[str(prompt.state)] += 1
+    pending = await store.events.pending()
+    if pending:
+        states["unreported"] += len(pending)
+    return dict(states)
+
+
+def _bot_posts(stage: Stage) -> list[Message]:
+    """Every message the bot has in any channel or DM (not ephemeral, not deleted)."""
+    bot_id = stage.fake.world.bot.id
+    return [
+        m
+        for m in stage.fake.world.messages.values()
+        if m.author_id == bot_id and not m.deleted and not m.ephemeral
+    ]
+
+
+def _stale_statuses(posts: Sequence[Message]) -> int:
+    return sum(1 for post in posts if post.content.startswith(PROGRESS))
+
+
+def _reroll_ids(post: Message) -> list[int]:
+    found: list[int] = []
+    for row in post.components:
+        for component in row.get("components", []):
+            match = REROLL.match(str(component.get("custom_id", "")))
+            if match:
+                found.append(int(match.group(1)))
+    return found
+
+
+async def run_chaos(plan: ChaosPlan, folder: Path, out: TextIO | None = sys.stdout) -> ChaosReport:
+    """Run the plan with the stage in `folder` (best empty: the database in it is reused);
+    the report, printed to `out` as it goes."""
+    report = await ChaosRun(plan, folder, out).run()
+    if out is not None:
+        for line in report.lines():
+            print(line, file=out, flush=True)
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bot.offline.chaos",
+        description="Members, a faulty Astria emulator and kill -9: nothing lost or doubled.",
+    )
+    parser.add_argument("--short", action="store_true", help="the CI form: 30 jobs, one kill")
+    parser.add_argument("--seed", type=int, default=7, help="emulator and members' seed")
+    parser.add_argument("--members", type=int, help="members (default 20; 6 with --short)")
+    parser.add_argument("--jobs", type=int, help="jobs (default 200; 30 with --short)")
+    parser.add_argument("--kills", type=int, help="kill -9s (default 3; 1 with --short)")
+    parser.add_argument(
+        "--no-idempotency", action="store_true", help="Astria idempotency off (lookups)"
+    )
+    parser.add_argument("--output", type=Path, help="the stage's folder (default: a temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the temp folder on success")
+    args = parser.parse_args(argv)
+    plan = ChaosPlan.short(args.seed) if args.short else ChaosPlan(seed=args.seed)
+    plan = dataclasses.replace(
+        plan,
+        idempotency=not args.no_idempotency,
+        members=plan.members if args.members is None else args.members,
+        jobs=plan.jobs if args.jobs is None else args.jobs,
+        kills=plan.kills if args.kills is None else args.kills,
+    )
+    if plan.members < 1 or plan.jobs < plan.members or plan.kills < 0:
+        parser.error("need at least one member and one job (a tune) per member")
+    temporary = args.output is None
+    folder = args.output or Path(tempfile.mkdtemp(prefix="astria-chaos-"))
+    shutil.rmtree(folder, ignore_errors=True)  # a fresh database every run
+    folder.mkdir(parents=True)
+    # The emulator's and the fake's own complaints (a request cut by a kill, a timed-out
+    # client) go to a file, not between the figures.
+    logging.basicConfig(
+        filename=folder / "stage.log",
+        level=logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    report = asyncio.run(run_chaos(plan, folder))
+    failed = bool(report.problems())
+    if temporary and not failed and not args.keep:
+        logging.shutdown()
+        shutil.rmtree(folder, ignore_errors=True)
+        print(f"(removed {folder}; --keep or --output DIR keeps the logs and database)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
