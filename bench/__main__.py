@@ -16,10 +16,16 @@ from collections.abc import Sequence
 
 from bench.common import GOALS_NOT_MET, Table, python_module
 
-# In the order they run. Results latency and command latency join here once the wire-level
-# Discord fake (bot/fakecord) can drive them: a module `bench/<name>.py` with a `main()`
-# that prints a table through `bench.common.report` is all a new benchmark needs.
-BENCHMARKS: tuple[str, ...] = ("requests_per_job", "ledger", "restart", "photo_intake")
+# In the order they run. A module `bench/<name>.py` with a `main()` that prints a table
+# through `bench.common.report` is all a new benchmark needs.
+BENCHMARKS: tuple[str, ...] = (
+    "requests_per_job",
+    "ledger",
+    "restart",
+    "photo_intake",
+    "results_latency",
+    "command_latency",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
