@@ -37,6 +37,7 @@ EXTENSIONS: tuple[str, ...] = (
     "cogs.admin",
 )
 BALANCE_AT_START_SECONDS = 10.0
+DRAIN_AT_STOP_SECONDS = 5.0
 
 
 def utc_now() -> datetime:
@@ -187,6 +188,10 @@ class AstriaBot(commands.Bot):
                 await self.tracker.stop()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._tracker_task
+            if hasattr(self, "delivery"):
+                # The last status edits, so no message is left saying "Generating…".
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.delivery.drain(), DRAIN_AT_STOP_SECONDS)
             if self._callbacks is not None:
                 await self._callbacks.stop()
             await super().close()

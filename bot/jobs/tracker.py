@@ -40,6 +40,7 @@ from bot.store import (
     JobRef,
     PromptRecord,
     PromptState,
+    RecordedEvent,
     Store,
     TuneRecord,
     TuneState,
@@ -58,6 +59,7 @@ class _HasId(Protocol):
 
 T = TypeVar("T", bound=_HasId)
 
+REPORT_GRACE_SECONDS = 10.0  # on stop, how long the report in hand may take to finish
 PROFILE_NAMES: tuple[ProfileName, ...] = ("flux-lora", "sd15-checkpoint", "faceid")
 
 
@@ -154,6 +156,8 @@ class Tracker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._positions: dict[JobRef, int] = {}
         self._wake = asyncio.Event()
+        self._report_due = asyncio.Event()  # an event was recorded: report it now
+        self._reporting: dict[int, asyncio.Task[list[str]]] = {}  # by channel
         self._stopping = False
         self._balance_read_at: datetime | None = None
         self._balance_due = True
@@ -196,6 +200,7 @@ class Tracker:
         so the next start recovers them."""
         self._stopping = True
         self._wake.set()
+        self._report_due.set()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -203,14 +208,37 @@ class Tracker:
                 await task
 
     async def run(self) -> None:
-        """Poll until `stop()`; a callback's `wake()` cuts the wait short."""
+        """Poll until `stop()`; a callback's `wake()` cuts the wait short. Reports go out
+        from their own loop, so a channel's Discord rate limit (a few posts a second)
+        never holds up submissions and status checks at Astria."""
         await self.start()
-        while not self._stopping:
-            try:
-                await self.poll_once(wait=False)
-            except Exception:
-                log.exception("tracker round failed; trying again")
-            await self._idle()
+        reporter = asyncio.create_task(self._report_forever(), name="tracker-reports")
+        try:
+            while not self._stopping:
+                try:
+                    await self.poll_once(wait=False, report=False)
+                except Exception:
+                    log.exception("tracker round failed; trying again")
+                await self._idle()
+        finally:
+            self._report_due.set()
+            # Let the report in hand finish (a post half sent is found again after a
+            # restart, but a clean stop need not rely on that).
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(reporter, REPORT_GRACE_SECONDS)
+
+    async def _report_forever(self) -> None:
+        try:
+            while not self._stopping:
+                self._report_due.clear()
+                try:
+                    await self._dispatch(wait=False)
+                except Exception:
+                    log.exception("reporting failed; trying again")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._report_due.wait(), timeout=5.0)
+        finally:
+            await asyncio.gather(*self._reporting.values(), return_exceptions=True)
 
     async def _idle(self) -> None:
         now = self._clock()
@@ -244,19 +272,21 @@ class Tracker:
 
     # ------------------------------------------------------------------ one round
 
-    async def poll_once(self, *, wait: bool = True) -> PollReport:
+    async def poll_once(self, *, wait: bool = True, report: bool = True) -> PollReport:
         """One round: submit what the caps allow, check what is due, handle expiries,
-        report recorded events. With `wait`, submissions finish before it returns."""
-        report = PollReport()
+        report recorded events (unless `report` is False: `run` reports from its own
+        loop). With `wait`, submissions finish before it returns."""
+        outcome = PollReport()
         started = await self._submit_queued()
-        report.submitted = [str(j) for j in started]
+        outcome.submitted = [str(j) for j in started]
         if wait:
             await self.settle_background()
-        await self._refresh_due(report)
+        await self._refresh_due(outcome)
         await self._check_expiry()
         await self._refresh_balance()
-        report.reported = await self._dispatch()
-        return report
+        if report:
+            outcome.reported = await self._dispatch()
+        return outcome
 
     def queue_position(self, job: JobRef) -> int | None:
         return self._positions.get(job)
@@ -270,6 +300,14 @@ class Tracker:
     async def _submit_queued(self) -> list[JobRef]:
         tunes = await self._store.tunes.unfinished()
         prompts = await self._store.prompts.unfinished()
+        # Done at Astria and only waiting for Discord: no longer in flight at Astria.
+        posting = await self._store.events.existing(
+            [
+                event_key(str(p.job), EventKind.DONE)
+                for p in prompts
+                if p.state == PromptState.GENERATING
+            ]
+        )
         training: dict[int, int] = {}
         generating: dict[int, int] = {}
         in_flight = 0
@@ -278,6 +316,8 @@ class Tracker:
                 training[tune.owner_id] = training.get(tune.owner_id, 0) + 1
                 in_flight += 1
         for prompt in prompts:
+            if event_key(str(prompt.job), EventKind.DONE) in posting:
+                continue
             if prompt.state != PromptState.QUEUED:
                 generating[prompt.owner_id] = generating.get(prompt.owner_id, 0) + 1
                 in_flight += 1
@@ -830,12 +870,31 @@ class Tracker:
         await self._store.events.record(
             key=event.key, job=job, kind=str(kind), payload=_event_payload(event)
         )
+        self._report_due.set()
 
-    async def _dispatch(self) -> list[str]:
+    async def _dispatch(self, *, wait: bool = True) -> list[str]:
         """Report every recorded, unreported event; a crash before the mark repeats the
-        report under the same key."""
-        done: list[str] = []
+        report under the same key. Each channel is reported by its own task, in order: a
+        channel at Discord's rate limit never holds up the others. With `wait`, every
+        channel's reports finish first; the keys reported are returned."""
+        by_channel: dict[int, list[RecordedEvent]] = {}
         for pending in await self._store.events.pending():
+            channel = int(pending.payload.get("channel_id") or 0)
+            by_channel.setdefault(channel, []).append(pending)
+        for channel, events in by_channel.items():
+            running = self._reporting.get(channel)
+            if running is None or running.done():  # a running one picks up the rest next
+                self._reporting[channel] = asyncio.create_task(self._report_channel(events))
+        if not wait:
+            return []
+        tasks = list(self._reporting.values())
+        self._reporting = {}
+        results = await asyncio.gather(*tasks)
+        return [key for keys in results for key in keys]
+
+    async def _report_channel(self, events: list[RecordedEvent]) -> list[str]:
+        done: list[str] = []
+        for pending in events:
             event = _event_from(pending.payload)
             try:
                 outcome = await self._delivery.report(event)
@@ -852,6 +911,7 @@ class Tracker:
                 await self._store.prompts.set_state(ref.id, state)
             await self._store.events.mark_reported(event.key, str(outcome))
             done.append(event.key)
+        self._report_due.set()  # events that arrived meanwhile
         return done
 
     async def _progress(

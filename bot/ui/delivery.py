@@ -271,7 +271,9 @@ class DiscordDelivery:
                 await message.edit(content=content, view=view)
                 self.edits_sent += 1
                 return
-        sent = await channel.send(content, view=view or discord.utils.MISSING)
+        # A status sent but not recorded before a crash is deduplicated when sent again.
+        nonce = nonce_for(f"{update.job}:status")
+        sent = await channel.send(content, view=view or discord.utils.MISSING, nonce=nonce)
         self.edits_sent += 1
         setter: Callable[[int, int, int], Awaitable[object]] = (
             self._store.tunes.set_status_message
