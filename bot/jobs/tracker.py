@@ -163,6 +163,9 @@ class Tracker:
         self._balance_due = True
         self._balance_mc: int | None = None
         self._charged_since_read = 0  # what creates said they cost since the last reading
+        # True when the balance's move since the last reading cannot be told exactly: a
+        # create or recovery was in flight across a reading, or a failed prompt's refund.
+        self._balance_unsure = True
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -677,6 +680,7 @@ class Tracker:
                 record, EventKind.DONE, images=tuple(prompt.images), cost_mc=settlement.cost_mc
             )
         elif prompt.is_failed:
+            self._balance_unsure = True  # Astria refunds failed prompts
             charge = prompt.cost_mc if prompt.cost_mc else None
             await self._fail(record, f"Astria could not make it: {prompt.user_error}", charge)
         else:
@@ -819,26 +823,35 @@ class Tracker:
         )
         if not (stale or self._balance_due):
             return
+        busy = bool(self._tasks)  # creates (and recoveries) in flight
+        charged = self._charged_since_read
         try:
             user = await self._client.get_user()
         except AstriaError as exc:
             log.warning("balance not read (%s)", exc.message)
             return
+        busy = busy or bool(self._tasks) or self._charged_since_read != charged
         await self._store.account.record_balance(user.usd_balance_mc, read_at=now)
-        if self._balance_mc is not None:
-            # Refunds of failed prompts raise the balance; anything else that moves it is
-            # spend the bot did not make (another client on the key) or a price surprise.
+        if self._balance_mc is not None and not (busy or self._balance_unsure):
+            # Anything else that moves it is spend the bot did not make (another client
+            # on the key) or a price surprise.
             drop = self._balance_mc - user.usd_balance_mc
-            if drop != self._charged_since_read:
-                log.warning(
+            if drop != charged:
+                # Less spent than expected is a refund of a failed prompt seen before the
+                # bot saw the failure; more is money the bot cannot account for.
+                log.log(
+                    logging.WARNING if drop > charged else logging.INFO,
                     "Astria balance moved by %d mc since the last reading, but the bot's "
                     "creates cost %d mc (drift %d mc)",
                     drop,
-                    self._charged_since_read,
-                    drop - self._charged_since_read,
+                    charged,
+                    drop - charged,
                 )
         self._balance_mc = user.usd_balance_mc
-        self._charged_since_read = 0
+        # Charges noted while the request was out stay for the next window.
+        self._charged_since_read -= charged
+        # A create in flight may be in this reading or the next: the next one is unsure too.
+        self._balance_unsure = busy
         self._balance_read_at = now
         self._balance_due = False
 
