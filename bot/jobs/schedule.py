@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+FLAT_MISSES = 2  # looks at the minimum interval before the interval starts doubling
+
 
 @dataclass(frozen=True)
 class PollPolicy:
@@ -49,12 +51,14 @@ def first_check(
 def next_check(
     kind: str, now: datetime, misses: int, policy: PollPolicy, *, stuck: bool = False
 ) -> datetime:
-    """After `misses` looks that found the job unfinished: the minimum interval, doubling
-    with each miss up to the cap; stuck jobs are looked at slowly."""
+    """After `misses` looks that found the job unfinished: the minimum interval for the
+    first two (most jobs that miss their expected finish run only a little long, and
+    are then seen within one interval), then doubling up to the cap; stuck jobs are
+    looked at slowly."""
     if stuck:
         interval = policy.stuck_interval
     else:
-        interval = min(policy.minimum(kind) * 2 ** max(misses - 1, 0), policy.cap)
+        interval = min(policy.minimum(kind) * 2 ** max(misses - FLAT_MISSES, 0), policy.cap)
     return now + timedelta(seconds=interval * policy.slowdown)
 
 
