@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import sys
 import time
@@ -111,9 +110,11 @@ class Stage:
         """The bot's whole environment: settings only, pointing at the loopback services."""
         options = self.options
         env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            # Nothing is inherited: the bot runs by the interpreter's full path, from the
+            # venv where it is installed, and reads no setting but these.
             "HOME": str(self.folder),
             "PYTHONUNBUFFERED": "1",
+            "PYTHONUTF8": "1",
             "DISCORD_TOKEN": BOT_TOKEN,
             "DISCORD_API_BASE": self.fake.api_base,
             "DISCORD_GATEWAY_URL": self.fake.gateway_url,
@@ -141,8 +142,6 @@ class Stage:
             "ASTRIA_REQUESTS_PER_SECOND": "100",
             "BALANCE_REFRESH_SECONDS": "2",
         }
-        if "PYTHONPATH" in os.environ:
-            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         env.update(options.bot_settings)
         return env
 
