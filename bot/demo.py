@@ -173,22 +173,14 @@ async def _script(stage: Stage, folder: Path, say: _Narrator, failures: list[str
 
 
 def _describe_post(post: Message, say: _Narrator) -> None:
-    buttons = [
-        c.get("label")
-        for row in post.components
-        for c in row.get("components", [])
-        if c.get("label")
-    ]
     say(f"  | {post.content.splitlines()[0] if post.content else ''}")
-    say(f"  | {len(post.attachments)} files, buttons: {', '.join(map(str, buttons))}")
+    say(f"  | {len(post.attachments)} files, buttons: {', '.join(post.labels())}")
 
 
 def _custom_id(post: Message, prefix: str) -> str:
-    for row in post.components:
-        for component in row.get("components", []):
-            custom_id = str(component.get("custom_id", ""))
-            if custom_id.startswith(prefix):
-                return custom_id
+    for custom_id in post.custom_ids():
+        if custom_id.startswith(prefix):
+            return custom_id
     raise StageError(f"no {prefix}… button on the post")
 
 

@@ -11,7 +11,7 @@ from bot.fakecord.config import FakeDiscordConfig
 from bot.fakecord.errors import DriverError
 from bot.fakecord.gateway import Gateway
 from bot.fakecord.interactions import InteractionHandle
-from bot.fakecord.rest import RestApi, walk
+from bot.fakecord.rest import RestApi
 from bot.fakecord.state import (
     ADMINISTRATOR,
     DM,
@@ -22,6 +22,7 @@ from bot.fakecord.state import (
     Message,
     User,
     World,
+    walk,
 )
 
 Actor = Member | User

@@ -41,6 +41,7 @@ from bot.fakecord.state import (
     Channel,
     Message,
     World,
+    walk,
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -99,17 +100,6 @@ def _int(value: Any, what: str) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise invalid_form(what, "NUMBER_TYPE_COERCE", "Value is not snowflake.") from None
-
-
-def walk(components: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-    for component in components:
-        found.append(component)
-        found.extend(walk(list(component.get("components") or [])))
-        inner = component.get("component") or component.get("accessory")
-        if isinstance(inner, dict):
-            found.extend(walk([inner]))
-    return found
 
 
 def normalise_components(raw: Any, flags: int, where: str = "components") -> list[dict[str, Any]]:

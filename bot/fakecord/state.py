@@ -192,6 +192,26 @@ class Message:
     def loading(self) -> bool:
         return bool(self.flags & LOADING)
 
+    def custom_ids(self) -> list[str]:
+        """Every component's custom_id on the message, in order (rows and labels opened)."""
+        return [str(c["custom_id"]) for c in walk(self.components) if "custom_id" in c]
+
+    def labels(self) -> list[str]:
+        """The buttons' labels, in order."""
+        return [str(c["label"]) for c in walk(self.components) if c.get("label")]
+
+
+def walk(components: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every component, nested ones included (action rows, labels, sections)."""
+    found: list[dict[str, Any]] = []
+    for component in components:
+        found.append(component)
+        found.extend(walk(list(component.get("components") or [])))
+        inner = component.get("component") or component.get("accessory")
+        if isinstance(inner, dict):
+            found.extend(walk([inner]))
+    return found
+
 
 class World:
     """All state the REST API, the gateway and the driver share."""

@@ -701,13 +701,7 @@ def _stale_statuses(posts: Sequence[Message]) -> int:
 
 
 def _reroll_ids(post: Message) -> list[int]:
-    found: list[int] = []
-    for row in post.components:
-        for component in row.get("components", []):
-            match = REROLL.match(str(component.get("custom_id", "")))
-            if match:
-                found.append(int(match.group(1)))
-    return found
+    return [int(m.group(1)) for cid in post.custom_ids() if (m := REROLL.match(cid))]
 
 
 async def run_chaos(plan: ChaosPlan, folder: Path, out: TextIO | None = sys.stdout) -> ChaosReport:

@@ -66,11 +66,7 @@ async def test_100_jobs_in_one_channel_each_posted_once_within_the_limits(stage:
     await asyncio.sleep(1.0)  # anything posted twice would show now
     posts = stage.image_posts()
     markers = collections.Counter(
-        str(c["custom_id"])
-        for p in posts
-        for row in p.components
-        for c in row.get("components", [])
-        if str(c.get("custom_id", "")).startswith("job:reroll:")
+        c for p in posts for c in p.custom_ids() if c.startswith("job:reroll:")
     )
     assert len(posts) == jobs and len(markers) == jobs and set(markers.values()) == {1}
 

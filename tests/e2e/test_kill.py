@@ -47,12 +47,7 @@ def created(stage: Stage, route: str) -> int:
 
 
 def reroll_ids(post: Message) -> list[str]:
-    return [
-        str(c.get("custom_id"))
-        for row in post.components
-        for c in row.get("components", [])
-        if str(c.get("custom_id", "")).startswith("job:reroll:")
-    ]
+    return [c for c in post.custom_ids() if c.startswith("job:reroll:")]
 
 
 async def imagine(stage: Stage, tune_id: str, text: str) -> None:
