@@ -19,7 +19,7 @@ async def refuse_if_not_allowed(interaction: discord.Interaction[AstriaBot]) -> 
     settings = await store.guilds.get(guild_id)
     if settings.paused:
         raise UserError("The bot is paused on this server; an admin can resume it.")
-    if await store.guilds.is_banned(guild_id, interaction.user.id):
+    if interaction.user.id in settings.banned_user_ids:
         raise UserError("You can't use the bot on this server.")
     if interaction.channel_id is not None and not settings.allows_channel(interaction.channel_id):
         raise UserError("The bot isn't used in this channel; try one the admins allowed.")

@@ -41,9 +41,22 @@ class Guilds:
         self._db = db
         self._policy = policy
         self._clock = clock
+        # Every command reads its server's settings; only this class changes them, and one
+        # process owns the database (DESIGN.md), so a read-through cache stays true.
+        self._cache: dict[int, GuildSettings] = {}
 
     async def get(self, guild_id: int) -> GuildSettings:
         """The server's settings, or the defaults for a server that never changed any."""
+        cached = self._cache.get(guild_id)
+        if cached is None:
+            cached = self._cache[guild_id] = await self._read(guild_id)
+        return cached
+
+    async def _changed(self, guild_id: int) -> GuildSettings:
+        self._cache.pop(guild_id, None)
+        return await self.get(guild_id)
+
+    async def _read(self, guild_id: int) -> GuildSettings:
         row = await self._db.fetchone(
             "SELECT"
             " (SELECT monthly_budget_mc FROM guild_settings WHERE guild_id = :g) AS budget,"
@@ -74,26 +87,26 @@ class Guilds:
         _check_limit(amount_mc)
         async with self._db.write() as tx:
             await self._upsert(tx, guild_id, "monthly_budget_mc", amount_mc)
-        return await self.get(guild_id)
+        return await self._changed(guild_id)
 
     async def set_user_daily_limit(self, guild_id: int, amount_mc: int | None) -> GuildSettings:
         """Set each member's daily limit here; None goes back to the configured default."""
         _check_limit(amount_mc)
         async with self._db.write() as tx:
             await self._upsert(tx, guild_id, "user_daily_limit_mc", amount_mc)
-        return await self.get(guild_id)
+        return await self._changed(guild_id)
 
     async def set_user_monthly_limit(self, guild_id: int, amount_mc: int | None) -> GuildSettings:
         """Set each member's monthly limit here; None goes back to the configured default."""
         _check_limit(amount_mc)
         async with self._db.write() as tx:
             await self._upsert(tx, guild_id, "user_monthly_limit_mc", amount_mc)
-        return await self.get(guild_id)
+        return await self._changed(guild_id)
 
     async def set_paused(self, guild_id: int, paused: bool) -> GuildSettings:
         async with self._db.write() as tx:
             await self._upsert(tx, guild_id, "paused", int(paused))
-        return await self.get(guild_id)
+        return await self._changed(guild_id)
 
     async def allow_channel(self, guild_id: int, channel_id: int) -> GuildSettings:
         return await self._add("guild_channels", "channel_id", guild_id, channel_id)
@@ -117,16 +130,13 @@ class Guilds:
                 " banned_by = excluded.banned_by, reason = excluded.reason",
                 (guild_id, user_id, actor_id, reason, to_ms(self._clock())),
             )
-        return await self.get(guild_id)
+        return await self._changed(guild_id)
 
     async def unban(self, guild_id: int, user_id: int) -> GuildSettings:
         return await self._remove("guild_bans", "user_id", guild_id, user_id)
 
     async def is_banned(self, guild_id: int, user_id: int) -> bool:
-        row = await self._db.fetchone(
-            "SELECT 1 FROM guild_bans WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
-        )
-        return row is not None
+        return user_id in (await self.get(guild_id)).banned_user_ids
 
     async def _upsert(self, tx: Transaction, guild_id: int, column: str, value: object) -> None:
         # Only placeholders vary: `column` is one of this module's literals.
@@ -144,7 +154,7 @@ class Guilds:
                 f"INSERT OR IGNORE INTO {table} (guild_id, {column}) VALUES (?, ?)",  # noqa: S608
                 (guild_id, value),
             )
-        return await self.get(guild_id)
+        return await self._changed(guild_id)
 
     async def _remove(self, table: str, column: str, guild_id: int, value: int) -> GuildSettings:
         async with self._db.write() as tx:
@@ -152,7 +162,7 @@ class Guilds:
                 f"DELETE FROM {table} WHERE guild_id = ? AND {column} = ?",  # noqa: S608
                 (guild_id, value),
             )
-        return await self.get(guild_id)
+        return await self._changed(guild_id)
 
 
 def _or(value: int | None, default: int) -> int:
