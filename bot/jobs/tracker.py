@@ -59,7 +59,12 @@ class _HasId(Protocol):
 
 T = TypeVar("T", bound=_HasId)
 
-REPORT_GRACE_SECONDS = 10.0  # on stop, how long the report in hand may take to finish
+REPORT_GRACE_SECONDS = 10.0
+# At start, jobs reported this recently get their final status shown again.
+STATUS_REPAIR_WINDOW = timedelta(minutes=10)
+_FINAL_KINDS = frozenset(
+    {str(EventKind.READY), str(EventKind.DONE), str(EventKind.FAILED), str(EventKind.CANCELLED)}
+)  # on stop, how long the report in hand may take to finish
 PROFILE_NAMES: tuple[ProfileName, ...] = ("flux-lora", "sd15-checkpoint", "faceid")
 
 
@@ -197,6 +202,27 @@ class Tracker:
                 self._watch[prompt.job].stuck = prompt.state == PromptState.STUCK
             elif prompt.state == PromptState.SUBMITTING:
                 self._spawn(self._submit_prompt(prompt, maybe_created=True))
+        await self._settle_recent_statuses(now)
+
+    async def _settle_recent_statuses(self, now: datetime) -> None:
+        """A kill between a report and its status edit leaves a status message saying
+        "Generating…" under a delivered result. Show the final state again for the jobs
+        reported just before this start (an idempotent, coalesced, low-priority edit)."""
+        latest: dict[str, RecordedEvent] = {}
+        for event in await self._store.events.reported_since(now - STATUS_REPAIR_WINDOW):
+            if event.kind in _FINAL_KINDS:
+                latest[event.job] = event
+        for event in latest.values():
+            payload = event.payload
+            await self._delivery.progress(
+                Progress(
+                    job=event.job,
+                    state=event.kind,
+                    owner_id=int(payload["owner_id"]),
+                    guild_id=int(payload["guild_id"]),
+                    channel_id=int(payload["channel_id"]),
+                )
+            )
 
     async def stop(self) -> None:
         """Stop cleanly (SIGTERM): creates in flight are cancelled and stay `submitting`,

@@ -72,6 +72,14 @@ class Events:
         )
         return [_event(r) for r in rows]
 
+    async def reported_since(self, since: datetime) -> list[RecordedEvent]:
+        """Events reported at or after `since`, oldest first."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM job_events WHERE reported_at_ms >= ? ORDER BY reported_at_ms, key",
+            (to_ms(since),),
+        )
+        return [_event(r) for r in rows]
+
     async def mark_reported(self, key: str, outcome: str) -> None:
         async with self._db.write() as tx:
             await tx.execute(

@@ -262,7 +262,10 @@ class DiscordDelivery:
             return
         if record.status_message_id is None and update.state in _SETTLES_STATUS:
             return  # never shown a status: the result post says it all
-        channel = self._bot.get_channel(update.channel_id)
+        channel: object = self._bot.get_channel(update.channel_id)
+        if channel is None:  # not in the cache yet (before READY, just after a restart)
+            with contextlib.suppress(discord.HTTPException):
+                channel = await self._bot.fetch_channel(update.channel_id)
         if not isinstance(channel, discord.abc.Messageable):
             return
         if record.status_message_id is not None and isinstance(channel, discord.TextChannel):

@@ -156,3 +156,27 @@ async def test_run_loop_follows_jobs_and_stops_cleanly(rig: Rig):
         await rig.tracker.stop()
         await asyncio.wait_for(task, timeout=10)
     assert task.done() and task.exception() is None
+
+
+async def test_a_restart_shows_the_final_status_of_jobs_reported_just_before_it(rig: Rig):
+    """A kill between a report and its status edit would leave "Generating…" above a
+    delivered result: the next start shows the final state of recently reported jobs
+    again (and only of recent ones)."""
+    tune = await rig.ready_tune(owner=1)
+    old = await rig.prompt(1, tune, "sks man old")
+
+    async def reported(prompt_id: int) -> bool:
+        return f"prompt:{prompt_id}:done" in rig.delivery.keys("prompt:")
+
+    await rig.run_until(lambda: reported(old.id))
+    await rig.emulator.advance(3600)  # an hour later: too old to touch again
+    recent = await rig.prompt(1, tune, "sks man recent")
+    await rig.run_until(lambda: reported(recent.id))
+    await rig.tracker.stop()
+    rig.delivery.progress_updates.clear()
+    rig.tracker = rig.new_tracker()
+    await rig.tracker.start()
+    shown = {(u.job, u.state) for u in rig.delivery.progress_updates}
+    assert (f"prompt:{recent.id}", "done") in shown
+    assert f"tune:{tune.id}" not in {job for job, _ in shown}
+    assert f"prompt:{old.id}" not in {job for job, _ in shown}
