@@ -240,11 +240,13 @@ class Tunes(commands.GroupCog, group_name="tune", group_description="Your fine-t
             extra = f" and {removed.prompts_deleted} prompts" if removed.prompts_deleted else ""
             return f"🗑️ Deleted **{shown}**{extra} at Astria. Images already posted stay in Discord."
 
-        await interaction.followup.send(
+        confirm = Confirm(interaction.user.id, remove, confirm_label="Delete")
+        confirm.message = await interaction.followup.send(
             f"Delete **{shown}**? The model, its training photos and the images made with it "
             "are deleted at Astria. This cannot be undone.",
-            view=Confirm(interaction.user.id, remove, confirm_label="Delete"),
+            view=confirm,
             ephemeral=True,
+            wait=True,
         )
 
     @delete.autocomplete("name")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -9,6 +10,7 @@ import discord
 
 from bot.ui.base import SafeView, answer, answer_error
 
+TIMED_OUT = "No answer in time; nothing was changed."
 Action = Callable[[discord.Interaction[Any]], Awaitable[str]]
 
 
@@ -23,6 +25,16 @@ class Confirm(SafeView):
         self._action = action
         self.done = False
         self.confirm.label = confirm_label
+        # The question's message, so a timeout can take the buttons away: a button whose
+        # view has expired would show "This interaction failed".
+        self.message: discord.Message | discord.WebhookMessage | None = None
+
+    async def on_timeout(self) -> None:
+        if self.message is not None and not self.done:
+            with contextlib.suppress(discord.HTTPException):
+                await self.message.edit(
+                    content="No answer in time; nothing was changed.", view=None
+                )
 
     async def interaction_check(self, interaction: discord.Interaction[Any], /) -> bool:
         if interaction.user.id != self.owner_id:

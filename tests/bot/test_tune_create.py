@@ -11,6 +11,7 @@ import pytest
 from bot.credits import format_mc
 from bot.emulator import EmulatorConfig
 from bot.store import PromptState, TuneRecord, TuneState
+from bot.ui.confirm import TIMED_OUT
 from bot.ui.forms import RESTARTED
 from cogs.tunes import MENU_NAME
 from tests.bot.conftest import Scene, reply
@@ -274,3 +275,14 @@ async def test_commands_are_registered_once_not_on_every_start(scene: Scene, mak
     assert registrations() == 1  # same commands, same database: not again
     names = {c.name for c in scene.bot.tree.get_commands()}
     assert {"tune", "imagine", "balance", "jobs", "help", "admin", MENU_NAME} <= names
+
+
+async def test_an_unanswered_delete_question_loses_its_buttons(scene: Scene):
+    tune = await scene.ready_tune(scene.alice)
+    asked = await scene.alice.slash(scene.channel, "tune delete", name="me")
+    assert asked.response.components  # Delete / Keep it
+    await scene.env.advance_time(301)
+    question = asked.response
+    assert question.content == TIMED_OUT and not question.components
+    current = await scene.bot.store.tunes.get(tune.id)
+    assert current is not None and current.state == TuneState.READY
