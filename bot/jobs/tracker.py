@@ -934,6 +934,8 @@ class Tracker:
     async def _report_channel(self, events: list[RecordedEvent]) -> list[str]:
         done: list[str] = []
         for pending in events:
+            if self._stopping:
+                break  # a clean stop finishes the report in hand; the rest wait for the next start
             event = _event_from(pending.payload)
             try:
                 outcome = await self._delivery.report(event)
