@@ -354,8 +354,11 @@ class Tracker:
         pending_prompts = [p for p in prompts if p.state == PromptState.QUEUED]
         # Identical prompts (a member's fixed seed) are never in flight at once.
         unsettled = {(p.final_text, p.seed) for p in prompts if p.state == PromptState.SUBMITTING}
+        # Tunes first, then prompts, each in the order accepted: a member's training (rare,
+        # one at a time, minutes long) should not wait behind a server's flood of prompts.
         queue: list[TuneRecord | PromptRecord] = sorted(
-            [*pending, *pending_prompts], key=lambda r: r.created_at
+            [*pending, *pending_prompts],
+            key=lambda r: (isinstance(r, PromptRecord), r.created_at),
         )
         started: list[JobRef] = []
         waiting: list[TuneRecord | PromptRecord] = []

@@ -145,3 +145,14 @@ async def test_limiter_spaces_requests_to_its_rate(fake_time):
         await limiter.acquire()
     assert fake_time.sleeps == [0.5, 0.5, 0.5, 0.5]  # two at once, then one every 0.5 s
     assert fake_time.now == pytest.approx(2.0)
+
+
+async def test_a_tune_takes_the_next_free_slot_ahead_of_earlier_prompts(rig: Rig):
+    rig.tracker = rig.new_tracker(max_in_flight=2, max_generating_per_member=10)
+    tune = await rig.ready_tune(owner=1)
+    await rig.store.tunes.set_shared(tune.id, True)
+    prompts = [await rig.prompt(owner, tune, f"sks man {owner}") for owner in range(2, 6)]
+    late_tune = await rig.tune(owner=9, name="late")
+    report = await rig.tracker.poll_once()
+    assert report.submitted == [f"tune:{late_tune.id}", f"prompt:{prompts[0].id}"]
+    assert rig.tracker.queue_position(prompts[1].job) == 1
