@@ -146,12 +146,15 @@ def forget(paths: Sequence[Path]) -> None:
 
 def _summary(usable: int, problems: Sequence[PhotoProblem]) -> str:
     text = f"{usable} {'photo was' if usable == 1 else 'photos were'} usable"
-    if not problems:
-        return text
-    shown = [str(p) for p in problems[:10]]
-    if len(problems) > 10:
-        shown.append(f"and {len(problems) - 10} more")
-    return text + ":\n" + "\n".join(f"• {line}" for line in shown)
+    return f"{text}:\n{refused_list(problems)}" if problems else text
+
+
+def refused_list(problems: Sequence[PhotoProblem], shown: int = 10) -> str:
+    """One bullet a refused photo, with its reason and tip (at most `shown` of them)."""
+    lines = [f"• {p}" for p in problems[:shown]]
+    if len(problems) > shown:
+        lines.append(f"• and {len(problems) - shown} more")
+    return "\n".join(lines)
 
 
 def _headline(verdict: BatchProblem, batch: PhotoBatch) -> str:

@@ -11,7 +11,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.credits import Refusal, decide, format_mc, tune_price
-from bot.intake import PhotoSource, forget
+from bot.intake import PhotoSource, forget, refused_list
 from bot.jobs.removal import delete_tune
 from bot.photos import photo_label
 from bot.prompts import display_text, subject_classes
@@ -148,7 +148,8 @@ class Tunes(commands.GroupCog, group_name="tune", group_description="Your fine-t
         ]
         taken = await bot.intake.take(sources)
         if taken.problem is not None:
-            raise UserError(f"Not started: {taken.problem.reason}. {taken.summary}"[:1900])
+            listing = refused_list(taken.problems)
+            raise UserError(f"Not started: {taken.problem.reason}.\n{listing}".strip()[:1900])
         try:
             created = await bot.store.tunes.create(
                 owner_id=user_id,

@@ -140,6 +140,7 @@ async def test_refused_photos_are_named_with_reasons_and_nothing_is_kept(
     _, submitted = await train(scene, scene.alice, photos1=photos(3) + bad[:1], photos2=bad[1:])
     text = reply(submitted)
     assert text.startswith("Not started: 4 photos at least; 3 were usable"), text
+    assert text.count("usable") == 1, text  # said once, then one line a refused photo
     assert "photo 4 (scan.png)" in text and "JPEG, PNG or WebP" in text
     assert "photo 5 (thumb.jpg): too small: at least 512 px" in text
     assert "photo 6 (copy.jpg): the same photo as photo 1" in text
