@@ -181,7 +181,7 @@ class Tunes(commands.GroupCog, group_name="tune", group_description="Your fine-t
             "you will be told there when it is ready."
         )
         if taken.problems:
-            text += f"\n{taken.summary}"
+            text += f"\nLeft out:\n{refused_list(taken.problems)}"
         await interaction.followup.send(text[:2000], ephemeral=True)
 
     @app_commands.command(name="list", description="Your tunes and how long they last")
