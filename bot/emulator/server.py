@@ -213,12 +213,7 @@ class Emulator:
         return self.account.charges
 
     def tunes_with_title(self, title: str) -> list[dict[str, Any]]:
-        now = self._now()
-        return [
-            self.account.tune_json(tune, now, self._base())
-            for tune in sorted(self.account.list_tunes(now, title=title), key=lambda t: t.id)
-            if tune.origin == "ours"
-        ]
+        return [t for t in self.our_tunes() if t["title"] == title]
 
     def our_tunes(self) -> list[dict[str, Any]]:
         """Every tune the key's owner made (not gallery or foreign ones), oldest first."""
@@ -241,14 +236,7 @@ class Emulator:
         ]
 
     def prompts_for(self, tune_id: int) -> list[dict[str, Any]]:
-        now = self._now()
-        self.account.catch_up(now)
-        prompts = self.account.list_prompts(now, tune_id=tune_id)
-        return [
-            self.account.prompt_json(prompt, now, self._base())
-            for prompt in sorted(prompts, key=lambda p: p.id)
-            if prompt.origin == "ours"
-        ]
+        return [p for p in self.our_prompts() if p["tune_id"] == tune_id]
 
     def fail_prompt(self, prompt_id: int, message: str) -> None:
         """Make an unfinished prompt fail now with user_error = message (and refund it)."""
