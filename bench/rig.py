@@ -19,7 +19,7 @@ from pydantic import SecretStr
 
 from bench.common import KEY
 from bot.astria import AstriaClient, RetryPolicy
-from bot.config import Settings
+from bot.config import ProfileName, Settings
 from bot.jobs import EventKind, JobEvent, Outcome, Progress
 
 if TYPE_CHECKING:  # the process under test in bench.restart never loads the emulator
@@ -30,7 +30,7 @@ TUNE_MC = 150_000
 IMAGE_MC = 2_000
 GUILD = 10
 CHANNEL = 20
-PROFILE = "sd15-checkpoint"
+PROFILE: ProfileName = "sd15-checkpoint"
 
 Clock = Callable[[], datetime]
 

@@ -15,6 +15,7 @@ import aiohttp
 import discord
 from discord.ext import commands
 
+from bot.actions import Services
 from bot.astria import AstriaClient
 from bot.config import Settings
 from bot.intake import PhotoIntake
@@ -52,6 +53,7 @@ class AstriaBot(commands.Bot):
     delivery: DiscordDelivery
     intake: PhotoIntake
     forms: FormRegistry
+    services: Services  # what the use cases (bot.actions) work with
 
     def __init__(
         self,
@@ -120,6 +122,7 @@ class AstriaBot(commands.Bot):
             TrackerConfig.from_settings(settings),
             clock=self._clock,
         )
+        self.services = Services(settings, self.store, self.astria, self.tracker, self.intake)
         self.add_dynamic_items(*DYNAMIC_ITEMS)
         for extension in self._extensions:
             await self.load_extension(extension)

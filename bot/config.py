@@ -137,6 +137,7 @@ class Settings(BaseSettings):
     # The local queue in front of Astria.
     max_training_per_member: int = Field(default=1, ge=1)
     max_generating_per_member: int = Field(default=4, ge=1)
+    max_waiting_per_member: int = Field(default=10, ge=1, le=1000)
     max_jobs_in_flight: int = Field(default=50, ge=1)
     max_concurrent_creates: int = Field(default=4, ge=1)
     expiry_reminder_days: int = Field(default=3, ge=0, le=29)

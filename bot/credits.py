@@ -4,6 +4,7 @@ it and by how much, and where days and months start in the configured time zone.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from enum import StrEnum
@@ -11,6 +12,10 @@ from enum import StrEnum
 from bot.config import Settings
 
 MC_PER_DOLLAR = 100_000
+# The largest amount anyone may type or set ($100,000): with every amount bounded, no sum
+# of ledger rows can come near SQLite's 64-bit integer limit (9.2e18 mc would take 92
+# million maximum grants).
+MAX_AMOUNT_MC = 100_000 * MC_PER_DOLLAR
 
 
 def tune_price(settings: Settings, branch: str | None = None) -> int:
@@ -142,6 +147,11 @@ class Refusal:
                 f"This needs {format_mc(self.requested_mc)}, but {_LIMIT_WORDS[self.limit]}: {who}."
             )
         left = max(0, self.allowance_mc - self.used_mc)
+        if self.requested_mc == 0:
+            return (
+                f"{_LIMIT_WORDS[self.limit][0].upper()}{_LIMIT_WORDS[self.limit][1:]} "
+                f"({format_mc(self.allowance_mc)}) has nothing left. {who[0].upper()}{who[1:]}."
+            )
         return (
             f"This needs {format_mc(self.requested_mc)}, but {_LIMIT_WORDS[self.limit]} "
             f"({format_mc(self.allowance_mc)}) has {format_mc(left)} left: "
@@ -149,20 +159,44 @@ class Refusal:
         )
 
 
-def decide(amount_mc: int, snapshot: BudgetSnapshot) -> Refusal | None:
+@dataclass(frozen=True)
+class QueueFull:
+    """A member already has as many jobs waiting or running as a server allows at once: a
+    cap that holds whatever the price (a free or mispriced job cannot flood the queue)."""
+
+    waiting: int
+    cap: int
+
+    def reason(self) -> str:
+        return (
+            f"You already have {self.waiting} jobs waiting or running, the most at once; "
+            "try again when one has finished."
+        )
+
+
+Denial = Refusal | QueueFull
+
+
+def decide(amount_mc: int, snapshot: BudgetSnapshot, *, paid: bool = True) -> Refusal | None:
     """None when `amount_mc` fits every budget, else the first budget it would pass.
 
-    A free action (the `fast` branch) is never refused: it spends nothing. A paid one is
-    refused while no balance is known, since nothing says the account can pay for it.
+    `paid` is False only on Astria's free `fast` branch, where the account is never
+    charged: there the account guard has nothing to guard. A price of 0 on a paid branch
+    (a misconfigured price table) turns nothing off: it is checked as if it cost 1 mc, so
+    an exhausted account or budget still refuses it. On the free branch a price of 0 is
+    still refused by a budget that is already overspent.
     """
     if amount_mc < 0:
         raise ValueError("a reservation cannot be negative")
-    if amount_mc == 0:
-        return None
-    if snapshot.account is None:
+    if amount_mc > MAX_AMOUNT_MC:
+        raise ValueError("a reservation above the maximum amount")
+    if paid and snapshot.account is None:
         return Refusal(BudgetLimit.BALANCE_UNKNOWN, 0, 0, amount_mc)
-    for allowance in snapshot.checks():
-        if allowance.used_mc + amount_mc > allowance.allowance_mc:
+    checked = max(amount_mc, 1) if paid else amount_mc
+    budgets = (snapshot.guild_month, snapshot.user_month, snapshot.user_day)
+    allowances = snapshot.checks() if paid else budgets
+    for allowance in allowances:
+        if allowance.used_mc + checked > allowance.allowance_mc:
             return Refusal(allowance.limit, allowance.allowance_mc, allowance.used_mc, amount_mc)
     return None
 
@@ -206,13 +240,40 @@ def month_bounds(at: datetime, zone: tzinfo) -> tuple[datetime, datetime]:
     return _local_midnight(first, zone), _local_midnight(following, zone)
 
 
-def parse_usd(text: str) -> int | None:
-    """Dollars as an admin types them ("20", "$12.50", "0.5") in millicents; None if it is
-    not a non-negative amount with at most 5 decimals."""
-    cleaned = text.strip().removeprefix("$").replace(",", "").strip()
-    whole, _, fraction = cleaned.partition(".")
-    if not whole and not fraction:
-        return None
-    if not (whole or "0").isdigit() or (fraction and not fraction.isdigit()) or len(fraction) > 5:
-        return None
-    return int(whole or "0") * MC_PER_DOLLAR + int(fraction.ljust(5, "0") or "0")
+class AmountError(ValueError):
+    """An amount that cannot be read; the message says why in words an admin can act on."""
+
+
+_AMOUNT = re.compile(r"\$?[ ]?(?P<whole>[0-9]{1,9})?(?:\.(?P<fraction>[0-9]{1,5}))?")
+
+
+def parse_usd(text: str, *, maximum_mc: int = MAX_AMOUNT_MC) -> int:
+    """Dollars as an admin types them ("20", "$12.50", "0.5") in millicents.
+
+    Strict: ASCII digits, a dot for cents and at most 5 decimals (a millicent), no sign,
+    no separators, at most `maximum_mc`. Raises `AmountError` with the reason otherwise.
+    """
+    cleaned = text.strip()
+    example = "like `20` or `12.50`"
+    if "," in cleaned:
+        raise AmountError(
+            f"`{_shown(cleaned)}` has a comma: use a dot for cents and no thousands "
+            f"separators, {example}."
+        )
+    if cleaned.startswith("-"):
+        raise AmountError(f"`{_shown(cleaned)}` is negative: give an amount of $0 or more.")
+    match = _AMOUNT.fullmatch(cleaned)
+    if match is None or (match["whole"] is None and match["fraction"] is None):
+        raise AmountError(f"`{_shown(cleaned)}` is not an amount in dollars, {example}.")
+    whole, fraction = match["whole"] or "0", match["fraction"] or ""
+    amount = int(whole) * MC_PER_DOLLAR + int(fraction.ljust(5, "0"))
+    if amount > maximum_mc:
+        raise AmountError(
+            f"`{_shown(cleaned)}` is more than the most allowed, {format_mc(maximum_mc)}."
+        )
+    return amount
+
+
+def _shown(text: str) -> str:
+    # Echoed inside backticks: cut, and without backticks that would end the code span.
+    return text.replace("`", "'")[:20]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -14,6 +14,37 @@ from typing import Literal
 from bot.config import Branch, ModelProfile, ProfileName, Settings
 
 PostTo = Literal["tune", "base"]
+AspectRatio = Literal["1:1", "3:2", "2:3", "16:9", "9:16"]
+ASPECT_RATIOS: tuple[AspectRatio, ...] = ("1:1", "3:2", "2:3", "16:9", "9:16")
+
+
+@dataclass(frozen=True)
+class PromptOptions:
+    """Everything about a prompt besides its text, tune, seed and count: one typed object
+    from the command to the Astria request (stored as JSON with the prompt)."""
+
+    aspect_ratio: AspectRatio | None = None
+    negative_prompt: str | None = None
+
+    def to_json(self) -> dict[str, str]:
+        data: dict[str, str] = {}
+        if self.aspect_ratio is not None:
+            data["aspect_ratio"] = self.aspect_ratio
+        if self.negative_prompt:
+            data["negative_prompt"] = self.negative_prompt
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> PromptOptions:
+        """Read back what `to_json` wrote; anything else (an older row's extra keys) is
+        left out."""
+        aspect = data.get("aspect_ratio")
+        negative = data.get("negative_prompt")
+        return cls(
+            aspect_ratio=next((a for a in ASPECT_RATIOS if a == aspect), None),
+            negative_prompt=negative if isinstance(negative, str) and negative else None,
+        )
+
 
 # Astria's documented tag kinds (astria-api.md §8). Matching is looser than Astria's own
 # parser is likely to be (any case, spaces anywhere, weight optional or any text), so that
@@ -182,6 +213,37 @@ def clean_negative(text: str, rules: PromptRules) -> str | PromptRefusal:
     if flag is not None:
         return flag
     return _join(*_drop_angle_brackets(cleaned).split())
+
+
+NAME_MAX = 32
+# Dropped from names outright: controls, formats (bidi overrides, zero-width joiners and
+# spaces), surrogates, private-use and unassigned code points. What is left reads the same
+# in every client, so one member's tune cannot pose as another's.
+_NAME_DROPPED = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+
+
+def clean_name(text: str, limit: int = NAME_MAX) -> str:
+    """A name as stored and shown: NFC, no invisible or direction-changing characters,
+    single spaces, at most `limit` characters (cut). May be empty."""
+    text = unicodedata.normalize("NFC", text)
+    kept = []
+    for char in text:
+        category = unicodedata.category(char)
+        if char.isspace() or category in ("Zl", "Zp", "Zs"):
+            kept.append(" ")
+        elif category not in _NAME_DROPPED:
+            kept.append(char)
+    return " ".join("".join(kept).split())[:limit].strip()
+
+
+def tune_name(text: str) -> str | PromptRefusal:
+    """The name a member gave a new tune, cleaned, or why it cannot be used."""
+    name = clean_name(text, limit=10 * NAME_MAX)
+    if not name:
+        return PromptRefusal("Give the tune a name, like `me` or `Rex`.")
+    if len(name) > NAME_MAX:
+        return PromptRefusal(f"A tune name has at most {NAME_MAX} characters.")
+    return name
 
 
 def display_text(text: str, limit: int = 300) -> str:

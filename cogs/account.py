@@ -12,8 +12,8 @@ from discord.ext import commands
 from bot.credits import Allowance, format_mc
 from bot.prompts import display_text
 from bot.store import UNFINISHED_PROMPTS, UNFINISHED_TUNES, PromptState
+from bot.ui.door import entry
 from bot.ui.text import timestamp
-from cogs.checks import refuse_if_not_allowed
 
 if TYPE_CHECKING:
     from bot.app import AstriaBot
@@ -35,9 +35,9 @@ class Account(commands.Cog):
 
     @app_commands.command(name="balance", description="Your spend and what is left")
     @app_commands.guild_only()
+    @entry("reads")
     async def balance(self, interaction: discord.Interaction[AstriaBot]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await refuse_if_not_allowed(interaction)
         store = self.bot.store
         guild_id = interaction.guild_id or 0
         snapshot = await store.ledger.budget(guild_id, interaction.user.id)
@@ -67,6 +67,7 @@ class Account(commands.Cog):
 
     @app_commands.command(name="jobs", description="Your jobs in progress and your last ten")
     @app_commands.guild_only()
+    @entry("reads")
     async def jobs(self, interaction: discord.Interaction[AstriaBot]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         store = self.bot.store
@@ -95,6 +96,7 @@ class Account(commands.Cog):
 
     @app_commands.command(name="help", description="What this bot does, its commands and prices")
     @app_commands.guild_only()
+    @entry("reads")
     async def help(self, interaction: discord.Interaction[AstriaBot]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         settings = self.bot.settings

@@ -1,4 +1,5 @@
-"""Checks every member command runs first: they read like the rule they enforce."""
+"""The one check that stays at the Discord edge: whether the bot itself could post here
+(the server's rules for members are the use-case layer's, `bot.actions.door`)."""
 
 from __future__ import annotations
 
@@ -10,22 +11,6 @@ from bot.ui.base import UserError
 
 if TYPE_CHECKING:
     from bot.app import AstriaBot
-
-
-async def refuse_if_not_allowed(interaction: discord.Interaction[AstriaBot]) -> None:
-    """Paused servers, banned members, and channel or role rules: refused before any spend."""
-    store = interaction.client.store
-    guild_id = interaction.guild_id or 0
-    settings = await store.guilds.get(guild_id)
-    if settings.paused:
-        raise UserError("The bot is paused on this server; an admin can resume it.")
-    if interaction.user.id in settings.banned_user_ids:
-        raise UserError("You can't use the bot on this server.")
-    if interaction.channel_id is not None and not settings.allows_channel(interaction.channel_id):
-        raise UserError("The bot isn't used in this channel; try one the admins allowed.")
-    roles = getattr(interaction.user, "roles", [])
-    if not settings.allows_roles({r.id for r in roles}):
-        raise UserError("Your roles don't include one allowed to use the bot here.")
 
 
 # What delivery needs in the channel: post the status, the images as files, and find its
@@ -42,6 +27,9 @@ def refuse_if_cannot_post(interaction: discord.Interaction[AstriaBot]) -> None:
     """Refuse before anything is spent if the bot could not post the result here."""
     permissions = interaction.app_permissions
     missing = [label for flag, label in _POSTING.items() if not getattr(permissions, flag)]
+    if isinstance(interaction.channel, discord.Thread) and not permissions.send_messages_in_threads:
+        missing.append("Send Messages in Threads")
+        missing = [m for m in missing if m != "Send Messages"]
     if missing:
         raise UserError(
             "I can't post results in this channel (missing: " + ", ".join(missing) + "). "

@@ -10,25 +10,23 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.credits import Refusal, decide, format_mc, tune_price
-from bot.intake import PhotoSource, forget, refused_list
-from bot.jobs.removal import delete_tune
+from bot.actions import tunes
+from bot.credits import format_mc
+from bot.intake import PhotoSource
 from bot.photos import photo_label
 from bot.prompts import display_text, subject_classes
-from bot.store import NameTaken, TuneRecord, TuneState
+from bot.store import TuneRecord, TuneState
 from bot.ui.base import UserError
 from bot.ui.confirm import Confirm
-from bot.ui.forms import TuneForm, TuneFormValues, clean_name
+from bot.ui.door import actor_of, done, entry, place_of, reply, services
+from bot.ui.forms import TuneForm, TuneFormValues
 from bot.ui.text import timestamp
-from cogs.checks import refuse_if_cannot_post, refuse_if_not_allowed
+from cogs.checks import refuse_if_cannot_post
 
 if TYPE_CHECKING:
     from bot.app import AstriaBot
 
 MENU_NAME = "Train a tune from these photos"
-CONSENT_NEEDED = (
-    "Not started: a tune may only be trained on photos of you, or of someone who agreed to it."
-)
 
 
 def days_left(tune: TuneRecord, now: datetime) -> int | None:
@@ -50,12 +48,21 @@ def describe(tune: TuneRecord, now: datetime) -> str:
     return f"**{name}** ({tune.subject_class}): {state}{shared}"
 
 
+@app_commands.guild_only()
+@app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
+@app_commands.allowed_installs(guilds=True, users=False)
 class Tunes(commands.GroupCog, group_name="tune", group_description="Your fine-tunes"):
     def __init__(self, bot: AstriaBot) -> None:
         self.bot = bot
         super().__init__()
-        self.menu = app_commands.ContextMenu(name=MENU_NAME, callback=self.train_from_message)
-        self.menu.guild_only = True
+        self.menu = app_commands.ContextMenu(
+            name=MENU_NAME,
+            callback=self.train_from_message,
+            allowed_contexts=app_commands.AppCommandContext(
+                guild=True, dm_channel=False, private_channel=False
+            ),
+            allowed_installs=app_commands.AppInstallationType(guild=True, user=False),
+        )
 
     async def cog_load(self) -> None:
         # The decorator form does not work inside a cog: a menu is added to the tree.
@@ -66,23 +73,8 @@ class Tunes(commands.GroupCog, group_name="tune", group_description="Your fine-t
 
     # ------------------------------------------------------------------ create
 
-    async def _price_or_refuse(
-        self, interaction: discord.Interaction[AstriaBot]
-    ) -> tuple[int, int]:
-        """The fast checks a form must pass before it opens (it is the first response, so
-        nothing slow): rules, the bot's permissions here, and the budget. Returns the price
-        and what the member may still spend after it."""
-        bot = self.bot
-        await refuse_if_not_allowed(interaction)
-        refuse_if_cannot_post(interaction)
-        price = tune_price(bot.settings)
-        snapshot = await bot.store.ledger.budget(interaction.guild_id or 0, interaction.user.id)
-        refusal = decide(price, snapshot)
-        if refusal is not None:
-            raise UserError(f"Not started: {refusal.reason()}")
-        return price, max(0, snapshot.member_remaining_mc - price)
-
-    def _form(self, price: int, left: int, *, uploads: bool, **kw: Any) -> TuneForm:
+    def _form(self, quote: tunes.TuneQuote, *, uploads: bool, **kw: Any) -> TuneForm:
+        price, left = quote.price_mc, quote.left_mc
         cost = "free" if price == 0 else format_mc(price)
         title = f"New tune ({cost})" if price == 0 else f"New tune ({cost}; {format_mc(left)} left)"
         return TuneForm(
@@ -96,96 +88,53 @@ class Tunes(commands.GroupCog, group_name="tune", group_description="Your fine-t
         )
 
     @app_commands.command(name="create", description="Train a tune from 4-20 photos")
-    @app_commands.guild_only()
+    @entry("spends")
     async def create(self, interaction: discord.Interaction[AstriaBot]) -> None:
-        price, left = await self._price_or_refuse(interaction)
-        await interaction.response.send_modal(self._form(price, left, uploads=True))
+        # The form is the first response: only the fast checks run before it.
+        refuse_if_cannot_post(interaction)
+        quote = done(
+            await tunes.quote_tune(
+                services(interaction), actor_of(interaction), place_of(interaction)
+            )
+        )
+        await interaction.response.send_modal(self._form(quote.value, uploads=True))
 
+    @entry("spends")
     async def train_from_message(
         self, interaction: discord.Interaction[AstriaBot], message: discord.Message
     ) -> None:
-        if message.author.id != interaction.user.id:
-            raise UserError(
-                "You can only train from your own message: training on someone else's "
-                "photos needs their consent. They can use this menu on their own message."
+        posted = tunes.PostedPhotos(message.author.id, len(message.attachments))
+        refuse_if_cannot_post(interaction)
+        quote = done(
+            await tunes.quote_tune(
+                services(interaction), actor_of(interaction), place_of(interaction), posted
             )
-        photos = list(message.attachments)
-        rules = self.bot.intake.rules
-        if len(photos) < rules.min_photos:
-            raise UserError(
-                f"This message has {len(photos)} photo{'s' if len(photos) != 1 else ''}; "
-                f"a tune needs {rules.min_photos} at least. Post them in one message, "
-                "or use `/tune create` to upload them in a form."
-            )
-        photos = photos[: rules.max_photos]
-        price, left = await self._price_or_refuse(interaction)
+        ).value
+        photos = list(message.attachments)[: quote.photos]
         note = f"Uses the {len(photos)} photos of your message; they are of you or agreed"
-        form = self._form(price, left, uploads=False, photos_note=note, given_photos=photos)
+        form = self._form(quote, uploads=False, photos_note=note, given_photos=photos)
         await interaction.response.send_modal(form)
 
     async def _train(self, interaction: discord.Interaction[Any], values: TuneFormValues) -> None:
-        """The form was submitted: read and check the photos, then reserve and queue."""
+        """The form was submitted: the action reads and checks the photos, then reserves
+        and queues."""
         await interaction.response.defer(ephemeral=True, thinking=True)
-        bot = self.bot
-        user_id, guild_id = interaction.user.id, interaction.guild_id or 0
-        if not values.consent:
-            raise UserError(CONSENT_NEEDED)
-        name = clean_name(values.name)
-        if values.subject_class not in subject_classes(bot.settings.model_profile):
-            raise UserError("Pick who or what is in the photos from the list.")
-        await refuse_if_not_allowed(interaction)
-        if await bot.store.tunes.by_name(user_id, name) is not None:
-            raise UserError(
-                f"You already have a tune named **{display_text(name, 32)}**; pick another name."
-            )
-        price = tune_price(bot.settings)
-        refusal = decide(price, await bot.store.ledger.budget(guild_id, user_id))
-        if refusal is not None:
-            raise UserError(f"Not started: {refusal.reason()}")
-        sources = [
-            PhotoSource(label=photo_label(i, a.filename), size=a.size, read=a.read)
-            for i, a in enumerate(values.photos, start=1)
-        ]
-        taken = await bot.intake.take(sources)
-        if taken.problem is not None:
-            listing = refused_list(taken.problems)
-            raise UserError(f"Not started: {taken.problem.reason}.\n{listing}".strip()[:1900])
-        try:
-            created = await bot.store.tunes.create(
-                owner_id=user_id,
-                guild_id=guild_id,
-                channel_id=interaction.channel_id or 0,
-                name=name,
-                subject_class=values.subject_class,
-                profile=bot.settings.model_profile,
-                branch=bot.settings.astria_branch,
-                photo_paths=[str(p) for p in taken.paths],
-                price_mc=price,
-            )
-        except NameTaken:
-            forget(taken.paths)
-            raise UserError(
-                f"You already have a tune named **{display_text(name, 32)}**."
-            ) from None
-        except BaseException:
-            forget(taken.paths)
-            raise
-        if isinstance(created, Refusal):
-            forget(taken.paths)
-            raise UserError(f"Not started: {created.reason()}")
-        bot.tracker.nudge()
-        cost = "free" if price == 0 else format_mc(price)
-        text = (
-            f"🧠 Training **{display_text(name, 32)}** ({values.subject_class}) from "
-            f"{len(taken.paths)} photos ({cost}). Its progress shows in this channel, and "
-            "you will be told there when it is ready."
+        order = tunes.TuneOrder(
+            name=values.name,
+            subject_class=values.subject_class,
+            consent=values.consent,
+            photos=[
+                PhotoSource(label=photo_label(i, a.filename), size=a.size, read=a.read)
+                for i, a in enumerate(values.photos, start=1)
+            ],
         )
-        if taken.problems:
-            text += f"\nLeft out:\n{refused_list(taken.problems)}"
-        await interaction.followup.send(text[:2000], ephemeral=True)
+        outcome = await tunes.start_tune(
+            services(interaction), actor_of(interaction), place_of(interaction), order
+        )
+        await reply(interaction, outcome)
 
     @app_commands.command(name="list", description="Your tunes and how long they last")
-    @app_commands.guild_only()
+    @entry("reads")
     async def list_tunes(self, interaction: discord.Interaction[AstriaBot]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         now = self.bot.now()
@@ -196,7 +145,7 @@ class Tunes(commands.GroupCog, group_name="tune", group_description="Your fine-t
 
     @app_commands.command(name="show", description="One of your tunes in detail")
     @app_commands.describe(name="The tune's name")
-    @app_commands.guild_only()
+    @entry("reads")
     async def show(self, interaction: discord.Interaction[AstriaBot], name: str) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         tune = await self.bot.store.tunes.by_name(interaction.user.id, name)
@@ -211,43 +160,24 @@ class Tunes(commands.GroupCog, group_name="tune", group_description="Your fine-t
 
     @app_commands.command(name="delete", description="Delete one of your tunes and its images")
     @app_commands.describe(name="The tune's name")
-    @app_commands.guild_only()
+    @entry("removes")
     async def delete(self, interaction: discord.Interaction[AstriaBot], name: str) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        bot = self.bot
-        tune = await bot.store.tunes.by_name(interaction.user.id, name)
-        if tune is None:
-            raise UserError("You have no tune by that name (see `/tune list`).")
-        shown = display_text(tune.name, 32)
-        if tune.state == TuneState.QUEUED:
-            if await bot.tracker.cancel_queued(tune.job, interaction.user.id):
-                await interaction.followup.send(
-                    f"🚫 **{shown}** was still waiting: cancelled, and your credit was given back.",
-                    ephemeral=True,
-                )
-                return
-            raise UserError(f"**{shown}** has just started training; delete it once it is ready.")
-        if tune.state != TuneState.READY:
-            raise UserError(
-                f"**{shown}** is {tune.state}; it can be deleted once it is ready "
-                "(an admin can cancel a stuck one)."
-            )
+        svc, actor, place = services(interaction), actor_of(interaction), place_of(interaction)
+        asked = done(await tunes.ask_delete_tune(svc, actor, place, name))
+        tune = asked.value
+        if tune is None:  # it was only waiting: cancelled at once
+            await interaction.followup.send(asked.text, ephemeral=True)
+            return
 
-        async def remove(_: discord.Interaction[Any]) -> str:
-            current = await bot.store.tunes.get(tune.id)
-            if current is None or current.state != TuneState.READY:
-                return f"**{shown}** is already gone."
-            removed = await delete_tune(bot.store, bot.astria, bot.settings, current)
-            extra = f" and {removed.prompts_deleted} prompts" if removed.prompts_deleted else ""
-            return f"🗑️ Deleted **{shown}**{extra} at Astria. Images already posted stay in Discord."
+        async def remove(pressed: discord.Interaction[Any]) -> str:
+            return done(
+                await tunes.delete_tune(svc, actor_of(pressed), place_of(pressed), tune.id)
+            ).text
 
         confirm = Confirm(interaction.user.id, remove, confirm_label="Delete")
         confirm.message = await interaction.followup.send(
-            f"Delete **{shown}**? The model, its training photos and the images made with it "
-            "are deleted at Astria. This cannot be undone.",
-            view=confirm,
-            ephemeral=True,
-            wait=True,
+            asked.text, view=confirm, ephemeral=True, wait=True
         )
 
     @delete.autocomplete("name")
@@ -255,11 +185,11 @@ class Tunes(commands.GroupCog, group_name="tune", group_description="Your fine-t
     async def own_names(
         self, interaction: discord.Interaction[AstriaBot], current: str
     ) -> list[app_commands.Choice[str]]:
-        tunes = await self.bot.store.tunes.list_for(interaction.user.id)
+        mine = await self.bot.store.tunes.list_for(interaction.user.id)
         wanted = current.casefold()
         return [
             app_commands.Choice(name=t.name[:100], value=t.name[:100])
-            for t in tunes
+            for t in mine
             if wanted in t.name.casefold() and t.state != TuneState.DELETED
         ][:25]
 

@@ -150,11 +150,25 @@ def test_unknown_balance_refuses_paid_actions_but_not_free_ones():
     refusal = decide(1, snapshot(account=None))
     assert refusal is not None and refusal.limit is BudgetLimit.BALANCE_UNKNOWN
     assert "has not been read" in refusal.reason()
-    assert decide(0, snapshot(account=None)) is None
+    assert decide(0, snapshot(account=None), paid=False) is None
+    # A price of 0 on a paid branch is a misconfiguration, not a free pass.
+    zero = decide(0, snapshot(account=None))
+    assert zero is not None and zero.limit is BudgetLimit.BALANCE_UNKNOWN
 
 
-def test_free_actions_pass_even_an_overspent_budget():
-    assert decide(0, snapshot(day=(10, 50))) is None
+def test_a_price_of_0_turns_no_limit_off():
+    # The account has nothing left: Astria will bill the prompt whatever we priced it at.
+    refusal = decide(0, snapshot(account=(100, 100)))
+    assert refusal is not None and refusal.limit is BudgetLimit.ACCOUNT
+    assert "has nothing left" in refusal.reason() and "$0.00 short" not in refusal.reason()
+    exhausted_day = decide(0, snapshot(day=(10, 10)))
+    assert exhausted_day is not None and exhausted_day.limit is BudgetLimit.USER_DAY
+    assert decide(0, snapshot(day=(10, 9))) is None
+    # On the free branch the account is never charged; an overspent budget still refuses.
+    assert decide(0, snapshot(account=(100, 100)), paid=False) is None
+    assert decide(0, snapshot(day=(10, 10)), paid=False) is None
+    overspent = decide(0, snapshot(day=(10, 50)), paid=False)
+    assert overspent is not None and overspent.limit is BudgetLimit.USER_DAY
 
 
 def test_negative_reservations_are_a_bug():
@@ -186,17 +200,17 @@ def test_decision_allows_exactly_what_fits_every_budget(
 ):
     snap = snapshot(account, guild, month, day)
     refusal = decide(amount, snap)
-    failing = [a for a in snap.checks() if a.used_mc + amount > a.allowance_mc]
-    if amount == 0:
-        assert refusal is None
-    elif account is None:
+    # On a paid branch a price of 0 is checked as 1 mc: it turns no limit off.
+    checked = max(amount, 1)
+    failing = [a for a in snap.checks() if a.used_mc + checked > a.allowance_mc]
+    if account is None:
         assert refusal is not None and refusal.limit is BudgetLimit.BALANCE_UNKNOWN
     elif not failing:
         assert refusal is None
     else:
         assert refusal is not None
         assert refusal.limit is failing[0].limit
-        assert refusal.shortfall_mc > 0
+        assert refusal.shortfall_mc > 0 or amount == 0
 
 
 # --- periods -----------------------------------------------------------------------------

@@ -31,12 +31,19 @@ async def delete_tune(
     if tune.state != TuneState.READY:
         raise ValueError(f"only a ready tune can be deleted, not a {tune.state} one")
     deleted = 0
-    if settings.profile_named(tune.profile).prompts_go_to_base:  # type: ignore[arg-type]
-        for prompt in await store.prompts.for_tune(tune.id):
-            if prompt.astria_id is None:
-                continue
-            if await astria.delete_prompt(prompt.astria_id):  # False: already gone
-                deleted += 1
+    on_base = settings.profile_named(tune.profile).prompts_go_to_base and tune.paid
+    for prompt in await store.prompts.for_tune(tune.id):
+        # Where each prompt went was stored when it was accepted; a prompt posted to the
+        # tune itself goes with the tune, one posted to a base tune is deleted on its own.
+        elsewhere = (
+            prompt.target_tune_id != tune.astria_id
+            if prompt.target_tune_id is not None
+            else on_base
+        )
+        if prompt.astria_id is None or not elsewhere:
+            continue
+        if await astria.delete_prompt(prompt.astria_id):  # False: already gone
+            deleted += 1
     if tune.astria_id is not None:
         await astria.delete_tune(tune.astria_id)
     moved = await store.tunes.set_state(tune.id, TuneState.DELETED)

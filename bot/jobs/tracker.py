@@ -487,17 +487,17 @@ class Tracker:
         if tune is None or tune.astria_id is None:
             await self._fail(prompt, "its tune is not available any more", charge=None)
             return
-        target = self._prompt_target(tune)
+        target = prompt.target_tune_id or self._prompt_target(tune)
         claimed = await self._store.prompts.claimed_astria_ids(
             prompt.final_text, prompt.seed, except_id=prompt.id
         )
-        params = prompt.params
+        options = prompt.options
         request = PromptRequest(
             text=prompt.final_text,
             num_images=prompt.num_images,
             seed=prompt.seed,
-            negative_prompt=_opt_str(params.get("negative_prompt")),
-            aspect_ratio=_opt_str(params.get("aspect_ratio")),
+            negative_prompt=options.negative_prompt,
+            aspect_ratio=options.aspect_ratio,
             callback=self._callback(prompt.job),
         )
         try:
@@ -520,8 +520,9 @@ class Tracker:
         await self._progress(prompt, "generating", eta=now + timedelta(seconds=seconds))
 
     def _prompt_target(self, tune: TuneRecord) -> int:
-        """Checkpoint and fast tunes take prompts themselves; LoRA and FaceID prompts go to
-        the base tune, with the tag in the text."""
+        """Where a prompt accepted before schema 5 goes (newer prompts store it): checkpoint
+        and fast tunes take prompts themselves; LoRA and FaceID prompts go to the base
+        tune, with the tag in the text."""
         assert tune.astria_id is not None
         profile = self._config.profiles.get(tune.profile)
         if tune.branch == "fast" or profile is None or not profile.prompts_go_to_base:
@@ -997,10 +998,6 @@ def _unlink_all(paths: Sequence[str]) -> None:
         if folder.name.startswith(BATCH_PREFIX):  # the intake's folder for this one tune
             with contextlib.suppress(OSError):
                 folder.rmdir()
-
-
-def _opt_str(value: object) -> str | None:
-    return None if value is None else str(value)
 
 
 def _event_payload(event: JobEvent) -> dict[str, Any]:

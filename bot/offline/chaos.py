@@ -83,6 +83,7 @@ BOT_SETTINGS: dict[str, str] = {
     "ASTRIA_RETRY_MAX_ATTEMPTS": "6",
     "MAX_JOBS_IN_FLIGHT": "24",  # below 20 members x 4: the global queue is used too
     "MAX_CONCURRENT_CREATES": "4",
+    "MAX_WAITING_PER_MEMBER": "50",  # each member sends 10; the cap is not what is tested
 }
 
 PROGRESS = ("⏳", "⚙️")  # how bot/ui/text.progress_line starts an unfinished status

@@ -24,13 +24,14 @@ from bot.store.errors import (
 )
 from bot.store.events import Events, RecordedEvent
 from bot.store.guilds import Guilds, GuildSettings
+from bot.store.jobstate import JobKind, JobRef
 from bot.store.ledger import (
     Closing,
-    JobKind,
-    JobRef,
     Ledger,
     LedgerEntry,
     LedgerKind,
+    Refund,
+    RefundOutcome,
     Reservation,
     Settlement,
 )
@@ -63,6 +64,8 @@ __all__ = [
     "PromptState",
     "Prompts",
     "RecordedEvent",
+    "Refund",
+    "RefundOutcome",
     "Refusal",
     "Reservation",
     "SchemaTooNew",

@@ -1,13 +1,43 @@
-"""State changes shared by tunes and prompts: one place for the compare-and-set and the
-checked step, so both job tables follow the same rules."""
+"""What tunes and prompts share: the job reference, and one place for the compare-and-set
+and the checked step, so both job tables follow the same rules."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Set
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Literal, TypeVar
 
 from bot.store.db import Transaction
 from bot.store.errors import InvalidTransition, NotFound
+
+
+class JobKind(StrEnum):
+    TUNE = "tune"
+    PROMPT = "prompt"
+
+
+@dataclass(frozen=True, order=True)
+class JobRef:
+    """One job, whatever its kind; written as "tune:12" or "prompt:34" (members see it in
+    `/jobs`, the ledger keys reservations by it, the outbox keys events by it)."""
+
+    kind: JobKind
+    id: int
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+    @classmethod
+    def parse(cls, text: str) -> JobRef:
+        kind, _, number = text.partition(":")
+        if not number.isascii() or not number.isdigit() or len(number) > 18:
+            raise ValueError(f"not a job reference: {text!r}")
+        try:
+            return cls(JobKind(kind), int(number))
+        except ValueError:
+            raise ValueError(f"not a job reference: {text!r}") from None
+
 
 JobTable = Literal["tunes", "prompts"]
 S = TypeVar("S", bound=str)  # TuneState or PromptState
@@ -54,3 +84,17 @@ async def step(
         " WHERE id = ?",
         (state, error, now_ms, row_id),
     )
+
+
+async def waiting_jobs(tx: Transaction, owner_id: int) -> int:
+    """The member's jobs not finished yet (queued, at Astria, or stuck), tunes and prompts
+    together: the queue cap counts them inside the transaction that adds one more."""
+    row = await tx.fetchone(
+        "SELECT (SELECT COUNT(*) FROM tunes WHERE owner_id = :owner"
+        "  AND state IN ('queued', 'submitting', 'training', 'stuck'))"
+        " + (SELECT COUNT(*) FROM prompts WHERE owner_id = :owner"
+        "  AND state IN ('queued', 'submitting', 'generating', 'stuck')) AS waiting",
+        {"owner": owner_id},
+    )
+    assert row is not None
+    return int(row["waiting"])

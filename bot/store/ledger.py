@@ -9,10 +9,12 @@ from datetime import datetime
 from enum import StrEnum
 
 from bot.credits import (
+    MAX_AMOUNT_MC,
     Allowance,
     BudgetLimit,
     BudgetPolicy,
     BudgetSnapshot,
+    Denial,
     Refusal,
     day_bounds,
     decide,
@@ -20,6 +22,7 @@ from bot.credits import (
 )
 from bot.store.db import Clock, Database, Params, Row, Transaction, from_ms, to_ms
 from bot.store.errors import NotFound, StoreError
+from bot.store.jobstate import JobRef
 
 
 class LedgerKind(StrEnum):
@@ -28,30 +31,6 @@ class LedgerKind(StrEnum):
     RELEASE = "release"
     GRANT = "grant"
     ADJUST = "adjust"
-
-
-class JobKind(StrEnum):
-    TUNE = "tune"
-    PROMPT = "prompt"
-
-
-@dataclass(frozen=True, order=True)
-class JobRef:
-    """The job a reservation pays for; written as "tune:12" or "prompt:34"."""
-
-    kind: JobKind
-    id: int
-
-    def __str__(self) -> str:
-        return f"{self.kind}:{self.id}"
-
-    @classmethod
-    def parse(cls, text: str) -> JobRef:
-        kind, _, number = text.partition(":")
-        try:
-            return cls(JobKind(kind), int(number))
-        except ValueError:
-            raise ValueError(f"not a job reference: {text!r}") from None
 
 
 @dataclass(frozen=True)
@@ -108,10 +87,26 @@ class Settlement:
         return max(0, self.cost_mc - self.reserved_mc)
 
 
-class Refused(Exception):
-    """Rolls back a transaction whose reservation was refused; never leaves the store."""
+class RefundOutcome(StrEnum):
+    REFUNDED = "refunded"
+    UNKNOWN = "unknown"  # no such job in this server
+    NOT_SETTLED = "not_settled"  # still running, or it failed and was released
+    NOTHING_LEFT = "nothing_left"  # cost nothing, or refunded already
 
-    def __init__(self, refusal: Refusal) -> None:
+
+@dataclass(frozen=True)
+class Refund:
+    job: JobRef
+    outcome: RefundOutcome
+    amount_mc: int
+    user_id: int | None
+
+
+class Refused(Exception):
+    """Rolls back a transaction whose reservation (or queue place) was refused; never
+    leaves the store."""
+
+    def __init__(self, refusal: Denial) -> None:
         super().__init__(refusal.reason())
         self.refusal = refusal
 
@@ -191,7 +186,14 @@ class Ledger:
     # --- writes -------------------------------------------------------------------------
 
     async def reserve(
-        self, *, guild_id: int, user_id: int, job: JobRef, amount_mc: int, note: str | None = None
+        self,
+        *,
+        guild_id: int,
+        user_id: int,
+        job: JobRef,
+        amount_mc: int,
+        note: str | None = None,
+        paid: bool = True,
     ) -> Reservation | Refusal:
         """Hold `amount_mc` for `job` if every budget allows it; a refusal writes nothing.
 
@@ -199,7 +201,7 @@ class Ledger:
         in this process or another, can slip a reservation between them.
         """
         async with self._db.write() as tx:
-            return await self._reserve_in(tx, guild_id, user_id, job, amount_mc, note)
+            return await self._reserve_in(tx, guild_id, user_id, job, amount_mc, note, paid)
 
     async def _reserve_in(
         self,
@@ -209,6 +211,7 @@ class Ledger:
         job: JobRef,
         amount_mc: int,
         note: str | None = None,
+        paid: bool = True,
     ) -> Reservation | Refusal:
         """`reserve` inside a transaction of the store's own (not part of the interface)."""
         if await tx.fetchone(
@@ -216,7 +219,7 @@ class Ledger:
         ):
             raise StoreError(f"{job} already has a reservation")
         now = self._clock()
-        refusal = await self._check_in(tx, guild_id, user_id, amount_mc, now)
+        refusal = await self._check_in(tx, guild_id, user_id, amount_mc, now, paid)
         if refusal is not None:
             return refusal
         now_ms = to_ms(now)
@@ -228,21 +231,34 @@ class Ledger:
         return Reservation(reservation_id, job, guild_id, user_id, amount_mc, from_ms(now_ms))
 
     async def _reserve_or_roll_back(
-        self, tx: Transaction, guild_id: int, user_id: int, job: JobRef, amount_mc: int
+        self,
+        tx: Transaction,
+        guild_id: int,
+        user_id: int,
+        job: JobRef,
+        amount_mc: int,
+        *,
+        paid: bool,
     ) -> Reservation:
         """For the tune and prompt repositories: reserve inside their transaction, raising
         `Refused` so it rolls back the job row they wrote first (to learn the job's id)."""
-        result = await self._reserve_in(tx, guild_id, user_id, job, amount_mc)
+        result = await self._reserve_in(tx, guild_id, user_id, job, amount_mc, paid=paid)
         if isinstance(result, Refusal):
             raise Refused(result)
         return result
 
     async def _check_in(
-        self, tx: Transaction, guild_id: int, user_id: int, amount_mc: int, now: datetime
+        self,
+        tx: Transaction,
+        guild_id: int,
+        user_id: int,
+        amount_mc: int,
+        now: datetime,
+        paid: bool = True,
     ) -> Refusal | None:
         row = await tx.fetchone(_SNAPSHOT_SQL, self._snapshot_params(guild_id, user_id, now))
         assert row is not None
-        return decide(amount_mc, self._snapshot(row))
+        return decide(amount_mc, self._snapshot(row), paid=paid)
 
     async def settle(
         self,
@@ -340,6 +356,8 @@ class Ledger:
         month; a member's grant also raises today's daily limit, so it can be used now."""
         if amount_mc <= 0:
             raise ValueError("a grant adds a positive amount; lower a limit with its setting")
+        if amount_mc > MAX_AMOUNT_MC:
+            raise ValueError("a grant above the maximum amount")
         return await self._append(LedgerKind.GRANT, guild_id, user_id, amount_mc, actor_id, note)
 
     async def adjust(
@@ -356,6 +374,8 @@ class Ledger:
         With `job`, it refunds (or corrects) that job, which must be this server's."""
         if amount_mc == 0:
             raise ValueError("an adjustment of 0 changes nothing")
+        if abs(amount_mc) > MAX_AMOUNT_MC:
+            raise ValueError("an adjustment above the maximum amount")
         async with self._db.write() as tx:
             if job is not None:
                 found = await tx.fetchone(
@@ -369,6 +389,47 @@ class Ledger:
             return await self._append_in(
                 tx, LedgerKind.ADJUST, guild_id, user_id, amount_mc, actor_id, note, job
             )
+
+    async def refund(
+        self, job: JobRef, *, guild_id: int, actor_id: int | None, note: str | None = None
+    ) -> Refund:
+        """Give a settled job's spend back to its member's and server's budgets, once.
+
+        The check ("settled, not refunded already") and the write are one transaction, so
+        two admins refunding at once refund once. The refund counts in the period the job
+        was charged in (its reserve's instant), not the day it is made: a late refund
+        never leaves a later month below zero. Astria's charge to the account stands.
+        """
+        async with self._db.write() as tx:
+            rows = await tx.fetchall(
+                "SELECT * FROM ledger WHERE job = ? AND guild_id = ? ORDER BY id",
+                (str(job), guild_id),
+            )
+            entries = [_entry(r) for r in rows]
+            reserve = next((e for e in entries if e.kind is LedgerKind.RESERVE), None)
+            if reserve is None:
+                return Refund(job, RefundOutcome.UNKNOWN, 0, None)
+            if not any(e.kind is LedgerKind.SETTLE for e in entries):
+                return Refund(job, RefundOutcome.NOT_SETTLED, 0, reserve.user_id)
+            spent = sum(e.amount_mc for e in entries)
+            if spent <= 0:
+                return Refund(job, RefundOutcome.NOTHING_LEFT, 0, reserve.user_id)
+            now_ms = to_ms(self._clock())
+            await tx.insert(
+                "INSERT INTO ledger (kind, guild_id, user_id, job, amount_mc, at_ms,"
+                " period_at_ms, actor_id, note) VALUES ('adjust', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    guild_id,
+                    reserve.user_id,
+                    str(job),
+                    -spent,
+                    now_ms,
+                    to_ms(reserve.period_at),
+                    actor_id,
+                    note,
+                ),
+            )
+            return Refund(job, RefundOutcome.REFUNDED, spent, reserve.user_id)
 
     async def _append(
         self,

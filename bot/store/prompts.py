@@ -6,19 +6,18 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from bot.credits import Refusal
+from bot.credits import Denial, QueueFull
+from bot.prompts import PromptOptions
 from bot.store.db import Clock, Database, Row, Transaction, from_ms, opt_from_ms, to_ms
 from bot.store.errors import InvalidTransition, NotFound, StoreError, TuneUnavailable
-from bot.store.jobstate import move_if, step
-from bot.store.ledger import JobKind, JobRef, Ledger, Refused
+from bot.store.jobstate import JobKind, JobRef, move_if, step, waiting_jobs
+from bot.store.ledger import Ledger, Refused
 from bot.store.tunes import GONE_TUNES, TuneState, states_filter
-
-ParamValue = str | int | float | bool | None
 
 
 class PromptState(StrEnum):
@@ -79,7 +78,7 @@ class PromptRecord:
     tune_id: int
     user_text: str
     final_text: str
-    params: Mapping[str, ParamValue]
+    options: PromptOptions
     seed: int
     seed_from_user: bool
     num_images: int
@@ -95,6 +94,8 @@ class PromptRecord:
     created_at: datetime
     updated_at: datetime
     submitted_at: datetime | None = None  # when it was handed to Astria
+    # The Astria tune it is posted to, decided when it was accepted (None: an older row).
+    target_tune_id: int | None = None
 
     @property
     def job(self) -> JobRef:
@@ -110,7 +111,7 @@ def _prompt(row: Row) -> PromptRecord:
         tune_id=int(row["tune_id"]),
         user_text=str(row["user_text"]),
         final_text=str(row["final_text"]),
-        params=json.loads(row["params"]),
+        options=PromptOptions.from_json(json.loads(row["params"])),
         seed=int(row["seed"]),
         seed_from_user=bool(row["seed_from_user"]),
         num_images=int(row["num_images"]),
@@ -126,6 +127,7 @@ def _prompt(row: Row) -> PromptRecord:
         created_at=from_ms(int(row["created_at_ms"])),
         updated_at=from_ms(int(row["updated_at_ms"])),
         submitted_at=opt_from_ms(row["submitted_at_ms"]),
+        target_tune_id=row["target_tune_id"],
     )
 
 
@@ -146,11 +148,15 @@ class Prompts:
         final_text: str,
         num_images: int,
         price_mc: int,
-        params: Mapping[str, ParamValue] | None = None,
+        options: PromptOptions | None = None,
         seed: int | None = None,
-    ) -> PromptRecord | Refusal:
+        target_tune_id: int | None = None,
+        max_waiting: int | None = None,
+    ) -> PromptRecord | Denial:
         """A queued prompt and its reservation, in one transaction. The tune must be the
-        owner's or shared with this guild, and not gone. Without a seed, a random one."""
+        owner's or shared with this guild, and not gone. Without a seed, a random one.
+        The reservation is checked as paid unless the tune is on the free branch;
+        `max_waiting` caps the owner's unfinished jobs in the same transaction."""
         if num_images < 1:
             raise ValueError("a prompt makes at least one image")
         chosen_seed = secrets.randbelow(_SEED_LIMIT) + 1 if seed is None else seed
@@ -158,7 +164,7 @@ class Prompts:
         try:
             async with self._db.write() as tx:
                 tune = await tx.fetchone(
-                    "SELECT state FROM tunes WHERE id = ?"
+                    "SELECT state, branch FROM tunes WHERE id = ?"
                     " AND (owner_id = ? OR (shared = 1 AND guild_id = ?))",
                     (tune_id, owner_id, guild_id),
                 )
@@ -166,10 +172,15 @@ class Prompts:
                     raise NotFound(f"no tune {tune_id} that this member may use here")
                 if TuneState(tune["state"]) in GONE_TUNES:
                     raise TuneUnavailable(tune_id, str(tune["state"]))
+                if max_waiting is not None:
+                    waiting = await waiting_jobs(tx, owner_id)
+                    if waiting >= max_waiting:
+                        raise Refused(QueueFull(waiting, max_waiting))
                 prompt_id = await tx.insert(
                     "INSERT INTO prompts (owner_id, guild_id, channel_id, tune_id, user_text,"
                     " final_text, params, seed, seed_from_user, num_images, created_at_ms,"
-                    " updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " updated_at_ms, target_tune_id)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         owner_id,
                         guild_id,
@@ -177,16 +188,22 @@ class Prompts:
                         tune_id,
                         user_text,
                         final_text,
-                        json.dumps(dict(params or {}), sort_keys=True),
+                        json.dumps((options or PromptOptions()).to_json(), sort_keys=True),
                         chosen_seed,
                         int(seed is not None),
                         num_images,
                         now_ms,
                         now_ms,
+                        target_tune_id,
                     ),
                 )
                 await self._ledger._reserve_or_roll_back(
-                    tx, guild_id, owner_id, JobRef(JobKind.PROMPT, prompt_id), price_mc
+                    tx,
+                    guild_id,
+                    owner_id,
+                    JobRef(JobKind.PROMPT, prompt_id),
+                    price_mc,
+                    paid=tune["branch"] != "fast",
                 )
                 row = await self._current(tx, prompt_id)
         except Refused as refused:

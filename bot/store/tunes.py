@@ -10,8 +10,10 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import cast
 
-from bot.credits import Refusal
+from bot.config import Branch, ProfileName
+from bot.credits import Denial, QueueFull
 from bot.store.db import (
     Clock,
     Database,
@@ -23,8 +25,8 @@ from bot.store.db import (
     to_ms,
 )
 from bot.store.errors import InvalidTransition, NameTaken, NotFound, StoreError
-from bot.store.jobstate import move_if, step
-from bot.store.ledger import JobKind, JobRef, Ledger, Refused
+from bot.store.jobstate import JobKind, JobRef, move_if, step, waiting_jobs
+from bot.store.ledger import Ledger, Refused
 
 
 class TuneState(StrEnum):
@@ -74,8 +76,8 @@ class TuneRecord:
     channel_id: int
     name: str
     subject_class: str
-    profile: str
-    branch: str
+    profile: ProfileName
+    branch: Branch
     state: TuneState
     astria_id: int | None
     photo_paths: tuple[str, ...]
@@ -89,10 +91,16 @@ class TuneRecord:
     created_at: datetime
     updated_at: datetime
     submitted_at: datetime | None = None  # when it was handed to Astria
+    owner_name: str = ""  # the owner's display name when it was made, cleaned
 
     @property
     def job(self) -> JobRef:
         return JobRef(JobKind.TUNE, self.id)
+
+    @property
+    def paid(self) -> bool:
+        """Astria charges for it (every branch but the free `fast` one)."""
+        return self.branch != "fast"
 
 
 def name_key(name: str) -> str:
@@ -109,8 +117,8 @@ def _tune(row: Row) -> TuneRecord:
         channel_id=int(row["channel_id"]),
         name=str(row["name"]),
         subject_class=str(row["subject_class"]),
-        profile=str(row["profile"]),
-        branch=str(row["branch"]),
+        profile=cast(ProfileName, str(row["profile"])),
+        branch=cast(Branch, str(row["branch"])),
         state=TuneState(row["state"]),
         astria_id=row["astria_id"],
         photo_paths=tuple(json.loads(row["photo_paths"])),
@@ -124,6 +132,7 @@ def _tune(row: Row) -> TuneRecord:
         created_at=from_ms(int(row["created_at_ms"])),
         updated_at=from_ms(int(row["updated_at_ms"])),
         submitted_at=opt_from_ms(row["submitted_at_ms"]),
+        owner_name=str(row["owner_name"]),
     )
 
 
@@ -146,13 +155,16 @@ class Tunes:
         channel_id: int,
         name: str,
         subject_class: str,
-        profile: str,
-        branch: str,
+        profile: ProfileName,
+        branch: Branch,
         photo_paths: Sequence[str],
         price_mc: int,
-    ) -> TuneRecord | Refusal:
+        owner_name: str = "",
+        max_waiting: int | None = None,
+    ) -> TuneRecord | Denial:
         """A queued tune with a fresh UUID title and its reservation, in one transaction:
-        both exist before Astria is called, or neither does (a refusal writes nothing)."""
+        both exist before Astria is called, or neither does (a refusal writes nothing).
+        `max_waiting` caps the owner's unfinished jobs, checked in the same transaction."""
         clean = " ".join(name.split())
         if not clean:
             raise ValueError("a tune needs a name")
@@ -166,10 +178,14 @@ class Tunes:
                 )
                 if taken is not None:
                     raise NameTaken(clean)
+                if max_waiting is not None:
+                    waiting = await waiting_jobs(tx, owner_id)
+                    if waiting >= max_waiting:
+                        raise Refused(QueueFull(waiting, max_waiting))
                 tune_id = await tx.insert(
                     "INSERT INTO tunes (title, owner_id, guild_id, channel_id, name, name_key,"
-                    " subject_class, profile, branch, photo_paths, created_at_ms, updated_at_ms)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " subject_class, profile, branch, photo_paths, created_at_ms, updated_at_ms,"
+                    " owner_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         str(uuid.uuid4()),
                         owner_id,
@@ -183,10 +199,16 @@ class Tunes:
                         json.dumps(list(photo_paths)),
                         now_ms,
                         now_ms,
+                        owner_name,
                     ),
                 )
                 await self._ledger._reserve_or_roll_back(
-                    tx, guild_id, owner_id, JobRef(JobKind.TUNE, tune_id), price_mc
+                    tx,
+                    guild_id,
+                    owner_id,
+                    JobRef(JobKind.TUNE, tune_id),
+                    price_mc,
+                    paid=branch != "fast",
                 )
                 row = await tx.fetchone("SELECT * FROM tunes WHERE id = ?", (tune_id,))
         except Refused as refused:

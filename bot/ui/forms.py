@@ -21,14 +21,14 @@ from typing import Any, Final
 
 import discord
 
-from bot.ui.base import SafeModal, UserError, answer_error
+from bot.prompts import NAME_MAX
+from bot.ui.base import SafeModal, answer_error
 
 log = logging.getLogger(__name__)
 
 FORM_PREFIX: Final = "form:"
 CONSENT_YES: Final = "yes"
 CONSENT_NO: Final = "no"
-NAME_MAX: Final = 32
 FORM_TIMEOUT: Final = 15 * 60.0  # a member may take a while to pick 20 photos on a phone
 RESTARTED: Final = (
     "The bot restarted (or the form was open too long), so this form could not be read. "
@@ -73,16 +73,6 @@ class FormRegistry:
 
     def __len__(self) -> int:
         return len(self._open)
-
-
-def clean_name(text: str) -> str:
-    """A tune name as stored: single spaces, at most NAME_MAX characters, not empty."""
-    name = " ".join(text.split())
-    if not name:
-        raise UserError("Give the tune a name, like `me` or `Rex`.")
-    if len(name) > NAME_MAX:
-        raise UserError(f"A tune name has at most {NAME_MAX} characters.")
-    return name
 
 
 class TuneForm(SafeModal):

@@ -8,7 +8,7 @@ import discord
 import pytest
 from simcord.backend.errors import SetupError
 
-from bot.credits import format_mc, parse_usd
+from bot.credits import MAX_AMOUNT_MC, AmountError, format_mc, parse_usd
 from bot.emulator import Fault
 from bot.store import PromptState
 from bot.ui.base import ASTRIA_DOWN
@@ -17,13 +17,32 @@ from tests.bot.conftest import Scene, reply
 pytestmark = pytest.mark.simcord(strict_sync=False)
 
 
-def test_dollar_amounts_are_read_exactly():
+def test_dollar_amounts_are_read_exactly_and_strictly():
     assert parse_usd("20") == 2_000_000
     assert parse_usd("$12.50") == 1_250_000
+    assert parse_usd(" $ 1.5 ") == 150_000
     assert parse_usd("0.00001") == 1
-    assert parse_usd("1,000") == 100_000_000
-    for bad in ("", "-5", "abc", "1.000001", "1.2.3", "$"):
-        assert parse_usd(bad) is None, bad
+    assert parse_usd(".5") == 50_000
+    assert parse_usd("100000") == MAX_AMOUNT_MC
+    reasons = {
+        "1,5": "use a dot",
+        "1,000": "use a dot",
+        "-5": "negative",
+        "100000.01": "more than the most allowed",
+        "1e3": "not an amount",
+        "NaN": "not an amount",
+        "inf": "not an amount",
+        "١٢": "not an amount",  # Arabic-Indic digits
+        "²": "not an amount",
+        "": "not an amount",
+        "$": "not an amount",
+        "1.000001": "not an amount",
+        "1.2.3": "not an amount",
+        "9" * 25: "not an amount",
+    }
+    for bad, why in reasons.items():
+        with pytest.raises(AmountError, match=why):
+            parse_usd(bad)
 
 
 @pytest.fixture

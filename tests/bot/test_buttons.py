@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from bot.actions.door import NOT_YOURS
 from bot.jobs import EventKind
 from bot.store import PromptRecord, PromptState
 from bot.ui.base import SORRY
-from bot.ui.buttons import NOT_YOURS
 from tests.bot.conftest import Scene
 
 pytestmark = pytest.mark.simcord(strict_sync=False)
@@ -82,7 +82,7 @@ async def test_cancel_on_a_queued_status_message(scene: Scene, make_bot: Any):
     )
     await scene.env.restart_bot(make_bot())
     refused = await scene.bob.click(status, custom_id=f"job:cancel:prompt-{second.id}")
-    assert "can't be cancelled" in refused.response.content
+    assert "Only the member who started this can cancel it" in refused.response.content
     done = await scene.alice.click(status, custom_id=f"job:cancel:prompt-{second.id}")
     assert "Cancelled" in done.response.content
     record = await scene.bot.store.prompts.get(second.id)

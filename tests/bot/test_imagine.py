@@ -21,7 +21,7 @@ async def test_imagine_queues_and_the_images_arrive_with_buttons(scene: Scene):
     assert "Queued 2 images" in reply(result) and "$0.04" in reply(result)
     (prompt,) = await scene.bot.store.prompts.list_for(scene.alice.id)
     assert prompt.final_text == "sks man on a beach at sunset"
-    assert prompt.params["aspect_ratio"] == "1:1"
+    assert prompt.options.aspect_ratio == "1:1"
     for _ in range(10):
         await scene.step(5)
     record = await scene.bot.store.prompts.get(prompt.id)

@@ -15,13 +15,13 @@ import pytest
 from pydantic import SecretStr
 
 from bot.astria import AstriaClient, RetryPolicy
-from bot.config import Settings
+from bot.config import Branch, Settings
 from bot.emulator import Emulator, EmulatorConfig, ManualClock
 from bot.jobs import JobEvent, Outcome, PollPolicy, Progress, Tracker, TrackerConfig
 from bot.store import PromptRecord, Store, TuneRecord, TuneState
 from tests.conftest import KEY, FakeTime, photo
 
-BRANCH = "sd15"  # a paid branch: money moves, so ledger = charges proves something
+BRANCH: Branch = "sd15"  # a paid branch: money moves, so ledger = charges proves something
 TUNE_MC = 150_000
 IMAGE_MC = 2_000
 GUILD = 10

@@ -144,7 +144,11 @@ async def test_with_no_balance_known_paid_reservations_are_refused_and_free_ones
     store = await stores.open(balance_mc=None)
     refused = await reserve(store, 1)
     assert isinstance(refused, Refusal) and refused.limit is BudgetLimit.BALANCE_UNKNOWN
-    assert isinstance(await reserve(store, 2, amount=0), Reservation)  # the fast branch
+    # The free branch needs no balance; a price of 0 on a paid branch still does.
+    free = await store.ledger.reserve(guild_id=1, user_id=7, job=job(2), amount_mc=0, paid=False)
+    assert isinstance(free, Reservation)
+    mispriced = await reserve(store, 4, amount=0)
+    assert isinstance(mispriced, Refusal) and mispriced.limit is BudgetLimit.BALANCE_UNKNOWN
     await store.account.record_balance(TUNE_MC)
     assert isinstance(await reserve(store, 3), Reservation)
 

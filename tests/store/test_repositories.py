@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bot.prompts import PromptOptions
 from bot.store import (
     BudgetLimit,
     InvalidTransition,
@@ -164,11 +165,12 @@ async def test_unfinished_tunes_are_the_trackers_in_order(store: Store):
 
 async def test_a_prompt_gets_a_random_seed_unless_the_member_gave_one(store: Store):
     tune = await make_tune(store)
-    drawn = await make_prompt(store, tune, params={"w": 1024, "super_resolution": True})
+    options = PromptOptions(aspect_ratio="16:9", negative_prompt="blur")
+    drawn = await make_prompt(store, tune, options=options, target_tune_id=1504944)
     chosen = await make_prompt(store, tune, seed=42)
     assert not drawn.seed_from_user and drawn.seed > 0
     assert chosen.seed == 42 and chosen.seed_from_user
-    assert drawn.params == {"super_resolution": True, "w": 1024}
+    assert drawn.options == options and drawn.target_tune_id == 1504944
     assert drawn.state is PromptState.QUEUED
     assert (await store.ledger.reservation(drawn.job)).amount_mc == 4 * IMAGE_MC  # type: ignore[union-attr]
 

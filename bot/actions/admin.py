@@ -1,0 +1,278 @@
+"""What admins (Manage Server) do: budgets and limits, grants, refunds, cancelling a stuck
+job, pausing, where and by whom the bot may be used, bans, sharing tunes, spend and the
+Astria balance. Every one refuses outside a server and without Manage Server."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Final, Literal
+
+from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services
+from bot.actions.door import parse_id, require_admin
+from bot.credits import AmountError, format_mc, parse_usd
+from bot.prompts import clean_name, display_text
+from bot.store import GuildSettings, JobKind, JobRef, RefundOutcome, TuneRecord, TuneState
+
+Switch = Literal["allow", "disallow", "list"]
+RuleKind = Literal["channels", "roles"]
+JOB_HELP: Final = "use its reference from `/jobs`, like `prompt:12`"
+
+
+def _amount(text: str) -> int | Refused:
+    try:
+        return parse_usd(text)
+    except AmountError as exc:
+        return Refused(str(exc))
+
+
+def parse_job(text: str) -> JobRef | Refused:
+    """A job reference as typed: `prompt:12`, `prompt 12`, `Prompt-12`."""
+    cleaned = text.strip().lower().replace("-", ":").replace(" ", "")
+    try:
+        return JobRef.parse(cleaned)
+    except ValueError:
+        shown = text.replace("`", "'")[:30]
+        return Refused(f"`{shown}` is not a job; {JOB_HELP}.")
+
+
+async def set_server_budget(
+    svc: Services, actor: Actor, place: Place, amount: str
+) -> Outcome[GuildSettings]:
+    refused = require_admin(actor, place)
+    if refused is not None:
+        return refused
+    assert place.guild_id is not None
+    value = _amount(amount)
+    if isinstance(value, Refused):
+        return value
+    settings = await svc.store.guilds.set_monthly_budget(place.guild_id, value)
+    return Done(f"Monthly budget set to {format_mc(settings.monthly_budget_mc)}.", settings)
+
+
+async def set_member_limits(
+    svc: Services, actor: Actor, place: Place, daily: str, monthly: str
+) -> Outcome[GuildSettings]:
+    refused = require_admin(actor, place)
+    if refused is not None:
+        return refused
+    assert place.guild_id is not None
+    day, month = _amount(daily), _amount(monthly)
+    if isinstance(day, Refused):
+        return day
+    if isinstance(month, Refused):
+        return month
+    if day > month:
+        return Refused("The daily limit cannot be above the monthly one.")
+    guilds = svc.store.guilds
+    await guilds.set_user_daily_limit(place.guild_id, day)
+    settings = await guilds.set_user_monthly_limit(place.guild_id, month)
+    return Done(
+        f"Each member may now spend {format_mc(settings.user_daily_limit_mc)} a day and "
+        f"{format_mc(settings.user_monthly_limit_mc)} a month.",
+        settings,
+    )
+
+
+async def grant(
+    svc: Services, actor: Actor, place: Place, member_id: int, mention: str, amount: str
+) -> Outcome[int]:
+    """Extra allowance for a member this month (and today)."""
+    refused = require_admin(actor, place)
+    if refused is not None:
+        return refused
+    assert place.guild_id is not None
+    value = _amount(amount)
+    if isinstance(value, Refused):
+        return value
+    if value <= 0:
+        return Refused("A grant must be more than $0.")
+    await svc.store.ledger.grant(
+        guild_id=place.guild_id,
+        user_id=member_id,
+        amount_mc=value,
+        actor_id=actor.user_id,
+        note="granted with /admin grant",
+    )
+    return Done(f"Granted {format_mc(value)} to {mention} this month.", value)
+
+
+async def refund(svc: Services, actor: Actor, place: Place, job: str) -> Outcome[int]:
+    """Give a settled job's cost back to its member's and the server's budgets, once."""
+    refused = require_admin(actor, place)
+    if refused is not None:
+        return refused
+    assert place.guild_id is not None
+    ref = parse_job(job)
+    if isinstance(ref, Refused):
+        return ref
+    done = await svc.store.ledger.refund(
+        ref, guild_id=place.guild_id, actor_id=actor.user_id, note="refund with /admin refund"
+    )
+    if done.outcome is RefundOutcome.UNKNOWN:
+        return Refused(f"There is no job `{ref}` on this server.")
+    if done.outcome is RefundOutcome.NOT_SETTLED:
+        return Refused(
+            f"`{ref}` has not finished (or it failed, and cost nothing): nothing to refund."
+        )
+    if done.outcome is RefundOutcome.NOTHING_LEFT:
+        return Refused(f"`{ref}` cost nothing, or was refunded already.")
+    return Done(
+        f"Refunded {format_mc(done.amount_mc)} for `{ref}` to <@{done.user_id}>'s and the "
+        "server's budgets, in the month it was charged. (Astria's charge to the account "
+        "stands.)",
+        done.amount_mc,
+    )
+
+
+async def cancel_stuck(svc: Services, actor: Actor, place: Place, job: str) -> Outcome[None]:
+    refused = require_admin(actor, place)
+    if refused is not None:
+        return refused
+    assert place.guild_id is not None
+    ref = parse_job(job)
+    if isinstance(ref, Refused):
+        return ref
+    store = svc.store
+    record = (
+        await store.tunes.get_in_guild(place.guild_id, ref.id)
+        if ref.kind == JobKind.TUNE
+        else await store.prompts.get_in_guild(place.guild_id, ref.id)
+    )
+    if record is None:
+        return Refused(f"There is no job `{ref}` on this server.")
+    if not await svc.tracker.cancel_stuck(ref, actor.user_id):
+        return Refused(
+            f"`{ref}` is {record.state}: only a stuck job can be cancelled here "
+            "(its owner can cancel a queued one from its status message)."
+        )
+    return Done(f"Cancelled `{ref}`: deleted at Astria and settled at what it cost.", None)
+
+
+async def set_paused(svc: Services, actor: Actor, place: Place, paused: bool) -> Outcome[None]:
+    refused = require_admin(actor, place)
+    if refused is not None:
+        return refused
+    assert place.guild_id is not None
+    await svc.store.guilds.set_paused(place.guild_id, paused)
+    if paused:
+        return Done("Paused: new jobs are refused; running ones finish.", None)
+    return Done("Resumed: members can start jobs again.", None)
+
+
+async def switch_rule(
+    svc: Services,
+    actor: Actor,
+    place: Place,
+    kind: RuleKind,
+    action: Switch,
+    target: int | None,
+) -> Outcome[GuildSettings]:
+    """Allow or disallow a channel (or role), or list the rule."""
+    refused = require_admin(actor, place)
+    if refused is not None:
+        return refused
+    assert place.guild_id is not None
+    guilds = svc.store.guilds
+    if action != "list":
+        if target is None:
+            return Refused(f"Say which {kind[:-1]} to {action}.")
+        change: Callable[[int, int], Awaitable[GuildSettings]]
+        if kind == "channels":
+            change = guilds.allow_channel if action == "allow" else guilds.disallow_channel
+        else:
+            change = guilds.allow_role if action == "allow" else guilds.disallow_role
+        await change(place.guild_id, target)
+    settings = await guilds.get(place.guild_id)
+    ids = settings.allowed_channel_ids if kind == "channels" else settings.allowed_role_ids
+    if not ids:
+        return Done(f"No {kind} rule: every {kind[:-1]} may use the bot.", settings)
+    if kind == "channels":
+        shown = ", ".join(f"<#{i}>" for i in sorted(ids))
+        return Done(
+            f"The bot may be used in: {shown} (and the threads and posts in them).", settings
+        )
+    shown = ", ".join(f"<@&{i}>" for i in sorted(ids))
+    return Done(f"Only members with one of these roles may use the bot: {shown}.", settings)
+
+
+async def ban(
+    svc: Services,
+    actor: Actor,
+    place: Place,
+    member_id: int,
+    mention: str,
+    reason: str | None,
+) -> Outcome[None]:
+    refused = require_admin(actor, place)
+    if refused is not None:
+        return refused
+    assert place.guild_id is not None
+    await svc.store.guilds.ban(place.guild_id, member_id, actor_id=actor.user_id, reason=reason)
+    return Done(f"{mention} can no longer use the bot here; running jobs finish.", None)
+
+
+async def unban(
+    svc: Services, actor: Actor, place: Place, member_id: int, mention: str
+) -> Outcome[None]:
+    refused = require_admin(actor, place)
+    if refused is not None:
+        return refused
+    assert place.guild_id is not None
+    await svc.store.guilds.unban(place.guild_id, member_id)
+    return Done(f"{mention} may use the bot here again.", None)
+
+
+async def share(
+    svc: Services, actor: Actor, place: Place, tune: str, shared: bool
+) -> Outcome[TuneRecord]:
+    """Let every member of the server use a tune made here (or stop)."""
+    refused = require_admin(actor, place)
+    if refused is not None:
+        return refused
+    assert place.guild_id is not None
+    tune_id = parse_id(tune, "a tune of this server")
+    if isinstance(tune_id, Refused):
+        return tune_id
+    store = svc.store
+    record = await store.tunes.get_in_guild(place.guild_id, tune_id)
+    if record is None:
+        return Refused("Pick a tune of this server from the list.")
+    shown = display_text(record.name, 32)
+    if shared and record.state != TuneState.READY:
+        return Refused(f"**{shown}** is {record.state}; share it once it is ready.")
+    changed = await store.tunes.set_shared(record.id, shared)
+    if shared:
+        text = f"**{shown}** is shared: every member here may use it in `/imagine`."
+    else:
+        text = f"**{shown}** is no longer shared; only <@{record.owner_id}> may use it."
+    return Done(text, changed)
+
+
+def tune_choice_label(tune: TuneRecord) -> str:
+    """How a tune is shown in an admin's picker: its name and its owner's display name
+    (both cleaned of invisible and direction-changing characters), never a raw id."""
+    owner = clean_name(tune.owner_name) or "a member"
+    return f"{clean_name(tune.name)} (by {owner})"[:100]
+
+
+async def spend_report(svc: Services, actor: Actor, place: Place) -> Outcome[dict[int, int]]:
+    refused = require_admin(actor, place)
+    if refused is not None:
+        return refused
+    assert place.guild_id is not None
+    spend = await svc.store.ledger.spend_by_member(place.guild_id)
+    lines = [
+        f"<@{user}>: {format_mc(mc)}" for user, mc in sorted(spend.items(), key=lambda i: -i[1])
+    ]
+    return Done("\n".join(lines)[:2000] or "Nothing spent this month.", spend)
+
+
+async def refresh_balance(svc: Services, actor: Actor, place: Place) -> Outcome[int]:
+    refused = require_admin(actor, place)
+    if refused is not None:
+        return refused
+    user = await svc.astria.get_user()
+    await svc.store.account.record_balance(user.usd_balance_mc)
+    return Done(
+        f"The Astria account has {format_mc(user.usd_balance_mc)} left.", user.usd_balance_mc
+    )

@@ -1,0 +1,71 @@
+"""What every use case takes and returns: plain values, no Discord.
+
+An entry point (a slash command, a button, the message menu) turns its interaction into a
+`Place` and an `Actor`, calls one action, and turns the `Outcome` into a reply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, TypeAlias, TypeVar
+
+from bot.astria import AstriaClient
+from bot.config import Settings
+from bot.intake import PhotoIntake
+from bot.jobs import Tracker
+from bot.store import Store
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where the member acted. `guild_id` is None in a DM; `parent_id` is the channel a
+    thread or forum post belongs to (its channel rule is the parent's)."""
+
+    guild_id: int | None
+    channel_id: int | None
+    parent_id: int | None = None
+
+    @property
+    def in_server(self) -> bool:
+        return bool(self.guild_id)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acted: their roles in the server and whether they have Manage Server."""
+
+    user_id: int
+    role_ids: frozenset[int] = frozenset()
+    manages_guild: bool = False
+    display_name: str = ""
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The action was not done; `reason` is for the member, as it is."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Done(Generic[T]):
+    """The action was done: `text` is what to tell the member, `value` what it made."""
+
+    text: str
+    value: T
+
+
+Outcome: TypeAlias = Done[T] | Refused
+
+
+@dataclass
+class Services:
+    """What the use cases work with, built once in `setup_hook`."""
+
+    settings: Settings
+    store: Store
+    astria: AstriaClient
+    tracker: Tracker
+    intake: PhotoIntake
