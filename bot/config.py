@@ -30,7 +30,7 @@ ModelType = Literal["lora", "faceid"] | None
 
 BRANCHES: tuple[str, ...] = ("fast", "flux1", "sd15", "sdxl1")
 
-# Prices are configuration: Astria publishes none (astria-api.md §5). Defaults follow the
+# Prices are configuration: Astria publishes none (docs/architecture.md §6). Defaults follow the
 # last published figures ($1.50 a fine-tune); operators should set their own.
 DEFAULT_TUNE_PRICE_MC: dict[str, int] = {
     "fast": 0,

@@ -1,4 +1,4 @@
-"""The invite link: the scopes and the few permissions the bot needs (DESIGN.md)."""
+"""The invite link: the scopes and the few permissions the bot needs (README, "Configuration")."""
 
 from __future__ import annotations
 

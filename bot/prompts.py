@@ -46,7 +46,7 @@ class PromptOptions:
         )
 
 
-# Astria's documented tag kinds (astria-api.md §8). Matching is looser than Astria's own
+# Astria's documented tag kinds (docs/architecture.md §6). Matching is looser than Astria's own
 # parser is likely to be (any case, spaces anywhere, weight optional or any text), so that
 # nothing Astria might read as a tag slips through as plain words.
 _TAG = re.compile(
@@ -141,7 +141,7 @@ def build_prompt(
     itself as "token class text"; LoRA and FaceID tunes on the base tune behind one tag.
     """
     # Fast tunes are mock checkpoints wherever they came from, and a tag prompt on a real
-    # base tune may be billed (DESIGN.md), so the profile only matters for paid branches.
+    # base tune may be billed (docs/architecture.md §4): the profile matters on paid ones.
     fast = tune.branch == "fast"
     if not fast and tune.profile != profile.name:
         return PromptRefusal(
@@ -195,7 +195,7 @@ def build_prompt(
 def clean_negative(text: str, rules: PromptRules) -> str | PromptRefusal:
     """The negative prompt, cleaned; "" when there is none.
 
-    Flux ignores negative prompts (astria-api.md §8); they are still accepted and sent, so
+    Flux ignores negative prompts (docs/architecture.md §6); they are still accepted and sent, so
     one command works for every profile. Banned words are not checked here: a negative
     prompt is where a member keeps unwanted content out ("nudity", "blood").
     """

@@ -1,6 +1,6 @@
 """Async client for Astria's REST API, with Astria's retry rules in one place.
 
-Reads are simply retried. Creates follow the rules of DESIGN.md: a 422 is final, a 429
+Reads are simply retried. Creates follow the rules in docs/architecture.md §6: a 422 is final, a 429
 waits for Retry-After, and when a create may have happened without our seeing the answer
 (504, 5xx, a dropped connection, a timeout) it is never re-posted blindly: with account
 idempotency on, the same request is sent again (Astria returns the existing object); with it

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 BRANCHES = ("fast", "flux1", "sd15", "sdxl1")
 
 # The overview (the authoritative text) says prompts match "with the same text and seed";
-# astria-api.md lists a longer attribute set. The overview wins, so that is the default;
-# DOCUMENTED_PROMPT_MATCH is there for runs that want the longer reading.
+# the longer API notes list more attributes (docs/emulator.md). The overview wins, so
+# that is the default; DOCUMENTED_PROMPT_MATCH is there for runs that want the longer one.
 OVERVIEW_PROMPT_MATCH: tuple[str, ...] = ("text", "seed")
 DOCUMENTED_PROMPT_MATCH: tuple[str, ...] = (
     "text",

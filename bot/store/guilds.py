@@ -42,7 +42,7 @@ class Guilds:
         self._policy = policy
         self._clock = clock
         # Every command reads its server's settings; only this class changes them, and one
-        # process owns the database (DESIGN.md), so a read-through cache stays true.
+        # process owns the database (docs/architecture.md §7), so a read-through cache stays true.
         self._cache: dict[int, GuildSettings] = {}
 
     async def get(self, guild_id: int) -> GuildSettings:
