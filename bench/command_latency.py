@@ -38,9 +38,9 @@ from typing import Any
 from bench.common import Goal, Table, median, p99, parse_args, report, times, work_dir
 from bench.rig import small_photo
 from bench.trivial_bot_process import TrivialBot
-from bot.fakecord import FakeDiscord, FakeDiscordConfig
-from bot.fakecord.interactions import DEFERRED_CHANNEL_MESSAGE, InteractionHandle
-from bot.fakecord.state import Channel, Member
+from bot.offline.fakecord import FakeDiscord, FakeDiscordConfig
+from bot.offline.fakecord.interactions import DEFERRED_CHANNEL_MESSAGE, InteractionHandle
+from bot.offline.fakecord.state import Channel, Member
 from bot.offline.stage import Stage, StageOptions
 
 CHANNELS = 10

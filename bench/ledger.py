@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench.common import Goal, Table, fmt, median, p99, parse_args, ratio, report, work_dir
 from bench.rig import GUILD, settings_for
-from bot.credits import Refusal
+from bot.rules.credits import Refusal
 from bot.store import JobKind, JobRef, LedgerKind, Reservation, Store
 
 PRICE_MC = 4_000  # a two-image prompt

@@ -44,7 +44,7 @@ from bench.common import (
     times,
     work_dir,
 )
-from bot.emulator import Emulator, EmulatorConfig
+from bot.offline.emulator import Emulator, EmulatorConfig
 
 PHOTOS = 20
 TARGET_BYTES = 3 * MB

@@ -25,9 +25,9 @@ import bot.app  # noqa: F401 - the real process loads discord.py and the UI too
 from bench.common import KEY, Sampler, child_figures, current_rss, p99
 from bench.rig import CHANNEL, GUILD, PROFILE, TUNE_MC, CountingDelivery, client_for, settings_for
 from bot.astria import TuneRequest
-from bot.intake import PhotoIntake, PhotoSource
 from bot.jobs import Tracker, TrackerConfig
-from bot.photos import PhotoRules
+from bot.rules.intake import PhotoIntake, PhotoSource
+from bot.rules.photos import PhotoRules
 from bot.store import Store, TuneRecord, TuneState
 
 Read = Callable[[], Awaitable[bytes]]

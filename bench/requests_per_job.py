@@ -48,8 +48,8 @@ from bench.rig import (
     write_photos,
 )
 from bot.astria import AstriaClient, PromptRequest, TuneRequest
-from bot.emulator import Emulator, EmulatorConfig, ManualClock
 from bot.jobs import EventKind, Tracker, TrackerConfig
+from bot.offline.emulator import Emulator, EmulatorConfig, ManualClock
 from bot.store import PromptRecord, Store, TuneRecord, TuneState
 
 STEP = 5.0  # seconds of emulator time per round, as the naive loop polls
@@ -208,6 +208,7 @@ async def _prompt(store: Store, owner: int, tune: TuneRecord) -> PromptRecord:
         final_text=text,
         num_images=2,
         price_mc=2 * IMAGE_MC,
+        target_tune_id=tune.astria_id or 0,
     )
     if not isinstance(created, PromptRecord):
         raise RuntimeError(f"prompt refused: {created}")

@@ -45,7 +45,7 @@ from bench.common import (
     work_dir,
 )
 from bench.rig import BRANCH, CHANNEL, GUILD, IMAGE_MC, PROFILE, TUNE_MC, settings_for, small_photo
-from bot.emulator import Emulator, EmulatorConfig
+from bot.offline.emulator import Emulator, EmulatorConfig
 from bot.store import Store
 
 GALLERY_SD15 = 690204  # the shared tune's Astria id: the emulator's public sd15 base

@@ -49,9 +49,9 @@ import aiohttp
 from bench.common import Goal, Table, median, p99, parse_args, report, times, work_dir
 from bench.rig import small_photo
 from bench.trivial_bot_process import TrivialBot
-from bot.fakecord import FakeDiscord, FakeDiscordConfig, RequestRecord
-from bot.fakecord.state import Channel, Member
 from bot.jobs.schedule import PollPolicy, expected_done, first_check, next_check
+from bot.offline.fakecord import FakeDiscord, FakeDiscordConfig, RequestRecord
+from bot.offline.fakecord.state import Channel, Member
 from bot.offline.stage import Stage, StageOptions, answer_of
 from bot.store import PromptState
 

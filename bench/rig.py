@@ -23,7 +23,7 @@ from bot.config import ProfileName, Settings
 from bot.jobs import EventKind, JobEvent, Outcome, Progress
 
 if TYPE_CHECKING:  # the process under test in bench.restart never loads the emulator
-    from bot.emulator import Emulator, ManualClock
+    from bot.offline.emulator import Emulator, ManualClock
 
 BRANCH = "sd15"  # a paid branch, as in the tests: money moves
 TUNE_MC = 150_000

@@ -18,9 +18,9 @@ from discord.ext import commands
 from bot.actions import Services
 from bot.astria import AstriaClient
 from bot.config import Settings
-from bot.intake import PhotoIntake
 from bot.jobs import CallbackReceiver, Tracker, TrackerConfig
-from bot.photos import PhotoRules
+from bot.rules.intake import PhotoIntake
+from bot.rules.photos import PhotoRules
 from bot.store import Store
 from bot.ui.base import answer
 from bot.ui.buttons import DYNAMIC_ITEMS, result_view, status_view

@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["emulator"]:
         # The emulator has its own options and imports nothing of the bot's.
-        from bot.emulator.cli import main as emulator_main
+        from bot.offline.emulator.cli import main as emulator_main
 
         return emulator_main(args_list[1:])
     args = _parser().parse_args(args_list)
@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if args.command == "demo":
-        from bot.demo import run_demo
+        from bot.offline.demo import run_demo
 
         return asyncio.run(run_demo(args.output))
     try:

@@ -9,8 +9,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.credits import Allowance, format_mc
-from bot.prompts import display_text
+from bot.rules.credits import Allowance, format_mc
+from bot.rules.prompts import display_text
 from bot.store import UNFINISHED_PROMPTS, UNFINISHED_TUNES, PromptState
 from bot.ui.door import entry
 from bot.ui.text import timestamp

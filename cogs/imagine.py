@@ -9,7 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.actions import prompts
-from bot.prompts import AspectRatio, PromptOptions
+from bot.rules.prompts import AspectRatio, PromptOptions
 from bot.store import TuneState
 from bot.ui.door import actor_of, entry, place_of, reply, services
 from cogs.checks import refuse_if_cannot_post

@@ -11,10 +11,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.actions import tunes
-from bot.credits import format_mc
-from bot.intake import PhotoSource
-from bot.photos import photo_label
-from bot.prompts import display_text, subject_classes
+from bot.rules.credits import format_mc
+from bot.rules.intake import PhotoSource
+from bot.rules.photos import photo_label
+from bot.rules.prompts import display_text, subject_classes
 from bot.store import TuneRecord, TuneState
 from bot.ui.base import UserError
 from bot.ui.confirm import Confirm

@@ -15,7 +15,7 @@ from PIL import Image
 from pydantic import SecretStr
 
 from bot.astria import AstriaClient, RetryPolicy
-from bot.emulator import Emulator, EmulatorConfig, ManualClock
+from bot.offline.emulator import Emulator, EmulatorConfig, ManualClock
 
 KEY = "sd_test_key_d0n7_l3ak_7h15"
 

@@ -10,8 +10,8 @@ import pytest
 from bot.check import database_problem, run_check
 from bot.cli import main
 from bot.config import Settings, load_settings
-from bot.demo import run_demo
-from bot.emulator import Emulator
+from bot.offline.demo import run_demo
+from bot.offline.emulator import Emulator
 from tests.conftest import KEY
 
 

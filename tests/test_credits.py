@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.config import Settings
-from bot.credits import (
+from bot.rules.credits import (
     Allowance,
     BudgetLimit,
     BudgetPolicy,

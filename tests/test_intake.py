@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from bot.intake import PhotoIntake, PhotoSource
-from bot.photos import PhotoRules
+from bot.rules.intake import PhotoIntake, PhotoSource
+from bot.rules.photos import PhotoRules
 from tests.conftest import photo
 
 

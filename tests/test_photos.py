@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from bot.photos import (
+from bot.rules.photos import (
     HEIC_TIP,
     BatchProblem,
     PhotoBatch,

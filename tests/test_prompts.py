@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.config import ModelProfile, ProfileName
-from bot.prompts import (
+from bot.rules.prompts import (
     BuiltPrompt,
     PromptRefusal,
     PromptRules,

@@ -11,7 +11,7 @@ import discord
 import pytest
 
 from bot.config import load_settings
-from bot.fakecord import FakeDiscord
+from bot.offline.fakecord import FakeDiscord
 from bot.runner import sync_commands
 from cogs.tunes import MENU_NAME
 

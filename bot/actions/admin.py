@@ -9,8 +9,8 @@ from typing import Final, Literal
 
 from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services
 from bot.actions.door import parse_id, require_admin
-from bot.credits import AmountError, format_mc, parse_usd
-from bot.prompts import clean_name, display_text
+from bot.rules.credits import AmountError, format_mc, parse_usd
+from bot.rules.prompts import clean_name, display_text
 from bot.store import GuildSettings, JobKind, JobRef, RefundOutcome, TuneRecord, TuneState
 
 Switch = Literal["allow", "disallow", "list"]

@@ -11,8 +11,8 @@ from typing import Generic, TypeAlias, TypeVar
 
 from bot.astria import AstriaClient
 from bot.config import Settings
-from bot.intake import PhotoIntake
 from bot.jobs import Tracker
+from bot.rules.intake import PhotoIntake
 from bot.store import Store
 
 T = TypeVar("T")

@@ -10,8 +10,8 @@ from typing import Final
 from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services
 from bot.actions.door import NOT_YOURS, admit, parse_id
 from bot.astria import AstriaError
-from bot.credits import format_mc, images_price
-from bot.prompts import (
+from bot.rules.credits import format_mc, images_price
+from bot.rules.prompts import (
     PromptOptions,
     PromptRefusal,
     TuneRef,
@@ -132,6 +132,8 @@ async def reroll(
     unusable = _unusable(tune)
     if unusable is not None:
         return unusable
+    if original.target_tune_id is None:
+        return Refused(GONE)  # its tune never reached Astria
     price = images_price(svc.settings, original.num_images, tune.branch)
     created = await store.prompts.create(
         owner_id=actor.user_id,

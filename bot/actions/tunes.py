@@ -10,10 +10,10 @@ from typing import Final
 
 from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services
 from bot.actions.door import NOT_YOURS, admit, in_server
-from bot.credits import decide, format_mc, tune_price
-from bot.intake import PhotoSource, forget, refused_list
 from bot.jobs.removal import delete_tune as remove_everywhere
-from bot.prompts import PromptRefusal, clean_name, display_text, subject_classes, tune_name
+from bot.rules.credits import decide, format_mc, tune_price
+from bot.rules.intake import PhotoSource, forget, refused_list
+from bot.rules.prompts import PromptRefusal, clean_name, display_text, subject_classes, tune_name
 from bot.store import JobKind, JobRef, NameTaken, PromptRecord, TuneRecord, TuneState
 
 log = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ async def delete_tune(svc: Services, actor: Actor, place: Place, tune_id: int) -
     shown = display_text(tune.name, 32)
     if tune.state != TuneState.READY:
         return Done(f"**{shown}** is already gone.", None)
-    removed = await remove_everywhere(svc.store, svc.astria, svc.settings, tune)
+    removed = await remove_everywhere(svc.store, svc.astria, tune)
     extra = f" and {removed.prompts_deleted} prompts" if removed.prompts_deleted else ""
     return Done(
         f"🗑️ Deleted **{shown}**{extra} at Astria. Images already posted stay in Discord.", None

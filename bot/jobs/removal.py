@@ -11,7 +11,6 @@ import logging
 from dataclasses import dataclass
 
 from bot.astria import AstriaClient
-from bot.config import Settings
 from bot.store import Store, TuneRecord, TuneState
 
 log = logging.getLogger(__name__)
@@ -23,24 +22,16 @@ class Removal:
     prompts_deleted: int
 
 
-async def delete_tune(
-    store: Store, astria: AstriaClient, settings: Settings, tune: TuneRecord
-) -> Removal:
+async def delete_tune(store: Store, astria: AstriaClient, tune: TuneRecord) -> Removal:
     """Delete a ready tune everywhere. Astria errors other than "already gone" propagate
     (the tune stays ready and the member can try again); a repeat is harmless."""
     if tune.state != TuneState.READY:
         raise ValueError(f"only a ready tune can be deleted, not a {tune.state} one")
     deleted = 0
-    on_base = settings.profile_named(tune.profile).prompts_go_to_base and tune.paid
     for prompt in await store.prompts.for_tune(tune.id):
-        # Where each prompt went was stored when it was accepted; a prompt posted to the
-        # tune itself goes with the tune, one posted to a base tune is deleted on its own.
-        elsewhere = (
-            prompt.target_tune_id != tune.astria_id
-            if prompt.target_tune_id is not None
-            else on_base
-        )
-        if prompt.astria_id is None or not elsewhere:
+        # Where each prompt went was stored when it was accepted: one posted to the tune
+        # itself goes with the tune, one posted to a base tune is deleted on its own.
+        if prompt.astria_id is None or prompt.target_tune_id == tune.astria_id:
             continue
         if await astria.delete_prompt(prompt.astria_id):  # False: already gone
             deleted += 1

@@ -31,10 +31,10 @@ from bot.astria import (
     TuneRequest,
 )
 from bot.config import ModelProfile, ProfileName, Settings
-from bot.intake import BATCH_PREFIX
 from bot.jobs.delivery import Delivery, EventKind, JobEvent, Outcome, Progress, event_key
 from bot.jobs.schedule import PollPolicy, expected_done, first_check, is_stuck, next_check
 from bot.jobs.signing import callback_url
+from bot.rules.intake import BATCH_PREFIX
 from bot.store import (
     JobKind,
     JobRef,
@@ -484,10 +484,10 @@ class Tracker:
 
     async def _create_prompt(self, prompt: PromptRecord, maybe_created: bool) -> None:
         tune = await self._store.tunes.get(prompt.tune_id)
-        if tune is None or tune.astria_id is None:
+        target = prompt.target_tune_id
+        if tune is None or tune.astria_id is None or target is None:
             await self._fail(prompt, "its tune is not available any more", charge=None)
             return
-        target = prompt.target_tune_id or self._prompt_target(tune)
         claimed = await self._store.prompts.claimed_astria_ids(
             prompt.final_text, prompt.seed, except_id=prompt.id
         )
@@ -518,16 +518,6 @@ class Tracker:
         self._follow(prompt.job, created.id, None, now, now, seconds)
         self._note_charge(created.cost_mc)
         await self._progress(prompt, "generating", eta=now + timedelta(seconds=seconds))
-
-    def _prompt_target(self, tune: TuneRecord) -> int:
-        """Where a prompt accepted before schema 5 goes (newer prompts store it): checkpoint
-        and fast tunes take prompts themselves; LoRA and FaceID prompts go to the base
-        tune, with the tag in the text."""
-        assert tune.astria_id is not None
-        profile = self._config.profiles.get(tune.profile)
-        if tune.branch == "fast" or profile is None or not profile.prompts_go_to_base:
-            return tune.astria_id
-        return profile.base_tune_id
 
     async def _create_failed(self, record: TuneRecord | PromptRecord, exc: AstriaError) -> None:
         if isinstance(exc, AstriaValidationError):

@@ -43,11 +43,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from bot.credits import format_mc
-from bot.demo import demo_photo
-from bot.emulator import Fault
-from bot.fakecord import DriverError, FakeDiscordConfig, Member, Message
+from bot.offline.demo import demo_photo
+from bot.offline.emulator import Fault
+from bot.offline.fakecord import DriverError, FakeDiscordConfig, Member, Message
 from bot.offline.stage import Stage, StageError, StageOptions
+from bot.rules.credits import format_mc
 from bot.store import (
     LedgerKind,
     PromptRecord,

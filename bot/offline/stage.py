@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import Settings, load_settings
-from bot.emulator import Emulator, EmulatorConfig
-from bot.fakecord import FakeDiscord, FakeDiscordConfig
-from bot.fakecord.driver import Files
-from bot.fakecord.interactions import InteractionHandle
-from bot.fakecord.state import Channel, Guild, Member, Message
+from bot.offline.emulator import Emulator, EmulatorConfig
+from bot.offline.fakecord import FakeDiscord, FakeDiscordConfig
+from bot.offline.fakecord.driver import Files
+from bot.offline.fakecord.interactions import InteractionHandle
+from bot.offline.fakecord.state import Channel, Guild, Member, Message
 from bot.store import Store
 
 BOT_TOKEN = "offline.bot.token"  # noqa: S105 - the fake accepts any token; never a real one

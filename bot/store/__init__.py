@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from types import TracebackType
 
-from bot.config import Settings
-from bot.credits import BudgetLimit, BudgetPolicy, BudgetSnapshot, Refusal
+from bot.config import ProfileName, Settings
+from bot.rules.credits import BudgetLimit, BudgetPolicy, BudgetSnapshot, Refusal
 from bot.store.account import Account, AccountBalance
 from bot.store.db import Clock, Database, Migration, utc_now
 from bot.store.errors import (
@@ -80,6 +80,13 @@ __all__ = [
 ]
 
 
+def _base_tunes(settings: Settings) -> dict[str, int]:
+    """The base tune of each profile whose prompts go there (LoRA, FaceID)."""
+    names: tuple[ProfileName, ...] = ("flux-lora", "sd15-checkpoint", "faceid")
+    profiles = [settings.profile_named(n) for n in names]
+    return {p.name: p.base_tune_id for p in profiles if p.prompts_go_to_base}
+
+
 class Store:
     """One open database and its repositories: `guilds`, `tunes`, `prompts`, `ledger`,
     `account`, `events`, `meta`. Open it once (in `setup_hook`) and close it on shutdown."""
@@ -109,7 +116,10 @@ class Store:
         `clock` returns aware UTC datetimes (tests inject one); `migrations` replaces the
         bundled ones, for tests of the migration machinery only.
         """
-        return cls(await Database.open(path, migrations=migrations), settings, clock)
+        store = cls(await Database.open(path, migrations=migrations), settings, clock)
+        if store.schema_version >= 5:
+            await store.prompts.fill_missing_targets(_base_tunes(settings))
+        return store
 
     @property
     def path(self) -> Path:

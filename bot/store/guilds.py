@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from bot.credits import BudgetPolicy
+from bot.rules.credits import BudgetPolicy
 from bot.store.db import Clock, Database, Transaction, to_ms
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from bot.credits import (
+from bot.rules.credits import (
     MAX_AMOUNT_MC,
     Allowance,
     BudgetLimit,

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from bot.credits import Denial, QueueFull
-from bot.prompts import PromptOptions
+from bot.rules.credits import Denial, QueueFull
+from bot.rules.prompts import PromptOptions
 from bot.store.db import Clock, Database, Row, Transaction, from_ms, opt_from_ms, to_ms
 from bot.store.errors import InvalidTransition, NotFound, StoreError, TuneUnavailable
 from bot.store.jobstate import JobKind, JobRef, move_if, step, waiting_jobs
@@ -148,13 +148,14 @@ class Prompts:
         final_text: str,
         num_images: int,
         price_mc: int,
+        target_tune_id: int,
         options: PromptOptions | None = None,
         seed: int | None = None,
-        target_tune_id: int | None = None,
         max_waiting: int | None = None,
     ) -> PromptRecord | Denial:
         """A queued prompt and its reservation, in one transaction. The tune must be the
         owner's or shared with this guild, and not gone. Without a seed, a random one.
+        `target_tune_id` is the Astria tune it is posted to (`BuiltPrompt.target_tune_id`).
         The reservation is checked as paid unless the tune is on the free branch;
         `max_waiting` caps the owner's unfinished jobs in the same transaction."""
         if num_images < 1:
@@ -285,6 +286,29 @@ class Prompts:
         return [_prompt(r) for r in rows]
 
     # --- updates ------------------------------------------------------------------------
+
+    async def fill_missing_targets(self, base_tunes: Mapping[str, int]) -> int:
+        """Prompts accepted before schema 5 get the Astria tune they are posted to, once:
+        after this every prompt carries it, and nothing else decides it again. The rule is
+        the one `build_prompt` applies: a prompt on the free branch or a checkpoint tune
+        goes to the tune itself, a LoRA or FaceID one to its profile's base tune."""
+        async with self._db.write() as tx:
+            rows = await tx.fetchall(
+                "SELECT p.id, t.astria_id, t.profile, t.branch FROM prompts AS p"
+                " JOIN tunes AS t ON t.id = p.tune_id WHERE p.target_tune_id IS NULL"
+            )
+            filled = 0
+            for row in rows:
+                base = base_tunes.get(str(row["profile"]))
+                own = row["astria_id"]
+                if own is None:
+                    continue  # its tune never reached Astria: the prompt never can
+                target = own if row["branch"] == "fast" or base is None else base
+                await tx.execute(
+                    "UPDATE prompts SET target_tune_id = ? WHERE id = ?", (target, row["id"])
+                )
+                filled += 1
+        return filled
 
     async def transition(
         self, prompt_id: int, expected: PromptState, state: PromptState

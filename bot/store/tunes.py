@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import cast
 
 from bot.config import Branch, ProfileName
-from bot.credits import Denial, QueueFull
+from bot.rules.credits import Denial, QueueFull
 from bot.store.db import (
     Clock,
     Database,

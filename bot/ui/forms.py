@@ -21,7 +21,7 @@ from typing import Any, Final
 
 import discord
 
-from bot.prompts import NAME_MAX
+from bot.rules.prompts import NAME_MAX
 from bot.ui.base import SafeModal, answer_error
 
 log = logging.getLogger(__name__)

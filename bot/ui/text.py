@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.credits import format_mc
 from bot.jobs.delivery import EventKind, JobEvent, Progress
+from bot.rules.credits import format_mc
 
 MAX_CONTENT = 2000  # Discord's message length limit
 

@@ -20,7 +20,7 @@ from bot.astria import (
     parse_callback,
     unwrap,
 )
-from bot.emulator import Emulator, EmulatorConfig
+from bot.offline.emulator import Emulator, EmulatorConfig
 from tests.conftest import KEY, FakeTime, MakeClient, photo
 
 FLUX = 1504944

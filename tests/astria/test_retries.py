@@ -25,7 +25,7 @@ from bot.astria import (
     RetryPolicy,
     TuneRequest,
 )
-from bot.emulator import Emulator, EmulatorConfig, Fault
+from bot.offline.emulator import Emulator, EmulatorConfig, Fault
 from tests.conftest import KEY, POLICY, FakeTime, MakeClient, photo
 
 

@@ -10,7 +10,7 @@ from pydantic import SecretStr
 
 from bot.astria import AstriaClient, AstriaError, PromptRequest, RetryPolicy, TuneRequest
 from bot.config import load_settings
-from bot.emulator import Emulator, Fault
+from bot.offline.emulator import Emulator, Fault
 from tests.conftest import KEY, MakeClient, photo
 
 FAULTS = ["http_500", "http_502", "http_504", "http_429", "drop", "latency"]

@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from bot.app import AstriaBot
 from bot.astria import AstriaClient, RetryPolicy
-from bot.emulator import Emulator, EmulatorConfig, ManualClock
+from bot.offline.emulator import Emulator, EmulatorConfig, ManualClock
 from bot.store import PromptRecord, TuneRecord, TuneState
 from tests.conftest import KEY, FakeTime, photo
 from tests.jobs.conftest import BRANCH, IMAGE_MC, TUNE_MC, settings_for
@@ -164,6 +164,7 @@ class Scene:
             final_text="sks man on a beach",
             num_images=images,
             price_mc=IMAGE_MC * images,
+            target_tune_id=tune.astria_id or 0,
         )
         assert isinstance(created, PromptRecord), created
         return created

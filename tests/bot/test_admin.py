@@ -8,8 +8,8 @@ import discord
 import pytest
 from simcord.backend.errors import SetupError
 
-from bot.credits import MAX_AMOUNT_MC, AmountError, format_mc, parse_usd
-from bot.emulator import Fault
+from bot.offline.emulator import Fault
+from bot.rules.credits import MAX_AMOUNT_MC, AmountError, format_mc, parse_usd
 from bot.store import PromptState
 from bot.ui.base import ASTRIA_DOWN
 from tests.bot.conftest import Scene, reply

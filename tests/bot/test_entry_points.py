@@ -403,6 +403,7 @@ class DummyRerollButton(
             final_text=original.final_text,
             num_images=1,
             price_mc=2_000,
+            target_tune_id=original.target_tune_id,
         )
         await answer(interaction, "Again!")
 

@@ -62,7 +62,7 @@ async def test_imagine_refusals_are_clear_and_spend_nothing(scene: Scene):
 
 
 async def test_balance_shows_the_ledger_figures(scene: Scene):
-    from bot.credits import format_mc
+    from bot.rules.credits import format_mc
 
     tune = await scene.ready_tune(scene.alice)
     await scene.alice.slash(scene.channel, "imagine", prompt="a", tune=str(tune.id), count=3)

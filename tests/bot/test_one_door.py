@@ -11,7 +11,7 @@ import discord
 import pytest
 
 from bot.actions import Actor, Place, Refused, admin, door, tunes
-from bot.credits import MAX_AMOUNT_MC
+from bot.rules.credits import MAX_AMOUNT_MC
 from bot.store import LedgerKind, PromptRecord, PromptState, TuneState
 from cogs.tunes import MENU_NAME
 from tests.bot.conftest import Scene, reply

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from bot.credits import format_mc
-from bot.emulator import EmulatorConfig
+from bot.offline.emulator import EmulatorConfig
+from bot.rules.credits import format_mc
 from bot.store import PromptState, TuneRecord, TuneState
 from bot.ui.confirm import TIMED_OUT
 from bot.ui.forms import RESTARTED

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo import demo_photo
-from bot.fakecord import FakeDiscordConfig
+from bot.offline.demo import demo_photo
+from bot.offline.fakecord import FakeDiscordConfig
 from bot.offline.stage import Stage, StageOptions
 
 MEMBERS = 25

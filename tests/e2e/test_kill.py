@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo import demo_photo
-from bot.fakecord.state import Message
+from bot.offline.demo import demo_photo
+from bot.offline.fakecord.state import Message
 from bot.offline.stage import Stage, StageOptions
 from bot.store import PromptState, TuneState
 from bot.store.ledger import LedgerKind

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from bot.emulator import Emulator, EmulatorConfig, ManualClock
+from bot.offline.emulator import Emulator, EmulatorConfig, ManualClock
 
 KEY = "sd_emulator_key"
 AUTH = {"Authorization": f"Bearer {KEY}"}

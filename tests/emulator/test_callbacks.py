@@ -6,7 +6,7 @@ import asyncio
 
 import aiohttp
 
-from bot.emulator import Emulator, EmulatorConfig
+from bot.offline.emulator import Emulator, EmulatorConfig
 
 from .conftest import AUTH, Api, Receiver
 

@@ -8,7 +8,7 @@ import io
 import aiohttp
 import pytest
 
-from bot.emulator.cli import build_config, main, parse_args, serve
+from bot.offline.emulator.cli import build_config, main, parse_args, serve
 
 
 class Output(io.StringIO):

@@ -7,7 +7,7 @@ import asyncio
 import aiohttp
 import pytest
 
-from bot.emulator import Emulator, Fault
+from bot.offline.emulator import Emulator, Fault
 
 from .conftest import Api, png_bytes
 

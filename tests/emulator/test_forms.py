@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.emulator.forms import indexed_to_lists, put, split_key
+from bot.offline.emulator.forms import indexed_to_lists, put, split_key
 
 
 def parse(pairs: list[tuple[str, Any]]) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from bot.emulator import Emulator
+from bot.offline.emulator import Emulator
 
 from .conftest import Api, StartEmulator
 

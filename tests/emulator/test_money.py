@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import aiohttp
 
-from bot.emulator import Emulator
-from bot.emulator.config import DOCUMENTED_PROMPT_MATCH
+from bot.offline.emulator import Emulator
+from bot.offline.emulator.config import DOCUMENTED_PROMPT_MATCH
 
 from .conftest import Api, StartEmulator
 

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from bot.emulator import Emulator
+from bot.offline.emulator import Emulator
 
 from .conftest import Api, StartEmulator
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import aiohttp
 import pytest
 
-from bot.emulator import Emulator, ManualClock
+from bot.offline.emulator import Emulator, ManualClock
 
 from .conftest import AUTH, Api, StartEmulator, png_bytes
 

@@ -16,7 +16,7 @@ from discord import app_commands, ui
 from discord.ext import commands
 from PIL import Image
 
-from bot.fakecord import Channel, FakeDiscord, FakeDiscordConfig, Guild, Member
+from bot.offline.fakecord import Channel, FakeDiscord, FakeDiscordConfig, Guild, Member
 
 
 class ManualClock:

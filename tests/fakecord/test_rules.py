@@ -10,7 +10,7 @@ import aiohttp
 import discord
 import pytest
 
-from bot.fakecord import FakeDiscordConfig
+from bot.offline.fakecord import FakeDiscordConfig
 from tests.fakecord.conftest import ManualClock, Starter, eventually
 
 MIB = 1024 * 1024

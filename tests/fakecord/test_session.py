@@ -8,7 +8,7 @@ import aiohttp
 import discord
 import pytest
 
-from bot.fakecord import DriverError
+from bot.offline.fakecord import DriverError
 from tests.fakecord.conftest import Starter, eventually, png
 
 

@@ -16,8 +16,8 @@ from pydantic import SecretStr
 
 from bot.astria import AstriaClient, RetryPolicy
 from bot.config import Branch, Settings
-from bot.emulator import Emulator, EmulatorConfig, ManualClock
 from bot.jobs import JobEvent, Outcome, PollPolicy, Progress, Tracker, TrackerConfig
+from bot.offline.emulator import Emulator, EmulatorConfig, ManualClock
 from bot.store import PromptRecord, Store, TuneRecord, TuneState
 from tests.conftest import KEY, FakeTime, photo
 
@@ -149,6 +149,7 @@ class Rig:
             num_images=images,
             price_mc=IMAGE_MC * images,
             seed=seed,
+            target_tune_id=tune.astria_id or 0,
         )
         assert isinstance(created, PromptRecord), created
         return created

@@ -8,9 +8,9 @@ import aiohttp
 import pytest
 
 from bot.astria import PromptRequest
-from bot.emulator import Fault
 from bot.jobs import CallbackReceiver, EventKind
 from bot.jobs.signing import callback_url
+from bot.offline.emulator import Fault
 from bot.store import PromptState, TuneState
 from tests.jobs.conftest import TUNE_MC, Rig
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.emulator import EmulatorConfig
 from bot.jobs import EventKind
+from bot.offline.emulator import EmulatorConfig
 from bot.store import PromptState
 from tests.conftest import KEY
 from tests.jobs.conftest import Rig

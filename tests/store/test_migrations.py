@@ -164,3 +164,33 @@ async def test_a_cancelled_transaction_rolls_back_and_frees_the_writer(tmp_path:
             assert await tx.fetchall("SELECT * FROM guild_bans") == []
     finally:
         await db.close()
+
+
+async def test_prompts_from_before_schema_5_get_where_they_were_posted(tmp_path: Path):
+    path = tmp_path / "bot.sqlite3"
+    four = tuple(m for m in bundled_migrations() if m.version <= 4)
+    await (await Store.open(path, settings=make_settings(), migrations=four)).close()
+    with sqlite3.connect(path) as conn:
+        tunes = [
+            (1, "flux-lora", "flux1", 11),  # LoRA on a paid branch: the base tune, tag in text
+            (2, "sd15-checkpoint", "sd15", 22),  # a checkpoint takes its prompts itself
+            (3, "flux-lora", "fast", 33),  # the free branch: always the tune itself
+            (4, "faceid", "sd15", None),  # never reached Astria
+        ]
+        for tune_id, profile, branch, astria_id in tunes:
+            conn.execute(
+                "INSERT INTO tunes (id, title, owner_id, guild_id, channel_id, name, name_key,"
+                " subject_class, profile, branch, state, astria_id, created_at_ms, updated_at_ms)"
+                " VALUES (?, ?, 1, 1, 1, 'me', ?, 'man', ?, ?, 'ready', ?, 0, 0)",
+                (tune_id, f"t{tune_id}", f"me{tune_id}", profile, branch, astria_id),
+            )
+            conn.execute(
+                "INSERT INTO prompts (id, owner_id, guild_id, channel_id, tune_id, user_text,"
+                " final_text, seed, num_images, created_at_ms, updated_at_ms)"
+                " VALUES (?, 1, 1, 1, ?, 'x', 'x', 5, 1, 0, 0)",
+                (tune_id, tune_id),
+            )
+    store = await Store.open(path, settings=make_settings(flux_base_tune_id=1504944))
+    targets = {i: (await store.prompts.get(i)).target_tune_id for i in (1, 2, 3, 4)}  # type: ignore[union-attr]
+    assert targets == {1: 1504944, 2: 22, 3: 33, 4: None}
+    await store.close()

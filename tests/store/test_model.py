@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.credits import (
+from bot.rules.credits import (
     Allowance,
     BudgetLimit,
     BudgetSnapshot,

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.credits import month_bounds
+from bot.rules.credits import month_bounds
 from bot.store import LedgerKind, Store
 from tests.store.helpers import RICH_MC, TUNE_MC, make_settings
 

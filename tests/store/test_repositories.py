@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.prompts import PromptOptions
+from bot.rules.prompts import PromptOptions
 from bot.store import (
     BudgetLimit,
     InvalidTransition,
@@ -68,6 +68,7 @@ async def make_prompt(
         "final_text": "<lora:1:1> ohwx woman on a beach",
         "num_images": 4,
         "price_mc": 4 * IMAGE_MC,
+        "target_tune_id": 1504944,
     }
     values.update(over)
     created = await store.prompts.create(**values)
@@ -222,6 +223,7 @@ async def test_a_refused_prompt_leaves_no_row(stores: Stores):
         final_text="x",
         num_images=2,
         price_mc=2 * IMAGE_MC,
+        target_tune_id=1504944,
     )
     assert isinstance(refused, Refusal) and refused.shortfall_mc == IMAGE_MC
     assert await store.prompts.list_for(ALICE) == []

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from bot.emulator.config import EmulatorConfig
-from bot.emulator.errors import ApiError, invalid
-from bot.emulator.validation import PromptRequest, TuneRequest, blank_prompt_values
+from bot.offline.emulator.config import EmulatorConfig
+from bot.offline.emulator.errors import ApiError, invalid
+from bot.offline.emulator.validation import PromptRequest, TuneRequest, blank_prompt_values
 
 DAY = 86_400.0
 STORAGE_SECONDS = 30 * DAY

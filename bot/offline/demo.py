@@ -21,10 +21,10 @@ from typing import TextIO
 
 from PIL import Image, ImageDraw
 
-from bot.credits import format_mc
-from bot.fakecord import FakeDiscordConfig
-from bot.fakecord.state import Message
+from bot.offline.fakecord import FakeDiscordConfig
+from bot.offline.fakecord.state import Message
 from bot.offline.stage import Stage, StageError, StageOptions
+from bot.rules.credits import format_mc
 from bot.store.ledger import LedgerKind
 
 

@@ -17,14 +17,14 @@ from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRoute
 from yarl import URL
 
-from bot.emulator.account import Account, Callback, Charge, Prompt, Tune, page
-from bot.emulator.clock import Clock, ManualClock, SystemClock
-from bot.emulator.config import EmulatorConfig
-from bot.emulator.errors import ApiError, bad_request, invalid, not_found
-from bot.emulator.faults import Fault, FaultInjector, RequestRecord
-from bot.emulator.forms import read_params
-from bot.emulator.images import ImageCache, is_image
-from bot.emulator.validation import parse_prompt, parse_tune
+from bot.offline.emulator.account import Account, Callback, Charge, Prompt, Tune, page
+from bot.offline.emulator.clock import Clock, ManualClock, SystemClock
+from bot.offline.emulator.config import EmulatorConfig
+from bot.offline.emulator.errors import ApiError, bad_request, invalid, not_found
+from bot.offline.emulator.faults import Fault, FaultInjector, RequestRecord
+from bot.offline.emulator.forms import read_params
+from bot.offline.emulator.images import ImageCache, is_image
+from bot.offline.emulator.validation import parse_prompt, parse_tune
 
 log = logging.getLogger(__name__)
 

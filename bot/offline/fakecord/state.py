@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from bot.fakecord.config import FakeDiscordConfig
+from bot.offline.fakecord.config import FakeDiscordConfig
 
 DISCORD_EPOCH_MS = 1_420_070_400_000
 

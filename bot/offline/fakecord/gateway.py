@@ -18,9 +18,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bot.fakecord.config import FakeDiscordConfig
-from bot.fakecord.interactions import Signal
-from bot.fakecord.state import Channel, World
+from bot.offline.fakecord.config import FakeDiscordConfig
+from bot.offline.fakecord.interactions import Signal
+from bot.offline.fakecord.state import Channel, World
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import collections
 import math
 from dataclasses import dataclass
 
-from bot.fakecord.config import FakeDiscordConfig
+from bot.offline.fakecord.config import FakeDiscordConfig
 
 
 @dataclass

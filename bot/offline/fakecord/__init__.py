@@ -5,11 +5,11 @@ An unmodified discord.py bot talks to it once `discord.http.Route.BASE` is set t
 neither discord.py nor anything else from `bot`.
 """
 
-from bot.fakecord.config import FakeDiscordConfig
-from bot.fakecord.errors import DiscordError, DriverError
-from bot.fakecord.interactions import InteractionHandle, ModalSpec, Reply
-from bot.fakecord.server import FakeDiscord, RequestRecord
-from bot.fakecord.state import Attachment, Channel, Guild, Member, Message, User
+from bot.offline.fakecord.config import FakeDiscordConfig
+from bot.offline.fakecord.errors import DiscordError, DriverError
+from bot.offline.fakecord.interactions import InteractionHandle, ModalSpec, Reply
+from bot.offline.fakecord.server import FakeDiscord, RequestRecord
+from bot.offline.fakecord.state import Attachment, Channel, Guild, Member, Message, User
 
 __all__ = [
     "Attachment",

@@ -9,9 +9,9 @@ import signal
 import sys
 from typing import TextIO
 
-from bot.emulator.clock import SystemClock
-from bot.emulator.config import EmulatorConfig
-from bot.emulator.server import Emulator
+from bot.offline.emulator.clock import SystemClock
+from bot.offline.emulator.config import EmulatorConfig
+from bot.offline.emulator.server import Emulator
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

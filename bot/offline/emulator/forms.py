@@ -10,8 +10,8 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from bot.emulator.errors import ApiError, bad_request
-from bot.emulator.images import is_image
+from bot.offline.emulator.errors import ApiError, bad_request
+from bot.offline.emulator.images import is_image
 
 # Form fields are short; anything bigger is a client bug, not a prompt.
 MAX_FIELD_BYTES = 256 * 1024

@@ -20,7 +20,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.photos import BatchProblem, PhotoBatch, PhotoInfo, PhotoProblem, PhotoRules, store_photo
+from bot.rules.photos import (
+    BatchProblem,
+    PhotoBatch,
+    PhotoInfo,
+    PhotoProblem,
+    PhotoRules,
+    store_photo,
+)
 
 log = logging.getLogger(__name__)
 

@@ -6,13 +6,13 @@ import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from bot.fakecord import interactions as ix
-from bot.fakecord.config import FakeDiscordConfig
-from bot.fakecord.errors import DriverError
-from bot.fakecord.gateway import Gateway
-from bot.fakecord.interactions import InteractionHandle
-from bot.fakecord.rest import RestApi
-from bot.fakecord.state import (
+from bot.offline.fakecord import interactions as ix
+from bot.offline.fakecord.config import FakeDiscordConfig
+from bot.offline.fakecord.errors import DriverError
+from bot.offline.fakecord.gateway import Gateway
+from bot.offline.fakecord.interactions import InteractionHandle
+from bot.offline.fakecord.rest import RestApi
+from bot.offline.fakecord.state import (
     ADMINISTRATOR,
     DM,
     SEND_MESSAGES,

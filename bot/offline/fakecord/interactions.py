@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.fakecord.state import EPHEMERAL, Message
+from bot.offline.fakecord.state import EPHEMERAL, Message
 
 # Interaction types.
 COMMAND = 2

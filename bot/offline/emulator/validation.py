@@ -7,9 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.emulator.config import BRANCHES
-from bot.emulator.errors import ApiError, bad_request, invalid
-from bot.emulator.forms import Upload
+from bot.offline.emulator.config import BRANCHES
+from bot.offline.emulator.errors import ApiError, bad_request, invalid
+from bot.offline.emulator.forms import Upload
 
 MODEL_TYPES = ("lora", "pti", "faceid")
 PRESETS = ("flux-lora-portrait", "flux-lora-focus", "flux-lora-fast")

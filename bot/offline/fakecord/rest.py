@@ -12,9 +12,9 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from bot.fakecord import interactions as ix
-from bot.fakecord.config import FakeDiscordConfig
-from bot.fakecord.errors import (
+from bot.offline.fakecord import interactions as ix
+from bot.offline.fakecord.config import FakeDiscordConfig
+from bot.offline.fakecord.errors import (
     DiscordError,
     invalid_form,
     missing_permissions,
@@ -24,10 +24,10 @@ from bot.fakecord.errors import (
     unknown_interaction,
     unknown_message,
 )
-from bot.fakecord.gateway import Gateway
-from bot.fakecord.interactions import InteractionHandle
-from bot.fakecord.limits import Nonces, RateLimits, Verdict
-from bot.fakecord.state import (
+from bot.offline.fakecord.gateway import Gateway
+from bot.offline.fakecord.interactions import InteractionHandle
+from bot.offline.fakecord.limits import Nonces, RateLimits, Verdict
+from bot.offline.fakecord.state import (
     ATTACH_FILES,
     COMPONENTS_V2,
     DM,

@@ -14,13 +14,21 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.fakecord.config import FakeDiscordConfig
-from bot.fakecord.driver import Driver
-from bot.fakecord.errors import DiscordError
-from bot.fakecord.gateway import Gateway
-from bot.fakecord.limits import Nonces, RateLimits, Verdict
-from bot.fakecord.rest import API, INFO, Handler, RateLimited, RequestInfo, RestApi, json_response
-from bot.fakecord.state import Channel, Guild, Message, World
+from bot.offline.fakecord.config import FakeDiscordConfig
+from bot.offline.fakecord.driver import Driver
+from bot.offline.fakecord.errors import DiscordError
+from bot.offline.fakecord.gateway import Gateway
+from bot.offline.fakecord.limits import Nonces, RateLimits, Verdict
+from bot.offline.fakecord.rest import (
+    API,
+    INFO,
+    Handler,
+    RateLimited,
+    RequestInfo,
+    RestApi,
+    json_response,
+)
+from bot.offline.fakecord.state import Channel, Guild, Message, World
 
 log = logging.getLogger(__name__)
 

@@ -3,11 +3,11 @@
 Written from the API docs alone; it imports nothing else from `bot`.
 """
 
-from bot.emulator.account import Charge
-from bot.emulator.clock import Clock, ManualClock, SystemClock
-from bot.emulator.config import EmulatorConfig
-from bot.emulator.faults import Fault, FaultInjector, RequestRecord
-from bot.emulator.server import Emulator
+from bot.offline.emulator.account import Charge
+from bot.offline.emulator.clock import Clock, ManualClock, SystemClock
+from bot.offline.emulator.config import EmulatorConfig
+from bot.offline.emulator.faults import Fault, FaultInjector, RequestRecord
+from bot.offline.emulator.server import Emulator
 
 __all__ = [
     "Charge",
