@@ -18,6 +18,15 @@ RuleKind = Literal["channels", "roles"]
 JOB_HELP: Final = "use its reference from `/jobs`, like `prompt:12`"
 
 
+def _guild(actor: Actor, place: Place) -> int | Refused:
+    """The server an admin acts on, or why they may not."""
+    refused = require_admin(actor, place)
+    if refused is not None:
+        return refused
+    assert place.guild_id is not None
+    return place.guild_id
+
+
 def _amount(text: str) -> int | Refused:
     try:
         return parse_usd(text)
@@ -38,24 +47,22 @@ def parse_job(text: str) -> JobRef | Refused:
 async def set_server_budget(
     svc: Services, actor: Actor, place: Place, amount: str
 ) -> Outcome[GuildSettings]:
-    refused = require_admin(actor, place)
-    if refused is not None:
-        return refused
-    assert place.guild_id is not None
+    guild = _guild(actor, place)
+    if isinstance(guild, Refused):
+        return guild
     value = _amount(amount)
     if isinstance(value, Refused):
         return value
-    settings = await svc.store.guilds.set_monthly_budget(place.guild_id, value)
+    settings = await svc.store.guilds.set_monthly_budget(guild, value)
     return Done(f"Monthly budget set to {format_mc(settings.monthly_budget_mc)}.", settings)
 
 
 async def set_member_limits(
     svc: Services, actor: Actor, place: Place, daily: str, monthly: str
 ) -> Outcome[GuildSettings]:
-    refused = require_admin(actor, place)
-    if refused is not None:
-        return refused
-    assert place.guild_id is not None
+    guild = _guild(actor, place)
+    if isinstance(guild, Refused):
+        return guild
     day, month = _amount(daily), _amount(monthly)
     if isinstance(day, Refused):
         return day
@@ -64,8 +71,8 @@ async def set_member_limits(
     if day > month:
         return Refused("The daily limit cannot be above the monthly one.")
     guilds = svc.store.guilds
-    await guilds.set_user_daily_limit(place.guild_id, day)
-    settings = await guilds.set_user_monthly_limit(place.guild_id, month)
+    await guilds.set_user_daily_limit(guild, day)
+    settings = await guilds.set_user_monthly_limit(guild, month)
     return Done(
         f"Each member may now spend {format_mc(settings.user_daily_limit_mc)} a day and "
         f"{format_mc(settings.user_monthly_limit_mc)} a month.",
@@ -77,17 +84,16 @@ async def grant(
     svc: Services, actor: Actor, place: Place, member_id: int, mention: str, amount: str
 ) -> Outcome[int]:
     """Extra allowance for a member this month (and today)."""
-    refused = require_admin(actor, place)
-    if refused is not None:
-        return refused
-    assert place.guild_id is not None
+    guild = _guild(actor, place)
+    if isinstance(guild, Refused):
+        return guild
     value = _amount(amount)
     if isinstance(value, Refused):
         return value
     if value <= 0:
         return Refused("A grant must be more than $0.")
     await svc.store.ledger.grant(
-        guild_id=place.guild_id,
+        guild_id=guild,
         user_id=member_id,
         amount_mc=value,
         actor_id=actor.user_id,
@@ -98,15 +104,14 @@ async def grant(
 
 async def refund(svc: Services, actor: Actor, place: Place, job: str) -> Outcome[int]:
     """Give a settled job's cost back to its member's and the server's budgets, once."""
-    refused = require_admin(actor, place)
-    if refused is not None:
-        return refused
-    assert place.guild_id is not None
+    guild = _guild(actor, place)
+    if isinstance(guild, Refused):
+        return guild
     ref = parse_job(job)
     if isinstance(ref, Refused):
         return ref
     done = await svc.store.ledger.refund(
-        ref, guild_id=place.guild_id, actor_id=actor.user_id, note="refund with /admin refund"
+        ref, guild_id=guild, actor_id=actor.user_id, note="refund with /admin refund"
     )
     if done.outcome is RefundOutcome.UNKNOWN:
         return Refused(f"There is no job `{ref}` on this server.")
@@ -125,18 +130,17 @@ async def refund(svc: Services, actor: Actor, place: Place, job: str) -> Outcome
 
 
 async def cancel_stuck(svc: Services, actor: Actor, place: Place, job: str) -> Outcome[None]:
-    refused = require_admin(actor, place)
-    if refused is not None:
-        return refused
-    assert place.guild_id is not None
+    guild = _guild(actor, place)
+    if isinstance(guild, Refused):
+        return guild
     ref = parse_job(job)
     if isinstance(ref, Refused):
         return ref
     store = svc.store
     record = (
-        await store.tunes.get_in_guild(place.guild_id, ref.id)
+        await store.tunes.get_in_guild(guild, ref.id)
         if ref.kind == JobKind.TUNE
-        else await store.prompts.get_in_guild(place.guild_id, ref.id)
+        else await store.prompts.get_in_guild(guild, ref.id)
     )
     if record is None:
         return Refused(f"There is no job `{ref}` on this server.")
@@ -149,11 +153,10 @@ async def cancel_stuck(svc: Services, actor: Actor, place: Place, job: str) -> O
 
 
 async def set_paused(svc: Services, actor: Actor, place: Place, paused: bool) -> Outcome[None]:
-    refused = require_admin(actor, place)
-    if refused is not None:
-        return refused
-    assert place.guild_id is not None
-    await svc.store.guilds.set_paused(place.guild_id, paused)
+    guild = _guild(actor, place)
+    if isinstance(guild, Refused):
+        return guild
+    await svc.store.guilds.set_paused(guild, paused)
     if paused:
         return Done("Paused: new jobs are refused; running ones finish.", None)
     return Done("Resumed: members can start jobs again.", None)
@@ -168,10 +171,9 @@ async def switch_rule(
     target: int | None,
 ) -> Outcome[GuildSettings]:
     """Allow or disallow a channel (or role), or list the rule."""
-    refused = require_admin(actor, place)
-    if refused is not None:
-        return refused
-    assert place.guild_id is not None
+    guild = _guild(actor, place)
+    if isinstance(guild, Refused):
+        return guild
     guilds = svc.store.guilds
     if action != "list":
         if target is None:
@@ -181,8 +183,8 @@ async def switch_rule(
             change = guilds.allow_channel if action == "allow" else guilds.disallow_channel
         else:
             change = guilds.allow_role if action == "allow" else guilds.disallow_role
-        await change(place.guild_id, target)
-    settings = await guilds.get(place.guild_id)
+        await change(guild, target)
+    settings = await guilds.get(guild)
     ids = settings.allowed_channel_ids if kind == "channels" else settings.allowed_role_ids
     if not ids:
         return Done(f"No {kind} rule: every {kind[:-1]} may use the bot.", settings)
@@ -203,22 +205,20 @@ async def ban(
     mention: str,
     reason: str | None,
 ) -> Outcome[None]:
-    refused = require_admin(actor, place)
-    if refused is not None:
-        return refused
-    assert place.guild_id is not None
-    await svc.store.guilds.ban(place.guild_id, member_id, actor_id=actor.user_id, reason=reason)
+    guild = _guild(actor, place)
+    if isinstance(guild, Refused):
+        return guild
+    await svc.store.guilds.ban(guild, member_id, actor_id=actor.user_id, reason=reason)
     return Done(f"{mention} can no longer use the bot here; running jobs finish.", None)
 
 
 async def unban(
     svc: Services, actor: Actor, place: Place, member_id: int, mention: str
 ) -> Outcome[None]:
-    refused = require_admin(actor, place)
-    if refused is not None:
-        return refused
-    assert place.guild_id is not None
-    await svc.store.guilds.unban(place.guild_id, member_id)
+    guild = _guild(actor, place)
+    if isinstance(guild, Refused):
+        return guild
+    await svc.store.guilds.unban(guild, member_id)
     return Done(f"{mention} may use the bot here again.", None)
 
 
@@ -226,15 +226,14 @@ async def share(
     svc: Services, actor: Actor, place: Place, tune: str, shared: bool
 ) -> Outcome[TuneRecord]:
     """Let every member of the server use a tune made here (or stop)."""
-    refused = require_admin(actor, place)
-    if refused is not None:
-        return refused
-    assert place.guild_id is not None
+    guild = _guild(actor, place)
+    if isinstance(guild, Refused):
+        return guild
     tune_id = parse_id(tune, "a tune of this server")
     if isinstance(tune_id, Refused):
         return tune_id
     store = svc.store
-    record = await store.tunes.get_in_guild(place.guild_id, tune_id)
+    record = await store.tunes.get_in_guild(guild, tune_id)
     if record is None:
         return Refused("Pick a tune of this server from the list.")
     shown = display_text(record.name, 32)
@@ -256,11 +255,10 @@ def tune_choice_label(tune: TuneRecord) -> str:
 
 
 async def spend_report(svc: Services, actor: Actor, place: Place) -> Outcome[dict[int, int]]:
-    refused = require_admin(actor, place)
-    if refused is not None:
-        return refused
-    assert place.guild_id is not None
-    spend = await svc.store.ledger.spend_by_member(place.guild_id)
+    guild = _guild(actor, place)
+    if isinstance(guild, Refused):
+        return guild
+    spend = await svc.store.ledger.spend_by_member(guild)
     lines = [
         f"<@{user}>: {format_mc(mc)}" for user, mc in sorted(spend.items(), key=lambda i: -i[1])
     ]

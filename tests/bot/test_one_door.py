@@ -12,25 +12,15 @@ import pytest
 
 from bot.actions import Actor, Place, Refused, admin, door, tunes
 from bot.rules.credits import MAX_AMOUNT_MC
-from bot.store import LedgerKind, PromptRecord, PromptState, TuneState
+from bot.store import LedgerKind, PromptRecord, TuneState
 from cogs.tunes import MENU_NAME
 from tests.bot.conftest import Scene, reply
+from tests.bot.test_buttons import delivered
 from tests.bot.test_tune_create import fields, paid, photos
 from tests.conftest import photo
 from tests.jobs.conftest import BRANCH, IMAGE_MC, TUNE_MC
 
 pytestmark = pytest.mark.simcord(strict_sync=False)
-
-
-async def delivered(scene: Scene) -> tuple[PromptRecord, Any]:
-    tune = await scene.ready_tune(scene.alice)
-    prompt = await scene.prompt(scene.alice, tune)
-    for _ in range(10):
-        await scene.step(5)
-    post = next(m for m in scene.channel.history() if m.attachments)
-    record = await scene.bot.store.prompts.get(prompt.id)
-    assert record is not None and record.state == PromptState.DELIVERED
-    return record, post
 
 
 async def prompts_of(scene: Scene, member: Any) -> list[PromptRecord]:
