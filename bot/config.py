@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     astria_base_url: str = "https://api.astria.ai"
     astria_branch: Branch = "fast"
     astria_idempotency: bool = False
+    # Astria does not document whether a failed prompt's cost goes back to the balance;
+    # the members never pay for one either way (docs/architecture.md §3).
+    astria_refunds_failed_prompts: bool = True
 
     # Model profile.
     model_profile: ProfileName = "flux-lora"

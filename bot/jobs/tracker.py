@@ -82,6 +82,7 @@ class TrackerConfig:
     signing_key: SecretStr | None = None
     resubmit_delay: timedelta = timedelta(seconds=60)
     callback_slowdown: float = 4.0  # with callbacks on, polling is only the safety net
+    refunds_failed_prompts: bool = True  # the operator's reading (undocumented at Astria)
 
     @property
     def policy(self) -> PollPolicy:
@@ -113,6 +114,7 @@ class TrackerConfig:
             callback_base=settings.public_callback_url,
             signing_key=settings.callback_signing_key,
             resubmit_delay=timedelta(seconds=settings.astria_lookup_wait_seconds),
+            refunds_failed_prompts=settings.astria_refunds_failed_prompts,
         )
 
 
@@ -512,6 +514,10 @@ class Tracker:
             await self._create_failed(prompt, exc)
             return
         await self._store.prompts.set_astria_id(prompt.id, created.id)
+        if created.cost_mc:
+            # What Astria billed at creation: the operator's cost if the prompt fails and
+            # Astria keeps it while reporting 0 on the failed prompt.
+            await self._store.prompts.set_cost(prompt.id, created.cost_mc)
         prompt = await self._store.prompts.set_state(prompt.id, PromptState.GENERATING)
         now = self._clock()
         seconds = self._prompt_seconds(tune.profile)
@@ -700,9 +706,22 @@ class Tracker:
                 record, EventKind.DONE, images=tuple(prompt.images), cost_mc=settlement.cost_mc
             )
         elif prompt.is_failed:
-            self._balance_unsure = True  # Astria refunds failed prompts
-            charge = prompt.cost_mc if prompt.cost_mc else None
-            await self._fail(record, f"Astria could not make it: {prompt.user_error}", charge)
+            # The member never pays for images they did not get: the reservation is
+            # released under every reading. What Astria kept, if it keeps anything, is
+            # the operator's cost (docs/architecture.md §3).
+            self._balance_unsure = True
+            if not self._config.refunds_failed_prompts and not await self._charged_to_another(
+                record
+            ):
+                # Booked first (once per job), so a crash before the end repeats nothing.
+                kept = prompt.cost_mc or record.cost_mc
+                if kept is None:
+                    reservation = await self._store.ledger.reservation(record.job)
+                    kept = reservation.amount_mc if reservation is not None else 0
+                await self._store.ledger.absorb(
+                    record.job, kept, note="kept by Astria for a failed prompt"
+                )
+            await self._fail(record, f"Astria could not make it: {prompt.user_error}", None)
         else:
             self._missed(watch)
             await self._mark_stuck(watch, record)

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from bot.config import Settings, load_settings
 from bot.offline.emulator import Emulator, EmulatorConfig
@@ -47,6 +47,10 @@ class StageOptions:
     balance_mc: int = 5_000_000
     seed: int = 0
     foreign_tunes: int = 0
+    # Readings of what Astria leaves undocumented; the bot is told the same (an operator
+    # who states the account's behaviour correctly).
+    failed_prompt_cost: Literal["zeroed", "kept"] = "zeroed"
+    refund_failed_prompts: bool = True
     members: Sequence[str] = ("alice", "bob")
     fake: FakeDiscordConfig = field(default_factory=FakeDiscordConfig)
     # Extra settings for the bot process, by environment variable name.
@@ -70,6 +74,8 @@ class Stage:
                 prompt_seconds=options.prompt_seconds,
                 seed=options.seed,
                 foreign_tunes=options.foreign_tunes,
+                failed_prompt_cost=options.failed_prompt_cost,
+                refund_failed_prompts=options.refund_failed_prompts,
             )
         )
         self.fake = FakeDiscord(options.fake)
@@ -122,6 +128,7 @@ class Stage:
             "ASTRIA_BASE_URL": self.emulator.base_url,
             "ASTRIA_BRANCH": options.branch,
             "ASTRIA_IDEMPOTENCY": "true" if options.idempotency else "false",
+            "ASTRIA_REFUNDS_FAILED_PROMPTS": "true" if options.refund_failed_prompts else "false",
             "MODEL_PROFILE": "flux-lora",
             "DATABASE_PATH": str(self.database),
             "PHOTOS_DIR": str(self.folder / "photos"),

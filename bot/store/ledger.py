@@ -87,6 +87,11 @@ class Settlement:
         return max(0, self.cost_mc - self.reserved_mc)
 
 
+# The operator's own costs (what Astria kept for a failed job) are booked on server 0:
+# no member acts there, so no budget pays for them, and every sum over the ledger has them.
+OPERATOR_GUILD = 0
+
+
 class RefundOutcome(StrEnum):
     REFUNDED = "refunded"
     UNKNOWN = "unknown"  # no such job in this server
@@ -144,8 +149,9 @@ SELECT
           AND kind = 'grant') AS day_granted,
     (SELECT balance_mc FROM account_balance WHERE id = 1) AS balance,
     (SELECT COALESCE(SUM(amount_mc), 0) FROM open_holds) AS held,
-    (SELECT COALESCE(SUM(cost_mc), 0) FROM ledger
-        WHERE kind = 'settle'
+    (SELECT COALESCE(SUM(CASE WHEN kind = 'settle' THEN cost_mc ELSE amount_mc END), 0)
+        FROM ledger
+        WHERE (kind = 'settle' OR (kind = 'adjust' AND guild_id = 0))
           AND at_ms >= (SELECT read_at_ms FROM account_balance WHERE id = 1)) AS settled_since
 """
 
@@ -430,6 +436,24 @@ class Ledger:
                 ),
             )
             return Refund(job, RefundOutcome.REFUNDED, spent, reserve.user_id)
+
+    async def absorb(self, job: JobRef, amount_mc: int, *, note: str) -> LedgerEntry | None:
+        """Book what Astria kept for a failed job as the operator's cost: on no member's
+        and no server's budget (server 0, which no member can act in), but in the
+        ledger's total, so the ledger still equals Astria's net charge. Once per job."""
+        if amount_mc <= 0:
+            return None
+        if amount_mc > MAX_AMOUNT_MC:
+            raise ValueError("an amount above the maximum")
+        async with self._db.write() as tx:
+            if await tx.fetchone(
+                "SELECT 1 FROM ledger WHERE kind = 'adjust' AND guild_id = ? AND job = ?",
+                (OPERATOR_GUILD, str(job)),
+            ):
+                return None
+            return await self._append_in(
+                tx, LedgerKind.ADJUST, OPERATOR_GUILD, None, amount_mc, None, note, job
+            )
 
     async def _append(
         self,

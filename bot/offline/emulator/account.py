@@ -224,7 +224,8 @@ class Account:
         """Apply what time has done since the last call: refunds for failed prompts."""
         for prompt in self.prompts.values():
             if (
-                not prompt.refunded
+                self.config.refund_failed_prompts
+                and not prompt.refunded
                 and not prompt.deleted
                 and prompt.cost_mc
                 and self.prompt_state(prompt, now) == "failed"
@@ -606,7 +607,11 @@ class Account:
                 "url": f"{base}/tunes/{prompt.tune_id}/prompts/{prompt.id}.json",
                 "images": self.image_urls(prompt, base) if state == "done" else [],
                 "user_error": (prompt.user_error or FAIL_MESSAGE) if state == "failed" else None,
-                "cost_mc": 0 if state == "failed" else prompt.cost_mc,
+                "cost_mc": (
+                    0
+                    if state == "failed" and self.config.failed_prompt_cost == "zeroed"
+                    else prompt.cost_mc
+                ),
             }
         )
         return body

@@ -32,6 +32,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--foreign-tunes", type=int, default=defaults.foreign_tunes)
     parser.add_argument("--foreign-prompts", type=int, default=defaults.foreign_prompts)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--failed-prompt-cost",
+        choices=("zeroed", "kept"),
+        default=defaults.failed_prompt_cost,
+        help="what a failed prompt reports as its cost_mc (undocumented at Astria)",
+    )
+    parser.add_argument(
+        "--no-refund-failed-prompts",
+        dest="refund_failed_prompts",
+        action="store_false",
+        help="keep a failed prompt's cost instead of returning it to the balance",
+    )
     return parser.parse_args(argv)
 
 
@@ -45,6 +57,8 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
         foreign_tunes=args.foreign_tunes,
         foreign_prompts=args.foreign_prompts,
         seed=args.seed,
+        failed_prompt_cost=args.failed_prompt_cost,
+        refund_failed_prompts=args.refund_failed_prompts,
     )
 
 

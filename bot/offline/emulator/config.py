@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 BRANCHES = ("fast", "flux1", "sd15", "sdxl1")
 
@@ -65,11 +66,17 @@ class EmulatorConfig:
     max_upload_bytes: int = 10 * 1024 * 1024
     callback_timeout: float = 5.0
     fetch_timeout: float = 5.0
+    # Readings of what Astria does not document (docs/emulator.md, "Readings"): whether a
+    # failed prompt still reports its `cost_mc`, and whether its cost goes back to the
+    # account's balance.
+    failed_prompt_cost: Literal["zeroed", "kept"] = "zeroed"
+    refund_failed_prompts: bool = True
 
     def __repr__(self) -> str:
         # The key is a secret in spirit even here: keep it out of logs and test output.
         return (
             f"EmulatorConfig(idempotency={self.idempotency}, balance_mc={self.balance_mc}, "
             f"train_seconds={self.train_seconds}, prompt_seconds={self.prompt_seconds}, "
-            f"seed={self.seed})"
+            f"seed={self.seed}, failed_prompt_cost={self.failed_prompt_cost}, "
+            f"refund_failed_prompts={self.refund_failed_prompts})"
         )
