@@ -413,6 +413,7 @@ async def test_an_unchecked_button_added_later_is_caught(world: World):
     entries = [e for e in discover(world.scene.bot) if "Dummy" in e.label]
     assert len(entries) == 1  # found by the walk, not listed anywhere
     problems = await check(world, entries)
+    print("\n".join(problems))  # shown with -s: what a developer would read
     assert any("banned" in p and "jobs and ledger rows" in p for p in problems), problems
     assert any("paused" in p for p in problems), problems
 
