@@ -27,10 +27,6 @@ class Place:
     channel_id: int | None
     parent_id: int | None = None
 
-    @property
-    def in_server(self) -> bool:
-        return bool(self.guild_id)
-
 
 @dataclass(frozen=True)
 class Actor:

@@ -75,14 +75,22 @@ async def quote_tune(
                 "`/tune create` to upload them in a form."
             )
         count = min(posted.count, rules.max_photos)
-    price = tune_price(svc.settings)
     assert place.guild_id is not None
-    snapshot = await svc.store.ledger.budget(place.guild_id, actor.user_id)
+    quote = await _price_fits(svc, actor, place.guild_id)
+    if isinstance(quote, Refused):
+        return quote
+    return Done("", TuneQuote(quote.price_mc, quote.left_mc, count))
+
+
+async def _price_fits(svc: Services, actor: Actor, guild_id: int) -> TuneQuote | Refused:
+    """A new tune's price (the bot's current branch) against every budget, before any
+    photo is read; the store's transaction checks again when it reserves."""
+    price = tune_price(svc.settings)
+    snapshot = await svc.store.ledger.budget(guild_id, actor.user_id)
     refusal = decide(price, snapshot, paid=svc.settings.astria_branch != "fast")
     if refusal is not None:
         return Refused(f"Not started: {refusal.reason()}")
-    left = max(0, snapshot.member_remaining_mc - price)
-    return Done("", TuneQuote(price, left, count))
+    return TuneQuote(price, max(0, snapshot.member_remaining_mc - price))
 
 
 async def start_tune(
@@ -105,11 +113,10 @@ async def start_tune(
     store = svc.store
     if await store.tunes.by_name(actor.user_id, name) is not None:
         return Refused(_taken(name))
-    price = tune_price(settings)
-    paid = settings.astria_branch != "fast"
-    refusal = decide(price, await store.ledger.budget(place.guild_id, actor.user_id), paid=paid)
-    if refusal is not None:
-        return Refused(f"Not started: {refusal.reason()}")
+    quote = await _price_fits(svc, actor, place.guild_id)
+    if isinstance(quote, Refused):
+        return quote
+    price = quote.price_mc
     taken = await svc.intake.take(order.photos)
     if taken.problem is not None:
         listing = refused_list(taken.problems)

@@ -513,11 +513,11 @@ class Tracker:
         except AstriaError as exc:
             await self._create_failed(prompt, exc)
             return
-        await self._store.prompts.set_astria_id(prompt.id, created.id)
-        if created.cost_mc:
-            # What Astria billed at creation: the operator's cost if the prompt fails and
-            # Astria keeps it while reporting 0 on the failed prompt.
-            await self._store.prompts.set_cost(prompt.id, created.cost_mc)
+        # What Astria billed at creation is kept with the id: the operator's cost if the
+        # prompt fails and Astria keeps it while reporting 0 on the failed prompt.
+        await self._store.prompts.set_astria_id(
+            prompt.id, created.id, cost_mc=created.cost_mc or None
+        )
         prompt = await self._store.prompts.set_state(prompt.id, PromptState.GENERATING)
         now = self._clock()
         seconds = self._prompt_seconds(tune.profile)

@@ -292,11 +292,16 @@ class Prompts:
         after this every prompt carries it, and nothing else decides it again. The rule is
         the one `build_prompt` applies: a prompt on the free branch or a checkpoint tune
         goes to the tune itself, a LoRA or FaceID one to its profile's base tune."""
+        missing = (
+            "SELECT p.id, t.astria_id, t.profile, t.branch FROM prompts AS p"
+            " JOIN tunes AS t ON t.id = p.tune_id WHERE p.target_tune_id IS NULL"
+        )
+        # Read first: on every start but the first after the upgrade there is nothing to
+        # fill, and a write transaction would take the lock for nothing.
+        if not await self._db.fetchall(missing):
+            return 0
         async with self._db.write() as tx:
-            rows = await tx.fetchall(
-                "SELECT p.id, t.astria_id, t.profile, t.branch FROM prompts AS p"
-                " JOIN tunes AS t ON t.id = p.tune_id WHERE p.target_tune_id IS NULL"
-            )
+            rows = await tx.fetchall(missing)
             filled = 0
             for row in rows:
                 base = base_tunes.get(str(row["profile"]))
@@ -341,8 +346,11 @@ class Prompts:
             )
             return await self._current(tx, prompt_id)
 
-    async def set_astria_id(self, prompt_id: int, astria_id: int) -> PromptRecord:
-        """Record the Astria prompt; a prompt never changes its Astria id once it has one."""
+    async def set_astria_id(
+        self, prompt_id: int, astria_id: int, *, cost_mc: int | None = None
+    ) -> PromptRecord:
+        """Record the Astria prompt (and what Astria said it costs, when it said); a
+        prompt never changes its Astria id once it has one."""
         async with self._db.write() as tx:
             current = await self._current(tx, prompt_id)
             if current.astria_id is not None and current.astria_id != astria_id:
@@ -350,7 +358,9 @@ class Prompts:
                     f"prompt {prompt_id} is already Astria prompt {current.astria_id}, "
                     f"not {astria_id}"
                 )
-            return await self._set(tx, prompt_id, "astria_id = ?", (astria_id,))
+            return await self._set(
+                tx, prompt_id, "astria_id = ?, cost_mc = COALESCE(?, cost_mc)", (astria_id, cost_mc)
+            )
 
     async def set_images(self, prompt_id: int, urls: Sequence[str]) -> PromptRecord:
         return await self._update(prompt_id, "image_urls = ?", (json.dumps(list(urls)),))
