@@ -9,7 +9,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.rules.credits import Allowance, format_mc
+from bot.rules.credits import Allowance, can_still_spend, format_mc
 from bot.rules.prompts import display_text
 from bot.store import UNFINISHED_PROMPTS, UNFINISHED_TUNES, PromptState
 from bot.ui.door import entry
@@ -41,6 +41,7 @@ class Account(commands.Cog):
         store = self.bot.store
         guild_id = interaction.guild_id or 0
         snapshot = await store.ledger.budget(guild_id, interaction.user.id)
+        paid = self.bot.settings.astria_branch != "fast"
         in_flight = await store.prompts.list_for(
             interaction.user.id, guild_id=guild_id, states=UNFINISHED_PROMPTS, limit=100
         )
@@ -51,7 +52,7 @@ class Account(commands.Cog):
             _line("You today", snapshot.user_day),
             _line("You this month", snapshot.user_month),
             _line("This server this month", snapshot.guild_month),
-            f"**You can still spend:** {format_mc(snapshot.member_remaining_mc)}",
+            f"**You can still spend:** {can_still_spend(snapshot, paid=paid)}",
             f"**In progress:** {len(training)} training, {len(in_flight)} generating",
         ]
         if interaction.permissions.manage_guild:
@@ -63,6 +64,13 @@ class Account(commands.Cog):
                     f"**Astria balance:** {format_mc(known.balance_mc)} "
                     f"(read {timestamp(known.read_at)})"
                 )
+                if known.short_since is not None:
+                    lines.append(
+                        f"**Paid commands paused** since {timestamp(known.short_since)}: "
+                        "Astria refused a job for lack of credit. Top up the account; "
+                        "`/admin refresh-balance` resumes at once when it covers "
+                        f"{format_mc(known.short_need_mc or 0)} above the safety margin."
+                    )
         await interaction.followup.send("\n".join(lines), ephemeral=True)
 
     @app_commands.command(name="jobs", description="Your jobs in progress and your last ten")

@@ -269,8 +269,17 @@ async def refresh_balance(svc: Services, actor: Actor, place: Place) -> Outcome[
     refused = require_admin(actor, place)
     if refused is not None:
         return refused
+    before = await svc.store.account.last_known()
     user = await svc.astria.get_user()
-    await svc.store.account.record_balance(user.usd_balance_mc)
-    return Done(
-        f"The Astria account has {format_mc(user.usd_balance_mc)} left.", user.usd_balance_mc
-    )
+    known = await svc.store.account.record_balance(user.usd_balance_mc)
+    text = f"The Astria account has {format_mc(user.usd_balance_mc)} left."
+    if known.short:
+        need = format_mc(known.short_need_mc or 0)
+        text += (
+            f" Paid commands stay paused: Astria refused a job for lack of credit, and the "
+            f"balance must cover {need} above the safety margin before they start again."
+        )
+    elif before is not None and before.short:
+        text += " Paid commands are going again, and the jobs that waited start now."
+        svc.tracker.nudge()
+    return Done(text, user.usd_balance_mc)

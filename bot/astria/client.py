@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextlib import ExitStack
@@ -663,6 +664,20 @@ def _field_messages(body: bytes) -> dict[str, list[str]]:
     return fields
 
 
+# Astria does not document how it refuses a create the balance cannot pay for: a 402, or a
+# 422 whose message says so (docs/emulator.md, "Readings"). Words about credit or balance
+# together with a shortage are read as the latter; no field message of a prompt or tune
+# says both.
+_SHORT_WORDS = re.compile(
+    r"\b(insufficient|not enough|too low|out of|top[- ]?off|top up|add credits?)\b", re.I
+)
+_MONEY_WORDS = re.compile(r"\b(balance|credits?|funds)\b", re.I)
+
+
+def _says_out_of_credit(text: str) -> bool:
+    return bool(_SHORT_WORDS.search(text) and _MONEY_WORDS.search(text))
+
+
 def _retry_after_seconds(value: str | None) -> float | None:
     if not value:
         return None
@@ -680,9 +695,25 @@ def _retry_after_seconds(value: str | None) -> float | None:
 def _status_error(
     status: int, what: str, body: bytes, retry_after: str | None, content_type: str
 ) -> AstriaError:
+    error = _error_for(status, what, body, retry_after, content_type)
+    if isinstance(error, AstriaValidationError):
+        error.detail = error.plain()
+    elif status == 422:
+        error.detail = AstriaValidationError("", _field_messages(body)).plain()
+    else:
+        error.detail = _excerpt(body, content_type)
+    return error
+
+
+def _error_for(
+    status: int, what: str, body: bytes, retry_after: str | None, content_type: str
+) -> AstriaError:
     if status == 422:
         fields = _field_messages(body)
         plain = AstriaValidationError("", fields).plain()
+        if _says_out_of_credit(plain):
+            # One reading of the undocumented low-balance refusal: a 422 on a field.
+            return AstriaPaymentRefused(f"{what}: refused (422): {plain}", status=status)
         return AstriaValidationError(f"{what}: refused (422): {plain}", fields)
     said = _excerpt(body, content_type)
     message = f"{what}: {status} ({said})" if said else f"{what}: {status}"

@@ -14,6 +14,8 @@ class AstriaError(Exception):
     ambiguous: bool = False
     #: True when repeating the same request later may succeed.
     retryable: bool = False
+    #: Astria's own words, without our method, route or status: what a member may read.
+    detail: str = ""
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
@@ -50,7 +52,8 @@ class AstriaNotFound(AstriaError):
 
 
 class AstriaPaymentRefused(AstriaError):
-    """402: the account cannot pay for this. The real status code is undocumented."""
+    """The account cannot pay for this: a 402, or a 422 saying so. The real status code is
+    undocumented. Nothing was created."""
 
 
 class AstriaRateLimited(AstriaError):

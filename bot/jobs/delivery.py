@@ -45,6 +45,10 @@ class JobEvent:
     at: datetime | None = None
 
 
+# A queued paid job held back because Astria said the account's credit ran out.
+WAITING_FOR_CREDIT = "waiting_for_credit"
+
+
 @dataclass(frozen=True)
 class Progress:
     """Where a job stands now: for a status message, edited at milestones only."""

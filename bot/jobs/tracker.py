@@ -24,6 +24,7 @@ from bot.astria import (
     AstriaClient,
     AstriaError,
     AstriaNotFound,
+    AstriaPaymentRefused,
     AstriaValidationError,
     Prompt,
     PromptRequest,
@@ -31,7 +32,15 @@ from bot.astria import (
     TuneRequest,
 )
 from bot.config import ModelProfile, ProfileName, Settings
-from bot.jobs.delivery import Delivery, EventKind, JobEvent, Outcome, Progress, event_key
+from bot.jobs.delivery import (
+    WAITING_FOR_CREDIT,
+    Delivery,
+    EventKind,
+    JobEvent,
+    Outcome,
+    Progress,
+    event_key,
+)
 from bot.jobs.schedule import PollPolicy, expected_done, first_check, is_stuck, next_check
 from bot.jobs.signing import callback_url
 from bot.rules.intake import BATCH_PREFIX
@@ -162,6 +171,7 @@ class Tracker:
         self._retry_at: dict[JobRef, datetime] = {}  # lost creates waiting for recovery
         self._tasks: set[asyncio.Task[None]] = set()
         self._positions: dict[JobRef, int] = {}
+        self._short_told: set[JobRef] = set()  # told they wait for credit
         self._wake = asyncio.Event()
         self._report_due = asyncio.Event()  # an event was recorded: report it now
         self._reporting: dict[int, asyncio.Task[list[str]]] = {}  # by channel
@@ -354,6 +364,23 @@ class Tracker:
                 in_flight += 1
         pending = [t for t in tunes if t.state == TuneState.QUEUED]
         pending_prompts = [p for p in prompts if p.state == PromptState.QUEUED]
+        # Astria said the credit ran out: paid jobs wait (their credit stays held) until a
+        # balance reading covers them; free ones go on. No second refusal is asked for.
+        short = await self._short_of_credit()
+        if short:
+            branches = await self._store.tunes.branches({p.tune_id for p in pending_prompts})
+            held: list[TuneRecord | PromptRecord] = [t for t in pending if t.paid]
+            held += [p for p in pending_prompts if branches.get(p.tune_id, "fast") != "fast"]
+            pending = [t for t in pending if not t.paid]
+            pending_prompts = [
+                p for p in pending_prompts if branches.get(p.tune_id, "fast") == "fast"
+            ]
+            for waiting_job in held:
+                if waiting_job.job not in self._short_told:
+                    self._short_told.add(waiting_job.job)
+                    await self._progress(waiting_job, WAITING_FOR_CREDIT)
+        else:
+            self._short_told.clear()
         # Identical prompts (a member's fixed seed) are never in flight at once.
         unsettled = {(p.final_text, p.seed) for p in prompts if p.state == PromptState.SUBMITTING}
         # Tunes first, then prompts, each in the order accepted: a member's training (rare,
@@ -526,6 +553,9 @@ class Tracker:
         await self._progress(prompt, "generating", eta=now + timedelta(seconds=seconds))
 
     async def _create_failed(self, record: TuneRecord | PromptRecord, exc: AstriaError) -> None:
+        if isinstance(exc, AstriaPaymentRefused):
+            await self._refused_for_credit(record, exc)
+            return
         if isinstance(exc, AstriaValidationError):
             await self._fail(record, f"Astria refused it: {exc.plain()}", charge=None)
             return
@@ -539,7 +569,34 @@ class Tracker:
             log.warning("%s: not submitted (%s); back in the queue", record.job, exc.message)
             await self._requeue(record)
             return
-        await self._fail(record, f"Astria refused it: {exc.message}", charge=None)
+        # Astria's words only: the route and status are for the log.
+        log.warning("%s: refused by Astria (%s)", record.job, exc.message)
+        reason = f"Astria refused it: {exc.detail}" if exc.detail else "Astria refused it"
+        await self._fail(record, reason, charge=None)
+
+    async def _refused_for_credit(
+        self, record: TuneRecord | PromptRecord, exc: AstriaPaymentRefused
+    ) -> None:
+        """Nothing was made: the job goes back to the queue with its credit held, paid
+        intake pauses, and the balance is read again at once."""
+        reservation = await self._store.ledger.reservation(record.job)
+        need = max(1, reservation.amount_mc if reservation else 1)
+        if await self._store.account.mark_short(need, at=self._clock()):
+            log.error(
+                "Astria refused %s for lack of credit (%s): paid commands are paused and "
+                "paid jobs wait until the balance covers %d mc above the safety margin",
+                record.job,
+                exc.message,
+                need,
+            )
+        self._balance_due = True
+        await self._requeue(record)
+        self._short_told.add(record.job)
+        await self._progress(record, WAITING_FOR_CREDIT)
+
+    async def _short_of_credit(self) -> bool:
+        known = await self._store.account.last_known()
+        return known is not None and known.short
 
     async def _requeue(self, record: TuneRecord | PromptRecord) -> None:
         if isinstance(record, TuneRecord):

@@ -16,7 +16,8 @@ the invariants: no accepted job lost, no Astria object made twice for one job, n
 images posted twice, and the ledger equal to what the emulator charged and to the change
 of its balance, to the millicent.
 
-    python -m bot.offline.chaos [--short] [--seed N] [--no-idempotency] [--output DIR]
+    python -m bot.offline.chaos [--short] [--seed N] [--no-idempotency] [--reading NAME]
+                                [--output DIR]
 
 `--short` is the form CI runs (tests/e2e/test_chaos.py): 30 jobs from 6 members, one kill.
 Runs are reproducible in what members do and which requests fail (the emulator's and the
@@ -44,7 +45,7 @@ from pathlib import Path
 from typing import TextIO
 
 from bot.offline.demo import demo_photo
-from bot.offline.emulator import Fault
+from bot.offline.emulator import READINGS, Fault
 from bot.offline.fakecord import DriverError, FakeDiscordConfig, Member, Message
 from bot.offline.stage import Stage, StageError, StageOptions
 from bot.rules.credits import format_mc
@@ -56,6 +57,7 @@ from bot.store import (
     TuneRecord,
     TuneState,
 )
+from bot.store.ledger import OPERATOR_GUILD
 
 PROMPT_CREATE = "POST /tunes/{tune_id}/prompts"
 TUNE_CREATE = "POST /tunes"
@@ -100,6 +102,7 @@ class ChaosPlan:
     kills: int = 3
     seed: int = 7
     idempotency: bool = True
+    reading: str = "ours"  # a name in READINGS: how Astria behaves where its docs are silent
     fail_share: float = 0.05  # prompts Astria fails on purpose (their credit is released)
     pace: tuple[float, float] = (0.3, 1.5)  # seconds between a member's commands
     answer_timeout: float = 12.0  # a command unanswered this long died with the bot
@@ -177,6 +180,8 @@ class ChaosReport:
     repeated_notices: int = 0  # a ready or failed line posted more than once
     stale_statuses: int = 0  # status messages still showing progress when all has ended
     settled_mc: int = 0
+    absorbed_mc: int = 0  # what Astria kept for failed jobs: the operator's cost
+    failed_charged: int = 0  # failed jobs that cost a member's budget anything
     charged_mc: int = 0
     balance_change_mc: int = 0
     open_reservations: int = 0
@@ -197,12 +202,10 @@ class ChaosReport:
 
     @property
     def ledger_difference_mc(self) -> int:
-        """Settled minus charged, or minus the balance change if that differs more."""
-        return max(
-            self.settled_mc - self.charged_mc,
-            self.settled_mc - self.balance_change_mc,
-            key=abs,
-        )
+        """Booked (settled, plus what failed jobs cost the operator) minus charged, or
+        minus the balance change if that differs more."""
+        booked = self.settled_mc + self.absorbed_mc
+        return max(booked - self.charged_mc, booked - self.balance_change_mc, key=abs)
 
     @property
     def killed_mid_flight(self) -> bool:
@@ -224,6 +227,8 @@ class ChaosReport:
             found.append(f"the ledger is {self.ledger_difference_mc} mc off Astria's charges")
         if self.open_reservations:
             found.append(f"{self.open_reservations} reservations still open")
+        if self.failed_charged:
+            found.append(f"{self.failed_charged} failed jobs charged to a member's budget")
         found.extend(f"ledger audit: {line}" for line in self.audit)
         if not self.drained:
             found.append("jobs were still unfinished when the drain timed out")
@@ -243,8 +248,8 @@ class ChaosReport:
         out = [
             "",
             f"Chaos run, seed {plan.seed}: {plan.members} members, {plan.jobs} jobs planned, "
-            f"{plan.kills} kills, idempotency {'on' if plan.idempotency else 'off'} "
-            f"({self.seconds:.0f} s)",
+            f"{plan.kills} kills, idempotency {'on' if plan.idempotency else 'off'}, "
+            f"reading {plan.reading} ({self.seconds:.0f} s)",
             f"  commands issued          {self.issued} (answered {self.answered}, "
             f"unanswered {self.unanswered}, refused {sum(self.refusals.values())})",
             f"  jobs accepted            {self.accepted} ({self.accepted_tunes} tunes, "
@@ -259,9 +264,11 @@ class ChaosReport:
             f"(repeated notices: {self.repeated_notices}; status messages left showing "
             f"progress: {self.stale_statuses})",
             f"  ledger difference        {self.ledger_difference_mc} mc (settled "
-            f"{format_mc(self.settled_mc)}, Astria charged {format_mc(self.charged_mc)}, "
+            f"{format_mc(self.settled_mc)}, kept by Astria for failed jobs "
+            f"{format_mc(self.absorbed_mc)}, Astria charged {format_mc(self.charged_mc)}, "
             f"balance fell by {format_mc(self.balance_change_mc)}; open reservations "
-            f"{self.open_reservations})",
+            f"{self.open_reservations}; failed jobs charged to members "
+            f"{self.failed_charged})",
         ]
         for kill in self.kills:
             states = ", ".join(f"{s} {n}" for s, n in sorted(kill.states.items())) or "none"
@@ -296,6 +303,7 @@ class ChaosRun:
         options = StageOptions(
             folder=folder,
             idempotency=plan.idempotency,
+            reading=READINGS[plan.reading],
             train_seconds=3.0,
             prompt_seconds=2.0,
             balance_mc=plan.balance_mc,
@@ -638,6 +646,20 @@ class ChaosRun:
 
         self._astria_duplicates(tunes, prompts)
         report.settled_mc = sum(e.cost_mc or 0 for e in entries if e.kind == LedgerKind.SETTLE)
+        report.absorbed_mc = sum(
+            e.amount_mc
+            for e in entries
+            if e.kind == LedgerKind.ADJUST and e.guild_id == OPERATOR_GUILD
+        )
+        failed = {str(t.job) for t in tunes if t.state == TuneState.FAILED}
+        failed |= {str(p.job) for p in prompts if p.state == PromptState.FAILED}
+        report.failed_charged = len(
+            {
+                str(e.job)
+                for e in entries
+                if e.kind == LedgerKind.SETTLE and str(e.job) in failed and e.amount_mc > 0
+            }
+        )
         report.charged_mc = sum(c.cost_mc for c in stage.emulator.charges)
         report.balance_change_mc = stage.options.balance_mc - stage.emulator.balance_mc
         report.faults = collections.Counter(
@@ -728,6 +750,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-idempotency", action="store_true", help="Astria idempotency off (lookups)"
     )
+    parser.add_argument(
+        "--reading",
+        choices=sorted(READINGS),
+        default="ours",
+        help="how the emulator plays what Astria leaves undocumented (docs/emulator.md)",
+    )
     parser.add_argument("--output", type=Path, help="the stage's folder (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder on success")
     args = parser.parse_args(argv)
@@ -735,6 +763,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = dataclasses.replace(
         plan,
         idempotency=not args.no_idempotency,
+        reading=args.reading,
         members=plan.members if args.members is None else args.members,
         jobs=plan.jobs if args.jobs is None else args.jobs,
         kills=plan.kills if args.kills is None else args.kills,

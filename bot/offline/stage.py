@@ -21,10 +21,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from bot.config import Settings, load_settings
-from bot.offline.emulator import Emulator, EmulatorConfig
+from bot.offline.emulator import Emulator, EmulatorConfig, Reading
 from bot.offline.fakecord import FakeDiscord, FakeDiscordConfig
 from bot.offline.fakecord.driver import Files
 from bot.offline.fakecord.interactions import InteractionHandle
@@ -47,10 +47,9 @@ class StageOptions:
     balance_mc: int = 5_000_000
     seed: int = 0
     foreign_tunes: int = 0
-    # Readings of what Astria leaves undocumented; the bot is told the same (an operator
-    # who states the account's behaviour correctly).
-    failed_prompt_cost: Literal["zeroed", "kept"] = "zeroed"
-    refund_failed_prompts: bool = True
+    # A reading of what Astria leaves undocumented; the bot is told what an operator can
+    # state (whether failed prompts are refunded), and must cope with the rest.
+    reading: Reading = field(default_factory=Reading)
     members: Sequence[str] = ("alice", "bob")
     fake: FakeDiscordConfig = field(default_factory=FakeDiscordConfig)
     # Extra settings for the bot process, by environment variable name.
@@ -67,15 +66,15 @@ class Stage:
         # Absolute: the bot process runs in this folder and is given these paths.
         self.folder = options.folder.resolve()
         self.emulator = Emulator(
-            EmulatorConfig(
-                idempotency=options.idempotency,
-                balance_mc=options.balance_mc,
-                train_seconds=options.train_seconds,
-                prompt_seconds=options.prompt_seconds,
-                seed=options.seed,
-                foreign_tunes=options.foreign_tunes,
-                failed_prompt_cost=options.failed_prompt_cost,
-                refund_failed_prompts=options.refund_failed_prompts,
+            options.reading.apply(
+                EmulatorConfig(
+                    idempotency=options.idempotency,
+                    balance_mc=options.balance_mc,
+                    train_seconds=options.train_seconds,
+                    prompt_seconds=options.prompt_seconds,
+                    seed=options.seed,
+                    foreign_tunes=options.foreign_tunes,
+                )
             )
         )
         self.fake = FakeDiscord(options.fake)
@@ -128,7 +127,9 @@ class Stage:
             "ASTRIA_BASE_URL": self.emulator.base_url,
             "ASTRIA_BRANCH": options.branch,
             "ASTRIA_IDEMPOTENCY": "true" if options.idempotency else "false",
-            "ASTRIA_REFUNDS_FAILED_PROMPTS": "true" if options.refund_failed_prompts else "false",
+            "ASTRIA_REFUNDS_FAILED_PROMPTS": (
+                "true" if options.reading.refund_failed_prompts else "false"
+            ),
             "MODEL_PROFILE": "flux-lora",
             "DATABASE_PATH": str(self.database),
             "PHOTOS_DIR": str(self.folder / "photos"),

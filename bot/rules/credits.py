@@ -63,6 +63,7 @@ class BudgetLimit(StrEnum):
     """The budgets a reservation must fit, in the order they are checked."""
 
     BALANCE_UNKNOWN = "balance_unknown"
+    ACCOUNT_SHORT = "account_short"
     ACCOUNT = "account"
     GUILD_MONTH = "guild_month"
     USER_MONTH = "user_month"
@@ -71,6 +72,7 @@ class BudgetLimit(StrEnum):
 
 _LIMIT_WORDS = {
     BudgetLimit.BALANCE_UNKNOWN: "the Astria account balance has not been read yet",
+    BudgetLimit.ACCOUNT_SHORT: "the bot's Astria credit has run out",
     BudgetLimit.ACCOUNT: "the Astria account's balance",
     BudgetLimit.GUILD_MONTH: "this server's budget for the month",
     BudgetLimit.USER_MONTH: "your limit for the month",
@@ -79,6 +81,8 @@ _LIMIT_WORDS = {
 
 _WHO_CAN_RAISE = {
     BudgetLimit.BALANCE_UNKNOWN: "an admin can read it with `/admin refresh-balance`",
+    BudgetLimit.ACCOUNT_SHORT: "paid commands start again by themselves once the bot's owner "
+    "adds credit",
     BudgetLimit.ACCOUNT: "the bot's owner can top up the Astria account",
     BudgetLimit.GUILD_MONTH: "an admin can raise it with `/admin budget server`",
     BudgetLimit.USER_MONTH: "an admin can raise it with `/admin budget user` or `/admin grant`",
@@ -113,6 +117,8 @@ class BudgetSnapshot:
     guild_month: Allowance
     user_month: Allowance
     user_day: Allowance
+    # Astria refused a paid create for lack of credit and no reading has covered it since.
+    account_short: bool = False
 
     def checks(self) -> tuple[Allowance, ...]:
         # The account first (nothing a member waits for fixes it), then the limit that
@@ -124,6 +130,32 @@ class BudgetSnapshot:
     def member_remaining_mc(self) -> int:
         """What the member may still reserve under the server's and their own limits."""
         return max(0, min(a.remaining_mc for a in self.checks()))
+
+
+_BINDING_WORDS = {
+    BudgetLimit.ACCOUNT: "what is left of the bot's Astria credit",
+    BudgetLimit.GUILD_MONTH: "what is left of this server's budget for the month",
+    BudgetLimit.USER_MONTH: "what is left of your limit for the month",
+    BudgetLimit.USER_DAY: "what is left of your limit for today",
+}
+
+
+def can_still_spend(snapshot: BudgetSnapshot, *, paid: bool = True) -> str:
+    """What a member may still spend and which limit sets it, in words."""
+    if paid and snapshot.account_short:
+        return (
+            "nothing on paid commands for now: the bot's Astria credit has run out. "
+            f"{_WHO_CAN_RAISE[BudgetLimit.ACCOUNT_SHORT][0].upper()}"
+            f"{_WHO_CAN_RAISE[BudgetLimit.ACCOUNT_SHORT][1:]}."
+        )
+    checks = (
+        snapshot.checks()
+        if paid
+        else (snapshot.guild_month, snapshot.user_month, snapshot.user_day)
+    )
+    binding = min(checks, key=lambda a: a.remaining_mc)
+    left = max(0, binding.remaining_mc)
+    return f"{format_mc(left)}: {_BINDING_WORDS[binding.limit]}"
 
 
 @dataclass(frozen=True)
@@ -142,6 +174,11 @@ class Refusal:
     def reason(self) -> str:
         """The refusal in words a member can read."""
         who = _WHO_CAN_RAISE[self.limit]
+        if self.limit is BudgetLimit.ACCOUNT_SHORT:
+            return (
+                f"Paid commands are paused: {_LIMIT_WORDS[self.limit]}. "
+                f"{who[0].upper()}{who[1:]}; nothing was charged."
+            )
         if self.limit is BudgetLimit.BALANCE_UNKNOWN:
             return (
                 f"This needs {format_mc(self.requested_mc)}, but {_LIMIT_WORDS[self.limit]}: {who}."
@@ -190,6 +227,8 @@ def decide(amount_mc: int, snapshot: BudgetSnapshot, *, paid: bool = True) -> Re
         raise ValueError("a reservation cannot be negative")
     if amount_mc > MAX_AMOUNT_MC:
         raise ValueError("a reservation above the maximum amount")
+    if paid and snapshot.account_short:
+        return Refusal(BudgetLimit.ACCOUNT_SHORT, 0, 0, amount_mc)
     if paid and snapshot.account is None:
         return Refusal(BudgetLimit.BALANCE_UNKNOWN, 0, 0, amount_mc)
     checked = max(amount_mc, 1) if paid else amount_mc

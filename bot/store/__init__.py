@@ -98,7 +98,7 @@ class Store:
         self.ledger = Ledger(db, policy, clock)
         self.tunes = Tunes(db, self.ledger, clock)
         self.prompts = Prompts(db, self.ledger, clock)
-        self.account = Account(db, clock)
+        self.account = Account(db, clock, safety_margin_mc=policy.safety_margin_mc)
         self.events = Events(db, clock)
         self.meta = Meta(db)
 

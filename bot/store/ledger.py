@@ -148,6 +148,7 @@ SELECT
           AND period_at_ms >= :day_start AND period_at_ms < :day_end
           AND kind = 'grant') AS day_granted,
     (SELECT balance_mc FROM account_balance WHERE id = 1) AS balance,
+    (SELECT short_since_ms FROM account_balance WHERE id = 1) AS short_since,
     (SELECT COALESCE(SUM(amount_mc), 0) FROM open_holds) AS held,
     (SELECT COALESCE(SUM(CASE WHEN kind = 'settle' THEN cost_mc ELSE amount_mc END), 0)
         FROM ledger
@@ -617,6 +618,7 @@ class Ledger:
             )
         return BudgetSnapshot(
             account=account,
+            account_short=row["short_since"] is not None,
             guild_month=Allowance(
                 BudgetLimit.GUILD_MONTH,
                 setting("guild_budget", policy.guild_monthly_budget_mc) + int(row["guild_granted"]),

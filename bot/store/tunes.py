@@ -305,6 +305,16 @@ class Tunes:
         )
         return {int(r["id"]): str(r["profile"]) for r in rows}
 
+    async def branches(self, tune_ids: Collection[int]) -> dict[int, str]:
+        """Each tune's Astria branch, by id (one query: which queued prompts are paid)."""
+        if not tune_ids:
+            return {}
+        rows = await self._db.fetchall(
+            "SELECT id, branch FROM tunes WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted(tune_ids)),),
+        )
+        return {int(r["id"]): str(r["branch"]) for r in rows}
+
     async def by_astria_id(self, astria_id: int) -> TuneRecord | None:
         row = await self._db.fetchone("SELECT * FROM tunes WHERE astria_id = ?", (astria_id,))
         return None if row is None else _tune(row)

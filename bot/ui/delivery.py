@@ -21,11 +21,14 @@ from dataclasses import dataclass, field
 import discord
 
 from bot.astria import AstriaClient, AstriaError
-from bot.jobs.delivery import EventKind, JobEvent, Outcome, Progress
+from bot.jobs.delivery import WAITING_FOR_CREDIT, EventKind, JobEvent, Outcome, Progress
 from bot.store import JobKind, JobRef, Store
 from bot.ui.files import Limits, batches, fit
 from bot.ui.nonce import nonce_for
 from bot.ui.text import progress_line, result_text
+
+# States in which the member may still cancel from the status message.
+WAITING_STATES = frozenset({"queued", WAITING_FOR_CREDIT})
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +255,7 @@ class DiscordDelivery:
     async def _show(self, update: Progress) -> None:
         ref = JobRef.parse(update.job)
         content = progress_line(update)
-        view = self._status_view(ref) if update.state == "queued" else None
+        view = self._status_view(ref) if update.state in WAITING_STATES else None
         record = (
             await self._store.tunes.get(ref.id)
             if ref.kind == JobKind.TUNE

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot.jobs.delivery import EventKind, JobEvent, Progress
+from bot.jobs.delivery import WAITING_FOR_CREDIT, EventKind, JobEvent, Progress
 from bot.rules.credits import format_mc
 
 MAX_CONTENT = 2000  # Discord's message length limit
@@ -29,6 +29,11 @@ def progress_line(update: Progress) -> str:
     if update.state == "queued":
         where = f" (position {update.queue_position})" if update.queue_position else ""
         return f"⏳ Waiting in the queue{where}; it starts as soon as a slot frees up."
+    if update.state == WAITING_FOR_CREDIT:
+        return (
+            "⏳ Waiting: the bot's Astria credit has run out. It starts by itself once the "
+            "bot's owner adds credit; your credit is held, not spent."
+        )
     if update.state in ("training", "generating"):
         eta = f", ready {timestamp(update.eta)}" if update.eta else ""
         return f"⚙️ {what}{eta}."

@@ -8,17 +8,26 @@ the ledger equals the emulator's charges and its balance change, to the millicen
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
+
+import pytest
 
 from bot.offline.chaos import ChaosPlan, run_chaos
 
 SEED = 7
 
 
-async def test_short_chaos_run_loses_nothing_and_doubles_nothing(tmp_path: Path) -> None:
+# Under the emulator's own reading and under one where failed prompts keep their cost and
+# Astria keeps the money (the operator's cost, never a member's).
+@pytest.mark.parametrize("reading", ["ours", "kept-not-refunded"])
+async def test_short_chaos_run_loses_nothing_and_doubles_nothing(
+    tmp_path: Path, reading: str
+) -> None:
     out = io.StringIO()
-    report = await run_chaos(ChaosPlan.short(SEED), tmp_path / "chaos", out)
+    plan = dataclasses.replace(ChaosPlan.short(SEED), reading=reading)
+    report = await run_chaos(plan, tmp_path / "chaos", out)
     figures = out.getvalue()
     print(figures)  # shown by pytest when the test fails
 
@@ -30,5 +39,6 @@ async def test_short_chaos_run_loses_nothing_and_doubles_nothing(tmp_path: Path)
     assert report.double_posts == 0, figures
     assert report.ledger_difference_mc == 0, figures
     assert report.settled_mc > 0, figures  # a paid branch: 0 == 0 would prove nothing
+    assert report.failed_charged == 0, figures
     assert len(report.kills) == 1 and report.killed_mid_flight, figures
     assert report.problems() == [], figures

@@ -18,17 +18,27 @@ from pathlib import Path
 import pytest
 
 from bot.offline.demo import demo_photo
+from bot.offline.emulator import READINGS
 from bot.offline.fakecord.state import Message
 from bot.offline.stage import Stage, StageOptions
 from bot.store import PromptState, TuneState
 from bot.store.ledger import LedgerKind
 
+# Each mode under another reading of what Astria leaves undocumented (docs/emulator.md):
+# between them and the chaos run, every value of every switch is played.
+MODES = [
+    pytest.param((True, "kept-refunded"), id="idem-on-kept-refunded"),
+    pytest.param((False, "zeroed-not-refunded"), id="idem-off-zeroed-not-refunded"),
+]
 
-@pytest.fixture(params=[True, False], ids=["idem-on", "idem-off"])
+
+@pytest.fixture(params=MODES)
 async def stage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Stage]:
+    idempotency, reading = request.param
     options = StageOptions(
         folder=tmp_path / "stage",
-        idempotency=bool(request.param),
+        idempotency=idempotency,
+        reading=READINGS[reading],
         train_seconds=3.0,
         prompt_seconds=2.0,
         foreign_tunes=5,

@@ -280,14 +280,14 @@ class Account:
 
     def _require_funds(self, cost_mc: int) -> None:
         if cost_mc > self.balance_mc:
-            # Astria does not document this status; 402 is the emulator's choice.
-            raise ApiError(
-                402,
-                {
-                    "error": f"Insufficient balance: this costs {usd(cost_mc)} and the "
-                    f"account has {usd(self.balance_mc)}. Add credits or enable auto top-off."
-                },
+            # Astria does not document this refusal: each reading is played (config).
+            words = (
+                f"Insufficient balance: this costs {usd(cost_mc)} and the account has "
+                f"{usd(self.balance_mc)}. Add credits or enable auto top-off."
             )
+            if self.config.low_balance_status == 422:
+                raise ApiError(422, {"base": [words]})
+            raise ApiError(402, {"error": words})
 
     def _charge(self, kind: Literal["tune", "prompt"], object_id: int, cost_mc: int) -> None:
         if cost_mc:

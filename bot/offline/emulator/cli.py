@@ -44,6 +44,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_false",
         help="keep a failed prompt's cost instead of returning it to the balance",
     )
+    parser.add_argument(
+        "--low-balance-status",
+        type=int,
+        choices=(402, 422),
+        default=defaults.low_balance_status,
+        help="how a create the balance cannot pay for is refused (undocumented at Astria)",
+    )
+    parser.add_argument(
+        "--replay-status",
+        type=int,
+        choices=(200, 201),
+        default=defaults.replay_status,
+        help="the status of an idempotent replay of a tune create",
+    )
+    parser.add_argument(
+        "--prompt-response",
+        choices=("object", "array", "mixed"),
+        default=defaults.prompt_response,
+        help="how POST prompts answers: an object, a one-element array, or by turns",
+    )
     return parser.parse_args(argv)
 
 
@@ -59,6 +79,9 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
         seed=args.seed,
         failed_prompt_cost=args.failed_prompt_cost,
         refund_failed_prompts=args.refund_failed_prompts,
+        low_balance_status=args.low_balance_status,
+        replay_status=args.replay_status,
+        prompt_response=args.prompt_response,
     )
 
 

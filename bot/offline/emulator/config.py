@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 BRANCHES = ("fast", "flux1", "sd15", "sdxl1")
@@ -71,6 +71,12 @@ class EmulatorConfig:
     # account's balance.
     failed_prompt_cost: Literal["zeroed", "kept"] = "zeroed"
     refund_failed_prompts: bool = True
+    # How a create the balance cannot pay for is refused (a 402 with a JSON body, or a 422
+    # on a field), how an idempotent replay answers (200 or 201), and how POST prompts
+    # answers (an object, a one-element array, or each by turns).
+    low_balance_status: Literal[402, 422] = 402
+    replay_status: Literal[200, 201] = 201
+    prompt_response: Literal["object", "array", "mixed"] = "mixed"
 
     def __repr__(self) -> str:
         # The key is a secret in spirit even here: keep it out of logs and test output.
@@ -78,5 +84,39 @@ class EmulatorConfig:
             f"EmulatorConfig(idempotency={self.idempotency}, balance_mc={self.balance_mc}, "
             f"train_seconds={self.train_seconds}, prompt_seconds={self.prompt_seconds}, "
             f"seed={self.seed}, failed_prompt_cost={self.failed_prompt_cost}, "
-            f"refund_failed_prompts={self.refund_failed_prompts})"
+            f"refund_failed_prompts={self.refund_failed_prompts}, "
+            f"low_balance_status={self.low_balance_status}, "
+            f"replay_status={self.replay_status}, prompt_response={self.prompt_response})"
         )
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One way Astria may behave where its docs are silent and money or flow depends on it
+    (docs/emulator.md, "Readings"). The bot must be right under every one."""
+
+    failed_prompt_cost: Literal["zeroed", "kept"] = "zeroed"
+    refund_failed_prompts: bool = True
+    low_balance_status: Literal[402, 422] = 402
+    replay_status: Literal[200, 201] = 201
+    prompt_response: Literal["object", "array", "mixed"] = "mixed"
+
+    def apply(self, config: EmulatorConfig) -> EmulatorConfig:
+        return replace(
+            config,
+            failed_prompt_cost=self.failed_prompt_cost,
+            refund_failed_prompts=self.refund_failed_prompts,
+            low_balance_status=self.low_balance_status,
+            replay_status=self.replay_status,
+            prompt_response=self.prompt_response,
+        )
+
+
+# Named readings the money tests and the chaos run are parameterised over: between them,
+# every value of every switch occurs. "ours" is the emulator's default.
+READINGS: dict[str, Reading] = {
+    "ours": Reading(),
+    "kept-refunded": Reading("kept", True, 422, 200, "array"),
+    "kept-not-refunded": Reading("kept", False, 402, 200, "object"),
+    "zeroed-not-refunded": Reading("zeroed", False, 422, 201, "array"),
+}

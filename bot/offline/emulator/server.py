@@ -480,7 +480,7 @@ class Emulator:
         if self.config.idempotency:
             existing = self.account.tune_titled(tune_request.title, self._now())
             if existing is not None:
-                return _json(self._tune_body(existing), status=201)
+                return _json(self._tune_body(existing), status=self.config.replay_status)
         await self._fetch_images(tune_request.image_urls)
         tune, _ = self.account.create_tune(tune_request, self._now())
         return _json(self._tune_body(tune), status=201)
@@ -514,8 +514,10 @@ class Emulator:
         prompt_request = parse_prompt(await read_params(request, self.config.max_upload_bytes))
         prompt, _ = self.account.create_prompt(tune, prompt_request, self._now())
         body = self._prompt_body(prompt)
-        # Astria sometimes answers with a one-element array; odd ids do, so both shapes occur.
-        return _json([body] if prompt.id % 2 else body, status=201)
+        # Astria has answered with a one-element array; "mixed": odd ids do, so both occur.
+        shape = self.config.prompt_response
+        as_array = shape == "array" or (shape == "mixed" and prompt.id % 2 == 1)
+        return _json([body] if as_array else body, status=201)
 
     async def _list_prompt_page(
         self, request: web.Request, tune_id: int | None
