@@ -44,6 +44,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_false",
         help="keep a failed prompt's cost instead of returning it to the balance",
     )
+    parser.add_argument(
+        "--auto-extend",
+        action="store_true",
+        help="extend tunes' storage by 30 days (charged) when their expires_at passes",
+    )
+    parser.add_argument("--auto-extend-price-mc", type=int, default=defaults.auto_extend_price_mc)
     return parser.parse_args(argv)
 
 
@@ -59,6 +65,8 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
         seed=args.seed,
         failed_prompt_cost=args.failed_prompt_cost,
         refund_failed_prompts=args.refund_failed_prompts,
+        auto_extend=args.auto_extend,
+        auto_extend_price_mc=args.auto_extend_price_mc,
     )
 
 

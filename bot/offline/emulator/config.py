@@ -71,6 +71,12 @@ class EmulatorConfig:
     # account's balance.
     failed_prompt_cost: Literal["zeroed", "kept"] = "zeroed"
     refund_failed_prompts: bool = True
+    # Whether the account auto-extends its tunes' storage (`auto_extend_tunes` on GET
+    # /users): off, a tune is deleted at its `expires_at`; on, each time `expires_at`
+    # passes while the balance covers `auto_extend_price_mc`, that price is charged and
+    # `expires_at` moves 30 days on, and the tune stays servable.
+    auto_extend: bool = False
+    auto_extend_price_mc: int = 50_000  # "$0.5 per model per month" (Astria's FAQ)
 
     def __repr__(self) -> str:
         # The key is a secret in spirit even here: keep it out of logs and test output.
