@@ -886,18 +886,64 @@ class Tracker:
     # ------------------------------------------------------------------ expiry, money
 
     async def _check_expiry(self) -> None:
+        """Remind before a ready tune's deletion date and expire it after, each time on
+        Astria's word, not the stored date alone: an account with auto-extend keeps its
+        tunes past 30 days, so the tune is re-read first. A new date is stored and the
+        tune stays ready; only a 404, or a date Astria itself puts in the past, expires
+        it. When Astria cannot say (a timeout, 5xx, 429), nothing changes until the next
+        round."""
         now = self._clock()
-        for tune in await self._store.tunes.expiring(before=now + self._config.expiry_reminder):
-            assert tune.expires_at is not None
-            if tune.expires_at <= now:
+        window = now + self._config.expiry_reminder
+        due = await self._store.tunes.expiring(before=window)
+        if not due:
+            return
+        reminded = await self._store.events.existing(
+            [event_key(str(t.job), EventKind.EXPIRY_SOON) for t in due]
+        )
+        for tune in due:
+            stored = tune.expires_at
+            assert stored is not None
+            if stored > now and event_key(str(tune.job), EventKind.EXPIRY_SOON) in reminded:
+                continue  # reminded already: nothing to ask Astria before the date
+            try:
+                expires = await self._expiry_at_astria(tune)
+            except AstriaError as exc:
+                log.warning("expiry of tune %s not checked (%s)", tune.id, exc.message)
+                if exc.retryable:
+                    break  # Astria is unreachable for now: the next round asks again
+                continue
+            current = await self._store.tunes.get(tune.id)
+            if current is None or current.state != TuneState.READY:
+                continue  # deleted by its owner while Astria was asked
+            if expires is not None and expires <= now:
                 await self._record(tune, EventKind.EXPIRED, message="Astria deleted it")
                 await self._store.tunes.set_state(tune.id, TuneState.EXPIRED)
-            else:
-                await self._record(
-                    tune,
-                    EventKind.EXPIRY_SOON,
-                    message=f"Astria deletes it on {tune.expires_at:%Y-%m-%d %H:%M} UTC",
-                )
+                continue
+            if expires != stored:
+                if await self._store.tunes.renew_expiry(tune.id, expires) is None:
+                    continue  # deleted or expired meanwhile
+                log.info("Astria keeps tune %s until %s (auto-extend)", tune.id, expires)
+                # Astria charges for the extension: the next balance reading may move by
+                # more than the bot's own creates.
+                self._balance_unsure = True
+            if expires is None or expires > window:
+                continue
+            await self._record(
+                tune,
+                EventKind.EXPIRY_SOON,
+                message=f"Astria deletes it on {expires:%Y-%m-%d %H:%M} UTC",
+            )
+
+    async def _expiry_at_astria(self, tune: TuneRecord) -> datetime | None:
+        """When Astria deletes the tune (None: it names no date), or now when it already
+        has: a 404 means it is gone. Errors other than a 404 propagate."""
+        if tune.astria_id is None:
+            return tune.expires_at
+        try:
+            found = await self._client.get_tune(tune.astria_id)
+        except AstriaNotFound:
+            return self._clock()
+        return found.expires_at
 
     def _note_charge(self, cost_mc: int | None) -> None:
         if cost_mc:

@@ -396,6 +396,19 @@ class Tunes:
             (opt_to_ms(eta), opt_to_ms(trained_at), opt_to_ms(expires_at)),
         )
 
+    async def renew_expiry(self, tune_id: int, expires_at: datetime | None) -> TuneRecord | None:
+        """Astria still serves the ready tune and names its new deletion date (auto-extend
+        moved it; None: no date at all). Only a ready tune's date moves: None when the tune
+        is no longer ready (deleted or expired meanwhile)."""
+        async with self._db.write() as tx:
+            if (await self._current(tx, tune_id)).state != TuneState.READY:
+                return None
+            await tx.execute(
+                "UPDATE tunes SET expires_at_ms = ?, updated_at_ms = ? WHERE id = ?",
+                (opt_to_ms(expires_at), self._now_ms(), tune_id),
+            )
+            return await self._current(tx, tune_id)
+
     async def set_status_message(
         self, tune_id: int, channel_id: int, message_id: int
     ) -> TuneRecord:

@@ -43,6 +43,8 @@ def test_every_option_reaches_the_config() -> None:
             "--foreign-tunes=3",
             "--foreign-prompts=4",
             "--seed=9",
+            "--auto-extend",
+            "--auto-extend-price-mc=7",
         ]
     )
     assert args.port == 9000
@@ -50,6 +52,7 @@ def test_every_option_reaches_the_config() -> None:
     assert (config.api_key, config.idempotency, config.balance_mc) == ("sd_test", True, 123)
     assert (config.train_seconds, config.prompt_seconds) == (5.0, 2.5)
     assert (config.foreign_tunes, config.foreign_prompts, config.seed) == (3, 4, 9)
+    assert (config.auto_extend, config.auto_extend_price_mc) == (True, 7)
     assert "sd_test" not in repr(config)
 
 

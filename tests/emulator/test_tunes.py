@@ -214,6 +214,48 @@ async def test_expired_tunes_and_their_prompts_are_gone(api: Api, emu: Emulator)
     assert (await api.get(f"/files/prompts/{prompt['id']}/0.png"))[0] == 404
 
 
+async def test_auto_extend_moves_expires_at_on_and_charges_for_it(
+    start_emulator: StartEmulator, session: aiohttp.ClientSession
+) -> None:
+    emu = await start_emulator(auto_extend=True, auto_extend_price_mc=50_000, balance_mc=10**6)
+    api = Api(session, emu)
+    tune = await api.create_tune(branch="fast")
+    prompt = await api.create_prompt(tune["id"])
+    await emu.advance(120)
+    path = f"/tunes/{tune['id']}"
+    first = parse((await api.get(path))[1]["expires_at"])
+    assert (await api.get("/users"))[1]["auto_extend_tunes"] is True
+    await emu.advance(first.timestamp() - emu.clock.now())
+    status, extended = await api.get(path)
+    assert status == 200 and parse(extended["expires_at"]) == first + timedelta(days=30)
+    assert (await api.get(f"/prompts/{prompt['id']}"))[0] == 200
+    assert [(c.kind, c.cost_mc) for c in emu.charges if c.kind == "extension"] == [
+        ("extension", 50_000)
+    ]
+    # A long gap is charged period by period, while the balance pays for it...
+    await emu.advance(65 * 86_400)
+    status, later = await api.get(path)
+    assert status == 200 and parse(later["expires_at"]) == first + timedelta(days=90)
+    assert emu.balance_mc == 10**6 - 3 * 50_000
+    # ...and a balance that cannot pay lets the tune go at its date, for good.
+    emu.balance_mc = 10_000
+    await emu.advance(parse(later["expires_at"]).timestamp() - emu.clock.now())
+    assert (await api.get(path))[0] == 404
+    emu.balance_mc = 10**6
+    assert (await api.get(path))[0] == 404
+    assert (await api.get(f"/prompts/{prompt['id']}"))[0] == 404
+
+
+async def test_without_auto_extend_the_account_says_so_and_nothing_is_charged(
+    api: Api, emu: Emulator
+) -> None:
+    assert (await api.get("/users"))[1]["auto_extend_tunes"] is False
+    tune = await api.create_tune(branch="fast")
+    await emu.advance(31 * 86_400)
+    assert (await api.get(f"/tunes/{tune['id']}"))[0] == 404
+    assert emu.charges == []
+
+
 async def test_faceid_tune_is_trained_at_creation(api: Api) -> None:
     tune = await api.create_tune(model_type="faceid", base_tune_id=690204)
     assert tune["trained_at"] == tune["created_at"]

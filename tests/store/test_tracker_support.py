@@ -74,6 +74,28 @@ async def test_expiring_lists_ready_tunes_before_a_time(store: Store):
     assert [t.id for t in found] == [soon.id] and found[0].owner_id == ALICE
 
 
+async def test_renew_expiry_moves_only_a_ready_tunes_date(store: Store):
+    ready = await make_tune(store, name="ready")
+    queued = await make_tune(store, name="queued")
+    base = datetime(2030, 1, 1, tzinfo=UTC)
+    await store.tunes.transition(ready.id, TuneState.QUEUED, TuneState.SUBMITTING)
+    await store.tunes.set_state(ready.id, TuneState.TRAINING)
+    await store.tunes.set_progress(ready.id, expires_at=base)
+    await store.tunes.set_state(ready.id, TuneState.READY)
+    renewed = await store.tunes.renew_expiry(ready.id, base + timedelta(days=30))
+    assert renewed is not None and renewed.expires_at == base + timedelta(days=30)
+    assert await store.tunes.expiring(before=base + timedelta(days=3)) == []
+    # Astria names no date: the tune leaves the expiry watch altogether.
+    cleared = await store.tunes.renew_expiry(ready.id, None)
+    assert cleared is not None and cleared.expires_at is None
+    assert await store.tunes.expiring(before=base + timedelta(days=365)) == []
+    assert await store.tunes.renew_expiry(queued.id, base) is None
+    untouched = await store.tunes.get(queued.id)
+    assert untouched is not None and untouched.expires_at is None
+    await store.tunes.set_state(ready.id, TuneState.EXPIRED)
+    assert await store.tunes.renew_expiry(ready.id, base + timedelta(days=60)) is None
+
+
 async def test_event_messages_are_remembered_per_part(store: Store):
     assert await store.events.messages("prompt:1:done") == {}
     await store.events.record_message("prompt:1:done", 0, 5, 500)

@@ -52,7 +52,7 @@ def usd(millicents: int) -> str:
 class Charge:
     """Money taken from (or, when negative, given back to) the account."""
 
-    kind: Literal["tune", "prompt"]
+    kind: Literal["tune", "prompt", "extension"]
     object_id: int
     cost_mc: int
 
@@ -80,6 +80,7 @@ class Tune:
     origin: Origin
     deleted: bool = False
     callback_sent: bool = False
+    extended_to: float | None = None  # auto-extend moved `expires_at` here
 
     def trained_at(self, now: float) -> float | None:
         if self.finish_at is not None and self.finish_at <= now:
@@ -90,6 +91,8 @@ class Tune:
         trained = self.trained_at(now)
         if trained is None or self.origin == "gallery":
             return None
+        if self.extended_to is not None:
+            return self.extended_to
         return ms(trained + STORAGE_SECONDS)
 
     def gone(self, now: float) -> bool:
@@ -221,7 +224,10 @@ class Account:
         return False
 
     def catch_up(self, now: float) -> None:
-        """Apply what time has done since the last call: refunds for failed prompts."""
+        """Apply what time has done since the last call: refunds for failed prompts and,
+        with auto-extend on, storage extensions."""
+        if self.config.auto_extend:
+            self._extend(now)
         for prompt in self.prompts.values():
             if (
                 self.config.refund_failed_prompts
@@ -233,6 +239,22 @@ class Account:
                 prompt.refunded = True
                 self.balance_mc += prompt.cost_mc
                 self.charges.append(Charge("prompt", prompt.id, -prompt.cost_mc))
+
+    def _extend(self, now: float) -> None:
+        """Each tune whose `expires_at` has passed gets 30 more days from that date, for
+        `auto_extend_price_mc` a period, while the balance pays for it; a tune the balance
+        cannot extend is deleted at its date, as without auto-extend."""
+        price = self.config.auto_extend_price_mc
+        for tune in self.tunes.values():
+            if tune.origin == "gallery" or tune.deleted:
+                continue
+            expires = tune.expires_at(now)
+            while expires is not None and now >= expires and price <= self.balance_mc:
+                expires = ms(expires + STORAGE_SECONDS)
+                tune.extended_to = expires
+                self._charge("extension", tune.id, price)
+            if expires is not None and now >= expires:
+                self.delete_tune(tune)  # lapsed: a later top-up does not bring it back
 
     # -- lookups --------------------------------------------------------------------------
 
@@ -289,7 +311,9 @@ class Account:
                 raise ApiError(422, {"base": [words]})
             raise ApiError(402, {"error": words})
 
-    def _charge(self, kind: Literal["tune", "prompt"], object_id: int, cost_mc: int) -> None:
+    def _charge(
+        self, kind: Literal["tune", "prompt", "extension"], object_id: int, cost_mc: int
+    ) -> None:
         if cost_mc:
             self.balance_mc -= cost_mc
             self.charges.append(Charge(kind, object_id, cost_mc))

@@ -64,6 +64,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=defaults.prompt_response,
         help="how POST prompts answers: an object, a one-element array, or by turns",
     )
+    parser.add_argument(
+        "--auto-extend",
+        action="store_true",
+        help="extend tunes' storage by 30 days (charged) when their expires_at passes",
+    )
+    parser.add_argument("--auto-extend-price-mc", type=int, default=defaults.auto_extend_price_mc)
     return parser.parse_args(argv)
 
 
@@ -82,6 +88,8 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
         low_balance_status=args.low_balance_status,
         replay_status=args.replay_status,
         prompt_response=args.prompt_response,
+        auto_extend=args.auto_extend,
+        auto_extend_price_mc=args.auto_extend_price_mc,
     )
 
 

@@ -77,6 +77,12 @@ class EmulatorConfig:
     low_balance_status: Literal[402, 422] = 402
     replay_status: Literal[200, 201] = 201
     prompt_response: Literal["object", "array", "mixed"] = "mixed"
+    # Whether the account auto-extends its tunes' storage (`auto_extend_tunes` on GET
+    # /users): off, a tune is deleted at its `expires_at`; on, each time `expires_at`
+    # passes while the balance covers `auto_extend_price_mc`, that price is charged and
+    # `expires_at` moves 30 days on, and the tune stays servable.
+    auto_extend: bool = False
+    auto_extend_price_mc: int = 50_000  # "$0.5 per model per month" (Astria's FAQ)
 
     def __repr__(self) -> str:
         # The key is a secret in spirit even here: keep it out of logs and test output.
@@ -86,7 +92,8 @@ class EmulatorConfig:
             f"seed={self.seed}, failed_prompt_cost={self.failed_prompt_cost}, "
             f"refund_failed_prompts={self.refund_failed_prompts}, "
             f"low_balance_status={self.low_balance_status}, "
-            f"replay_status={self.replay_status}, prompt_response={self.prompt_response})"
+            f"replay_status={self.replay_status}, prompt_response={self.prompt_response}, "
+            f"auto_extend={self.auto_extend})"
         )
 
 

@@ -562,7 +562,7 @@ class Emulator:
                 "name": "Emulator",
                 "email": "emulator@localhost",
                 "usd_balance_mc": self.account.balance_mc,
-                "auto_extend_tunes": False,
+                "auto_extend_tunes": self.config.auto_extend,
                 "top_off_amount": None,
                 "purchased_plugin_at": None,
             }
