@@ -17,8 +17,10 @@ from discord.ext import commands
 
 from bot.actions import Services
 from bot.astria import AstriaClient
+from bot.astria.probe import probe_client
 from bot.config import Settings
 from bot.jobs import CallbackReceiver, Tracker, TrackerConfig
+from bot.jobs.idempotency import settle_idempotency
 from bot.rules.intake import PhotoIntake
 from bot.rules.photos import PhotoRules
 from bot.store import Store
@@ -101,12 +103,15 @@ class AstriaBot(commands.Bot):
                 await self.load_extension(extension)
             return
         settings = self.settings
+        self.store = await Store.open(settings.database_path, settings=settings, clock=self._clock)
         if self._given_astria is not None:
-            self.astria = self._given_astria
+            self.astria = self._given_astria  # its giver chose its idempotency
         else:
             self._session = aiohttp.ClientSession()
-            self.astria = AstriaClient.from_settings(settings, self._session)
-        self.store = await Store.open(settings.database_path, settings=settings, clock=self._clock)
+            idempotency = await self._settle_idempotency(self._session)
+            self.astria = AstriaClient.from_settings(
+                settings, self._session, idempotency=idempotency
+            )
         self.delivery = DiscordDelivery(
             self,
             self.store,
@@ -137,6 +142,18 @@ class AstriaBot(commands.Bot):
                 log.warning("the Astria balance was not read at start; the tracker retries")
             await self._start_callbacks()
             self._tracker_task = asyncio.create_task(self.tracker.run(), name="tracker")
+
+    async def _settle_idempotency(self, session: aiohttp.ClientSession) -> bool:
+        """Astria's idempotency as the probe found it (reused for a day); raises
+        IdempotencyContradiction when ASTRIA_IDEMPOTENCY says otherwise."""
+        settings = self.settings
+        if settings.astria_api_key is None:
+            raise ValueError("ASTRIA_API_KEY is not set")
+        client = probe_client(session, settings.astria_api_key, settings.astria_base_url)
+        settled = await settle_idempotency(
+            settings.astria_idempotency, self.store.meta, client, now=self._clock()
+        )
+        return settled.effective
 
     async def _sync_if_changed(self) -> None:
         """Register the commands with Discord when they differ from what this database last

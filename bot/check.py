@@ -5,13 +5,17 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
 import aiohttp
 
 from bot.astria import AstriaAuthError, AstriaClient, AstriaError, RetryPolicy
+from bot.astria.probe import probe_client, probe_idempotency
 from bot.config import ASTRIA_KEY_HELP, Settings
+from bot.jobs.idempotency import contradiction, effective_idempotency
+from bot.store import IdempotencyProbe, Store
 
 
 def _usd(mc: int) -> str:
@@ -36,13 +40,33 @@ def idempotency_meaning(on: bool, lookup_wait: float) -> str:
     if on:
         return (
             "on: after a timeout the bot sends the same create again and Astria returns the "
-            "object it already made (make sure it is on in Astria's API settings too)"
+            "object it already made"
         )
     return (
         f"off: after a timeout the bot waits {lookup_wait:g} s and looks the tune or prompt up "
-        "before creating it again. Turning it on in Astria's API settings and setting "
-        "ASTRIA_IDEMPOTENCY=true makes retries simpler and faster"
+        "before creating it again. Turning idempotency on in Astria's API settings makes "
+        "retries simpler and faster (ASTRIA_IDEMPOTENCY=auto finds it)"
     )
+
+
+async def _probe(settings: Settings, client: AstriaClient, out: TextIO) -> bool:
+    """Probe Astria's idempotency, print what was found and what the bot will do; keep the
+    answer for the next start (a day) when the database is usable. False on a contradiction."""
+    result = await probe_idempotency(client)
+    print(f"  idempotency at Astria: {result.describe()}", file=out)
+    stated = settings.astria_idempotency
+    found = None if result.on is None else IdempotencyProbe(result.on, datetime.now(UTC))
+    if found is not None and database_problem(settings.database_path) is None:
+        async with await Store.open(settings.database_path, settings=settings) as store:
+            await store.meta.record_idempotency_probe(found.on, found.at)
+    problem = contradiction(stated, found)
+    if problem is not None:
+        print(f"  the bot would not start: {problem}", file=out)
+        return False
+    effective = effective_idempotency(stated, found)
+    meaning = idempotency_meaning(effective, settings.astria_lookup_wait_seconds)
+    print(f"  idempotency (ASTRIA_IDEMPOTENCY={str(stated).lower()}): {meaning}", file=out)
+    return True
 
 
 async def run_check(settings: Settings, out: TextIO = sys.stdout) -> int:
@@ -55,11 +79,7 @@ async def run_check(settings: Settings, out: TextIO = sys.stdout) -> int:
         policy = RetryPolicy(base_delay=1.0, max_attempts=2, timeout=20.0)
         async with aiohttp.ClientSession() as session:
             client = AstriaClient(
-                session,
-                settings.astria_api_key,
-                base_url=settings.astria_base_url,
-                idempotency=settings.astria_idempotency,
-                policy=policy,
+                session, settings.astria_api_key, base_url=settings.astria_base_url, policy=policy
             )
             try:
                 user = await client.get_user()
@@ -76,6 +96,8 @@ async def run_check(settings: Settings, out: TextIO = sys.stdout) -> int:
                     f"  balance: {_usd(user.usd_balance_mc)} ({user.usd_balance_mc:,} mc)",
                     file=out,
                 )
+                probing = probe_client(session, settings.astria_api_key, settings.astria_base_url)
+                ok = await _probe(settings, probing, out) and ok
     branch = settings.astria_branch
     if branch == "fast":
         print("  branch: fast (free; Astria returns mock images)", file=out)
@@ -87,8 +109,6 @@ async def run_check(settings: Settings, out: TextIO = sys.stdout) -> int:
         )
     profile = settings.profile
     print(f"  model: {profile.name} (base tune {profile.base_tune_id})", file=out)
-    meaning = idempotency_meaning(settings.astria_idempotency, settings.astria_lookup_wait_seconds)
-    print(f"  idempotency: {meaning}", file=out)
 
     problem = database_problem(settings.database_path)
     if problem:

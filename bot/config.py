@@ -92,7 +92,10 @@ class Settings(BaseSettings):
     astria_api_key: SecretStr | None = None
     astria_base_url: str = "https://api.astria.ai"
     astria_branch: Branch = "fast"
-    astria_idempotency: bool = False
+    # Whether the account has Astria's idempotency on: `auto` (the default) believes the probe
+    # (two creates of one fast-branch title, bot/astria/probe.py); true or false are checked
+    # against it and the bot refuses to start on a contradiction.
+    astria_idempotency: bool | Literal["auto"] = "auto"
     # Astria does not document whether a failed prompt's cost goes back to the balance;
     # the members never pay for one either way (docs/architecture.md §3).
     astria_refunds_failed_prompts: bool = True
@@ -160,6 +163,20 @@ class Settings(BaseSettings):
     dev_guild_id: int | None = Field(default=None, gt=0)
     discord_api_base: str | None = None
     discord_gateway_url: str | None = None
+
+    @field_validator("astria_idempotency", mode="before")
+    @classmethod
+    def _idempotency(cls, value: object) -> bool | str:
+        if isinstance(value, bool):
+            return value
+        word = str(value).strip().lower()
+        if word == "auto":
+            return "auto"
+        if word in ("true", "1", "yes", "on"):
+            return True
+        if word in ("false", "0", "no", "off"):
+            return False
+        raise ValueError("must be auto, true or false, like ASTRIA_IDEMPOTENCY=auto")
 
     @field_validator("astria_base_url")
     @classmethod

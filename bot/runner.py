@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from typing import TextIO
 
 import discord
@@ -14,6 +15,7 @@ import yarl
 
 from bot.app import AstriaBot
 from bot.config import Settings
+from bot.jobs.idempotency import IdempotencyContradiction
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,9 @@ async def run_bot(settings: Settings) -> int:
             await bot.start(settings.discord_token.get_secret_value())
     except discord.LoginFailure:
         print("Discord refused the token: check DISCORD_TOKEN (Bot > Reset Token).")
+        return 2
+    except IdempotencyContradiction as exc:
+        print(exc, file=sys.stderr)
         return 2
     finally:
         if closing:  # the signal's close finishes (store, HTTP) before the loop ends

@@ -12,6 +12,7 @@ from bot.cli import main
 from bot.config import Settings, load_settings
 from bot.offline.demo import run_demo
 from bot.offline.emulator import Emulator
+from bot.store import Store
 from tests.conftest import KEY
 
 
@@ -38,11 +39,43 @@ async def test_check_reports_balance_idempotency_and_what_is_missing(
     )
     assert code == 0
     assert "$50.00" in text and "5,000,000 mc" in text
-    assert "idempotency: off" in text and "looks the tune or prompt up" in text
+    assert "idempotency at Astria: off (two creates with one title gave two tunes)" in text
+    assert "ASTRIA_IDEMPOTENCY=auto): off" in text and "looks the tune or prompt up" in text
+    assert emulator.our_tunes() == []  # the probe's tunes are gone
     assert "is writable" in text and (tmp_path / "db").is_dir()
     assert "DISCORD_TOKEN" in text and "PUBLIC_CALLBACK_URL" in text
     assert KEY not in text
     assert emulator.counters["GET /users"] == 1
+
+
+@pytest.mark.parametrize("on", [True, False], ids=["idem-on", "idem-off"])
+async def test_check_probes_idempotency_and_keeps_the_answer_for_the_start(
+    emulator: Emulator, tmp_path: Path, on: bool
+):
+    emulator.config.idempotency = on
+    database = tmp_path / "bot.sqlite3"
+    values = {"astria_api_key": KEY, "astria_base_url": emulator.base_url}
+    code, text = await check_output(**values, database_path=database)
+    word = "on" if on else "off"
+    assert code == 0, text
+    assert f"idempotency at Astria: {word} (" in text
+    assert f"(ASTRIA_IDEMPOTENCY=auto): {word}:" in text
+    assert emulator.counters["POST /tunes"] == 2 and emulator.our_tunes() == []
+    settings = load_settings(**values, database_path=database)
+    async with await Store.open(database, settings=settings) as store:
+        kept = await store.meta.idempotency_probe()
+    assert kept is not None and kept.on is on
+
+
+async def test_check_names_a_contradicting_setting_and_the_fix(emulator: Emulator):
+    emulator.config.idempotency = False
+    code, text = await check_output(
+        astria_api_key=KEY, astria_base_url=emulator.base_url, astria_idempotency="true"
+    )
+    assert code == 1
+    refusal = "the bot would not start: ASTRIA_IDEMPOTENCY=true, but Astria's idempotency is off"
+    assert refusal in text
+    assert "set ASTRIA_IDEMPOTENCY=auto or ASTRIA_IDEMPOTENCY=false" in text
 
 
 async def test_check_says_the_key_is_wrong_and_where_to_find_it(emulator: Emulator):

@@ -29,7 +29,7 @@ def test_defaults_are_safe():
     s = load_settings()
     assert s.astria_base_url == "https://api.astria.ai"
     assert s.astria_branch == "fast" and s.tune_price() == 0 and s.image_price() == 0
-    assert s.astria_idempotency is False
+    assert s.astria_idempotency == "auto"  # found by the probe, not assumed
     assert s.database_path == Path("data/bot.sqlite3")
     assert s.profile.name == "flux-lora" and s.profile.base_tune_id == 1504944
     assert s.profile.prompts_go_to_base
@@ -62,6 +62,7 @@ def test_reads_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path:
         ({"tune_price_mc": {"gold": 5}}, "TUNE_PRICE_MC", "fast"),
         ({"image_price_mc": {"sd15": -1}}, "IMAGE_PRICE_MC", "negative"),
         ({"callback_listen": "8080"}, "CALLBACK_LISTEN", "HOST:PORT"),
+        ({"astria_idempotency": "maybe"}, "ASTRIA_IDEMPOTENCY", "ASTRIA_IDEMPOTENCY=auto"),
         ({"public_callback_url": "http://bot.example.com/cb"}, "PUBLIC_CALLBACK_URL", "https"),
         (
             {"public_callback_url": "https://bot.example.com/cb"},
@@ -73,6 +74,17 @@ def test_reads_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path:
 def test_bad_values_name_the_variable_and_the_fix(values: dict[str, object], names: str, hint: str):
     text = problem(**values)
     assert names in text and hint in text
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [("auto", "auto"), ("AUTO", "auto"), ("true", True), ("1", True), ("false", False)],
+)
+def test_idempotency_is_auto_true_or_false(
+    monkeypatch: pytest.MonkeyPatch, raw: str, value: object
+):
+    monkeypatch.setenv("ASTRIA_IDEMPOTENCY", raw)
+    assert load_settings().astria_idempotency == value
 
 
 def test_several_problems_are_listed_together():

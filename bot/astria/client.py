@@ -115,7 +115,11 @@ class AstriaClient:
         self.requests_sent = 0
 
     @classmethod
-    def from_settings(cls, settings: Settings, session: aiohttp.ClientSession) -> AstriaClient:
+    def from_settings(
+        cls, settings: Settings, session: aiohttp.ClientSession, *, idempotency: bool = False
+    ) -> AstriaClient:
+        """`idempotency` is the effective value (bot/jobs/idempotency.py settles it from
+        ASTRIA_IDEMPOTENCY and the probe); off looks a lost create up, safe either way."""
         if settings.astria_api_key is None:
             raise ValueError("ASTRIA_API_KEY is not set")
         policy = RetryPolicy(
@@ -129,7 +133,7 @@ class AstriaClient:
             session,
             settings.astria_api_key,
             base_url=settings.astria_base_url,
-            idempotency=settings.astria_idempotency,
+            idempotency=idempotency,
             policy=policy,
             before_request=limiter.acquire,
         )

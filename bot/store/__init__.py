@@ -35,7 +35,7 @@ from bot.store.ledger import (
     Reservation,
     Settlement,
 )
-from bot.store.meta import Meta
+from bot.store.meta import IdempotencyProbe, Meta
 from bot.store.prompts import UNFINISHED_PROMPTS, PromptRecord, Prompts, PromptState
 from bot.store.tunes import UNFINISHED_TUNES, TuneRecord, Tunes, TuneState
 
@@ -50,6 +50,7 @@ __all__ = [
     "Events",
     "GuildSettings",
     "Guilds",
+    "IdempotencyProbe",
     "IntegrityViolation",
     "InvalidTransition",
     "JobKind",

@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
 from bot.store.db import Database
+
+IDEMPOTENCY_PROBE_KEY = "astria:idempotency-probe"
+
+
+@dataclass(frozen=True)
+class IdempotencyProbe:
+    """What the last conclusive idempotency probe found at Astria, and when."""
+
+    on: bool
+    at: datetime
 
 
 class Meta:
@@ -20,3 +34,16 @@ class Meta:
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
+
+    async def idempotency_probe(self) -> IdempotencyProbe | None:
+        raw = await self.get(IDEMPOTENCY_PROBE_KEY)
+        if raw is None:
+            return None
+        try:
+            data = json.loads(raw)
+            return IdempotencyProbe(bool(data["on"]), datetime.fromisoformat(data["at"]))
+        except (ValueError, KeyError, TypeError):
+            return None  # unreadable: as if never probed
+
+    async def record_idempotency_probe(self, on: bool, at: datetime) -> None:
+        await self.set(IDEMPOTENCY_PROBE_KEY, json.dumps({"on": on, "at": at.isoformat()}))
