@@ -64,6 +64,15 @@ class Account(commands.Cog):
                     f"**Astria balance:** {format_mc(known.balance_mc)} "
                     f"(read {timestamp(known.read_at)})"
                 )
+                finding = await store.meta.refund_finding()
+                if finding is not None and finding.contradicts:
+                    lines.append(
+                        "**Check the settings:** the Astria balance shows failed prompts' "
+                        f"costs {'given back' if finding.found == 'refunded' else 'kept'} "
+                        f"({timestamp(finding.at)}), but `ASTRIA_REFUNDS_FAILED_PROMPTS` says "
+                        "otherwise; the bot's owner should change it so the ledger matches "
+                        "Astria's bill."
+                    )
                 if known.short_since is not None:
                     lines.append(
                         f"**Paid commands paused** since {timestamp(known.short_since)}: "

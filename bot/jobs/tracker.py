@@ -41,6 +41,7 @@ from bot.jobs.delivery import (
     Progress,
     event_key,
 )
+from bot.jobs.refunds import RefundWatch
 from bot.jobs.schedule import PollPolicy, expected_done, first_check, is_stuck, next_check
 from bot.jobs.signing import callback_url
 from bot.rules.intake import BATCH_PREFIX
@@ -183,6 +184,7 @@ class Tracker:
         # True when the balance's move since the last reading cannot be told exactly: a
         # create or recovery was in flight across a reading, or a failed prompt's refund.
         self._balance_unsure = True
+        self._refunds = RefundWatch()  # the operator's refund statement, against the balance
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -767,9 +769,10 @@ class Tracker:
             # released under every reading. What Astria kept, if it keeps anything, is
             # the operator's cost (docs/architecture.md §3).
             self._balance_unsure = True
-            if not self._config.refunds_failed_prompts and not await self._charged_to_another(
-                record
-            ):
+            another = await self._charged_to_another(record)
+            if not another:
+                self._refunds.failed(prompt.cost_mc or record.cost_mc or 0)
+            if not self._config.refunds_failed_prompts and not another:
                 # Booked first (once per job), so a crash before the end repeats nothing.
                 kept = prompt.cost_mc or record.cost_mc
                 if kept is None:
@@ -948,6 +951,7 @@ class Tracker:
     def _note_charge(self, cost_mc: int | None) -> None:
         if cost_mc:
             self._charged_since_read += cost_mc
+            self._refunds.charged(cost_mc)
             self._balance_due = True  # re-read after each paid create
 
     async def read_balance(self) -> bool:
@@ -989,6 +993,7 @@ class Tracker:
                     charged,
                     drop - charged,
                 )
+        await self._check_refund_statement(user.usd_balance_mc, exact=not busy)
         self._balance_mc = user.usd_balance_mc
         # Charges noted while the request was out stay for the next window.
         self._charged_since_read -= charged
@@ -996,6 +1001,21 @@ class Tracker:
         self._balance_unsure = busy
         self._balance_read_at = now
         self._balance_due = False
+
+    async def _check_refund_statement(self, balance_mc: int, *, exact: bool) -> None:
+        found = self._refunds.reading(balance_mc, exact=exact)
+        if found is None:
+            return
+        stated = "refunded" if self._config.refunds_failed_prompts else "kept"
+        await self._store.meta.record_refund_finding(found, stated, self._clock())
+        if found != stated:
+            log.warning(
+                "ASTRIA_REFUNDS_FAILED_PROMPTS is %s, but the Astria balance shows failed "
+                "prompts' costs %s: set it to %s, or the ledger and Astria's bill part",
+                "true" if stated == "refunded" else "false",
+                "given back" if found == "refunded" else "kept",
+                "true" if found == "refunded" else "false",
+            )
 
     # ------------------------------------------------------------------ reporting
 

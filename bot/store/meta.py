@@ -9,6 +9,7 @@ from datetime import datetime
 from bot.store.db import Database
 
 IDEMPOTENCY_PROBE_KEY = "astria:idempotency-probe"
+REFUND_FINDING_KEY = "astria:failed-prompt-refunds"
 
 
 @dataclass(frozen=True)
@@ -45,5 +46,36 @@ class Meta:
         except (ValueError, KeyError, TypeError):
             return None  # unreadable: as if never probed
 
+    async def refund_finding(self) -> RefundFinding | None:
+        raw = await self.get(REFUND_FINDING_KEY)
+        if raw is None:
+            return None
+        try:
+            data = json.loads(raw)
+            return RefundFinding(
+                str(data["found"]), str(data["stated"]), datetime.fromisoformat(data["at"])
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    async def record_refund_finding(self, found: str, stated: str, at: datetime) -> None:
+        await self.set(
+            REFUND_FINDING_KEY,
+            json.dumps({"found": found, "stated": stated, "at": at.isoformat()}),
+        )
+
     async def record_idempotency_probe(self, on: bool, at: datetime) -> None:
         await self.set(IDEMPOTENCY_PROBE_KEY, json.dumps({"on": on, "at": at.isoformat()}))
+
+
+@dataclass(frozen=True)
+class RefundFinding:
+    """What the balance last proved about failed prompts' costs, against the setting."""
+
+    found: str  # "refunded" or "kept"
+    stated: str
+    at: datetime
+
+    @property
+    def contradicts(self) -> bool:
+        return self.found != self.stated

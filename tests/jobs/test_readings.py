@@ -75,3 +75,26 @@ async def test_an_operator_who_states_the_reading_wrongly_is_caught_by_the_ledge
     await rig.run_until(ended)
     with pytest.raises(AssertionError, match="Astria charged"):
         await rig.ledger_matches_charges()
+
+
+@pytest.mark.parametrize("stated_right", [True, False], ids=["stated-right", "stated-wrong"])
+async def test_the_balance_tells_whether_the_refund_statement_is_true(
+    rig: Rig, emulator_config: EmulatorConfig, stated_right: bool, caplog
+):
+    refunded = emulator_config.refund_failed_prompts
+    rig.tracker = rig.new_tracker(refunds_failed_prompts=refunded == stated_right)
+    tune = await rig.ready_tune(owner=1)
+    await rig.prompt(1, tune, "sks man on a beach")
+    await rig.prompt(1, tune, "sks man EMULATOR_FAIL")
+
+    async def both_ended() -> bool:
+        return bool(rig.delivery.ends(EventKind.FAILED)) and bool(rig.delivery.ends(EventKind.DONE))
+
+    await rig.run_until(both_ended)
+    await rig.step(rig.settings.balance_refresh_seconds, rounds=2)
+    finding = await rig.store.meta.refund_finding()
+    assert finding is not None
+    assert finding.found == ("refunded" if refunded else "kept")
+    assert finding.contradicts is not stated_right
+    warned = [r for r in caplog.records if "ASTRIA_REFUNDS_FAILED_PROMPTS" in r.getMessage()]
+    assert bool(warned) is not stated_right
