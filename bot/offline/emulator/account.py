@@ -80,6 +80,7 @@ class Tune:
     origin: Origin
     deleted: bool = False
     callback_sent: bool = False
+    preset: str | None = None  # the training preset asked for; None is Astria's "high"
 
     def trained_at(self, now: float) -> float | None:
         if self.finish_at is not None and self.finish_at <= now:
@@ -340,6 +341,7 @@ class Account:
             token=token,
             callback=request.callback,
             steps=request.steps,
+            preset=request.preset,
             face_crop=request.face_crop,
             training_face_correct=request.training_face_correct,
             image_count=len(request.uploads) + len(request.image_urls),
@@ -574,6 +576,7 @@ class Account:
             "branch": tune.branch,
             "args": None,
             "steps": tune.steps,
+            "preset": tune.preset,
             "face_crop": tune.face_crop,
             "training_face_correct": tune.training_face_correct,
             "ckpt_url": ckpt_url,
