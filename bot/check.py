@@ -87,6 +87,9 @@ async def run_check(settings: Settings, out: TextIO = sys.stdout) -> int:
         )
     profile = settings.profile
     print(f"  model: {profile.name} (base tune {profile.base_tune_id})", file=out)
+    if profile.name == "flux-lora":
+        preset = profile.training_preset or "none (Astria's high preset: about 3.7x the steps)"
+        print(f"  training preset: {preset}", file=out)
     meaning = idempotency_meaning(settings.astria_idempotency, settings.astria_lookup_wait_seconds)
     print(f"  idempotency: {meaning}", file=out)
 

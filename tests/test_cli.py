@@ -39,6 +39,7 @@ async def test_check_reports_balance_idempotency_and_what_is_missing(
     assert code == 0
     assert "$50.00" in text and "5,000,000 mc" in text
     assert "idempotency: off" in text and "looks the tune or prompt up" in text
+    assert "training preset: flux-lora-portrait" in text
     assert "is writable" in text and (tmp_path / "db").is_dir()
     assert "DISCORD_TOKEN" in text and "PUBLIC_CALLBACK_URL" in text
     assert KEY not in text
@@ -72,6 +73,26 @@ def test_cli_turns_bad_settings_into_one_message(
     assert main(["check"]) == 2
     err = capsys.readouterr().err
     assert "ASTRIA_BRANCH" in err and "Traceback" not in err
+
+
+def test_check_refuses_a_branch_the_profile_does_not_support(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    monkeypatch.setenv("ASTRIA_BRANCH", "sd15")
+    monkeypatch.setenv("MODEL_PROFILE", "flux-lora")
+    assert main(["check"]) == 2
+    err = capsys.readouterr().err
+    assert "ASTRIA_BRANCH=sd15 does not go with MODEL_PROFILE=flux-lora" in err
+    assert "Valid pairs: flux-lora: fast, flux1" in err and "Traceback" not in err
+
+
+def test_run_refuses_sdxl1_before_connecting_anywhere(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    monkeypatch.setenv("ASTRIA_BRANCH", "sdxl1")
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert "No profile trains SDXL tunes, so sdxl1 is not offered" in err
 
 
 def test_cli_run_names_missing_secrets(capsys: pytest.CaptureFixture[str]):
