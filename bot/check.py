@@ -90,6 +90,12 @@ async def run_check(settings: Settings, out: TextIO = sys.stdout) -> int:
     if profile.name == "flux-lora":
         preset = profile.training_preset or "none (Astria's high preset: about 3.7x the steps)"
         print(f"  training preset: {preset}", file=out)
+        if profile.training_preset is None and branch != "fast":
+            print(
+                "  note: with no preset each Flux tune trains about 3.7x the steps of "
+                "flux-lora-portrait; check TUNE_PRICE_MC against your Astria invoice",
+                file=out,
+            )
     meaning = idempotency_meaning(settings.astria_idempotency, settings.astria_lookup_wait_seconds)
     print(f"  idempotency: {meaning}", file=out)
 

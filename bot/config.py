@@ -44,7 +44,10 @@ PROFILE_BRANCHES: dict[ProfileName, tuple[Branch, ...]] = {
 FACEID_CFG_SCALE = 3.0
 
 # Prices are configuration: Astria publishes none (docs/architecture.md §6). Defaults follow the
-# last published figures ($1.50 a fine-tune); operators should set their own.
+# last published figures ($1.50 a fine-tune); operators should set their own. They are what a
+# job reserves and shows; the ledger settles at the `cost_mc` Astria reports. For flux1 the
+# figure assumes the portrait preset (27 steps a photo): Astria's "high" preset (no preset,
+# 100 a photo) trains about 3.7x as long, and `check` says so when FLUX_TRAINING_PRESET=none.
 DEFAULT_TUNE_PRICE_MC: dict[str, int] = {
     "fast": 0,
     "flux1": 150_000,

@@ -46,6 +46,20 @@ async def test_check_reports_balance_idempotency_and_what_is_missing(
     assert emulator.counters["GET /users"] == 1
 
 
+async def test_check_warns_that_no_flux_preset_trains_longer_than_the_price_assumes(
+    emulator: Emulator, tmp_path: Path
+):
+    code, text = await check_output(
+        astria_api_key=KEY,
+        astria_base_url=emulator.base_url,
+        database_path=tmp_path / "bot.sqlite3",
+        astria_branch="flux1",
+        flux_training_preset="none",
+    )
+    assert code == 0
+    assert "training preset: none" in text and "3.7x" in text and "TUNE_PRICE_MC" in text
+
+
 async def test_check_says_the_key_is_wrong_and_where_to_find_it(emulator: Emulator):
     code, text = await check_output(astria_api_key="sd_nope", astria_base_url=emulator.base_url)
     assert code == 1
