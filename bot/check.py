@@ -109,6 +109,15 @@ async def run_check(settings: Settings, out: TextIO = sys.stdout) -> int:
         )
     profile = settings.profile
     print(f"  model: {profile.name} (base tune {profile.base_tune_id})", file=out)
+    if profile.name == "flux-lora":
+        preset = profile.training_preset or "none (Astria's high preset: about 3.7x the steps)"
+        print(f"  training preset: {preset}", file=out)
+        if profile.training_preset is None and branch != "fast":
+            print(
+                "  note: with no preset each Flux tune trains about 3.7x the steps of "
+                "flux-lora-portrait; check TUNE_PRICE_MC against your Astria invoice",
+                file=out,
+            )
 
     problem = database_problem(settings.database_path)
     if problem:

@@ -27,11 +27,27 @@ from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 Branch = Literal["fast", "flux1", "sd15", "sdxl1"]
 ProfileName = Literal["flux-lora", "sd15-checkpoint", "faceid"]
 ModelType = Literal["lora", "faceid"] | None
+# Astria's Flux training presets (docs/architecture.md §6); "none" sends no preset, which
+# Astria reads as its "high" preset (100 steps a photo against the portrait preset's 27).
+FluxPreset = Literal["flux-lora-portrait", "flux-lora-focus", "none"]
 
 BRANCHES: tuple[str, ...] = ("fast", "flux1", "sd15", "sdxl1")
+# The branches each profile can train on: its own model family, and the free mock. FaceID
+# adapts an SD1.5 gallery model (690204, Realistic Vision), so it is sd15 too. No profile
+# trains SDXL (a `pti` LoRA on base 666678), so `sdxl1` goes with none of them.
+PROFILE_BRANCHES: dict[ProfileName, tuple[Branch, ...]] = {
+    "flux-lora": ("fast", "flux1"),
+    "sd15-checkpoint": ("fast", "sd15"),
+    "faceid": ("fast", "sd15"),
+}
+# Astria's FaceID docs prompt FaceID at this guidance; higher burns the face in.
+FACEID_CFG_SCALE = 3.0
 
 # Prices are configuration: Astria publishes none (docs/architecture.md §6). Defaults follow the
-# last published figures ($1.50 a fine-tune); operators should set their own.
+# last published figures ($1.50 a fine-tune); operators should set their own. They are what a
+# job reserves and shows; the ledger settles at the `cost_mc` Astria reports. For flux1 the
+# figure assumes the portrait preset (27 steps a photo): Astria's "high" preset (no preset,
+# 100 a photo) trains about 3.7x as long, and `check` says so when FLUX_TRAINING_PRESET=none.
 DEFAULT_TUNE_PRICE_MC: dict[str, int] = {
     "fast": 0,
     "flux1": 150_000,
@@ -56,6 +72,12 @@ class ModelProfile:
     base_tune_id: int
     token: str
     expected_prompt_seconds: float
+    # Sent as `tune[preset]` when a tune trains on a paid branch; None sends none.
+    training_preset: str | None = None
+    # Sent as `prompt[cfg_scale]` when a prompt goes to the base tune; None: Astria's own.
+    cfg_scale: float | None = None
+    # Flux ignores negative prompts ("No negatives" in Astria's Flux docs).
+    takes_negative_prompt: bool = True
 
     @property
     def prompts_go_to_base(self) -> bool:
@@ -107,6 +129,8 @@ class Settings(BaseSettings):
     faceid_base_tune_id: int = Field(default=690204, gt=0)
     # Trigger words in prompt text (Astria's term is "token"; not a secret).
     flux_token: str = "ohwx"  # noqa: S105
+    # Astria's recommended preset for Flux LoRA faces; sent with every paid Flux tune.
+    flux_training_preset: FluxPreset = "flux-lora-portrait"
     sd15_token: str = "sks"  # noqa: S105
     flux_prompt_seconds: float = Field(default=30.0, gt=0)
     sd15_prompt_seconds: float = Field(default=20.0, gt=0)
@@ -253,6 +277,22 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _branch_fits_profile(self) -> Settings:
+        if self.astria_branch in PROFILE_BRANCHES[self.model_profile]:
+            return self
+        pairs = "; ".join(f"{p}: {', '.join(b)}" for p, b in PROFILE_BRANCHES.items())
+        why = (
+            " No profile trains SDXL tunes, so sdxl1 is not offered."
+            if self.astria_branch == "sdxl1"
+            else ""
+        )
+        raise ValueError(
+            f"ASTRIA_BRANCH={self.astria_branch} does not go with "
+            f"MODEL_PROFILE={self.model_profile}.{why} Valid pairs: {pairs} "
+            "(for example MODEL_PROFILE=flux-lora with ASTRIA_BRANCH=flux1)"
+        )
+
     @property
     def profile(self) -> ModelProfile:
         return self.profile_named(self.model_profile)
@@ -260,12 +300,15 @@ class Settings(BaseSettings):
     def profile_named(self, name: ProfileName) -> ModelProfile:
         """The settings of one model profile (tunes keep the profile they were trained on)."""
         if name == "flux-lora":
+            preset = self.flux_training_preset
             return ModelProfile(
                 "flux-lora",
                 "lora",
                 self.flux_base_tune_id,
                 self.flux_token,
                 self.flux_prompt_seconds,
+                training_preset=None if preset == "none" else preset,
+                takes_negative_prompt=False,
             )
         if name == "sd15-checkpoint":
             return ModelProfile(
@@ -276,7 +319,12 @@ class Settings(BaseSettings):
                 self.sd15_prompt_seconds,
             )
         return ModelProfile(
-            "faceid", "faceid", self.faceid_base_tune_id, "", self.faceid_prompt_seconds
+            "faceid",
+            "faceid",
+            self.faceid_base_tune_id,
+            "",
+            self.faceid_prompt_seconds,
+            cfg_scale=FACEID_CFG_SCALE,
         )
 
     @property

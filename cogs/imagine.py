@@ -29,7 +29,7 @@ class Imagine(commands.Cog):
         count="How many images (1-8)",
         aspect="Shape of the images",
         seed="Repeat a result: the seed from its Details",
-        negative="What to keep out of the picture",
+        negative="What to keep out of the picture (SD1.5 and FaceID; Flux ignores it)",
     )
     @app_commands.guild_only()
     @entry("spends")

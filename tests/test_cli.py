@@ -42,6 +42,7 @@ async def test_check_reports_balance_idempotency_and_what_is_missing(
     assert "idempotency at Astria: off (two creates with one title gave two tunes)" in text
     assert "ASTRIA_IDEMPOTENCY=auto): off" in text and "looks the tune or prompt up" in text
     assert emulator.our_tunes() == []  # the probe's tunes are gone
+    assert "training preset: flux-lora-portrait" in text
     assert "is writable" in text and (tmp_path / "db").is_dir()
     assert "DISCORD_TOKEN" in text and "PUBLIC_CALLBACK_URL" in text
     assert KEY not in text
@@ -78,6 +79,20 @@ async def test_check_names_a_contradicting_setting_and_the_fix(emulator: Emulato
     assert "set ASTRIA_IDEMPOTENCY=auto or ASTRIA_IDEMPOTENCY=false" in text
 
 
+async def test_check_warns_that_no_flux_preset_trains_longer_than_the_price_assumes(
+    emulator: Emulator, tmp_path: Path
+):
+    code, text = await check_output(
+        astria_api_key=KEY,
+        astria_base_url=emulator.base_url,
+        database_path=tmp_path / "bot.sqlite3",
+        astria_branch="flux1",
+        flux_training_preset="none",
+    )
+    assert code == 0
+    assert "training preset: none" in text and "3.7x" in text and "TUNE_PRICE_MC" in text
+
+
 async def test_check_says_the_key_is_wrong_and_where_to_find_it(emulator: Emulator):
     code, text = await check_output(astria_api_key="sd_nope", astria_base_url=emulator.base_url)
     assert code == 1
@@ -105,6 +120,26 @@ def test_cli_turns_bad_settings_into_one_message(
     assert main(["check"]) == 2
     err = capsys.readouterr().err
     assert "ASTRIA_BRANCH" in err and "Traceback" not in err
+
+
+def test_check_refuses_a_branch_the_profile_does_not_support(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    monkeypatch.setenv("ASTRIA_BRANCH", "sd15")
+    monkeypatch.setenv("MODEL_PROFILE", "flux-lora")
+    assert main(["check"]) == 2
+    err = capsys.readouterr().err
+    assert "ASTRIA_BRANCH=sd15 does not go with MODEL_PROFILE=flux-lora" in err
+    assert "Valid pairs: flux-lora: fast, flux1" in err and "Traceback" not in err
+
+
+def test_run_refuses_sdxl1_before_connecting_anywhere(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    monkeypatch.setenv("ASTRIA_BRANCH", "sdxl1")
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert "No profile trains SDXL tunes, so sdxl1 is not offered" in err
 
 
 def test_cli_run_names_missing_secrets(capsys: pytest.CaptureFixture[str]):

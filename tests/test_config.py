@@ -33,6 +33,11 @@ def test_defaults_are_safe():
     assert s.database_path == Path("data/bot.sqlite3")
     assert s.profile.name == "flux-lora" and s.profile.base_tune_id == 1504944
     assert s.profile.prompts_go_to_base
+    assert s.profile.training_preset == "flux-lora-portrait"  # Astria's recommendation
+    assert not s.profile.takes_negative_prompt  # "No negatives" on Flux
+    assert s.profile_named("faceid").cfg_scale == 3.0
+    assert s.profile_named("sd15-checkpoint").training_preset is None
+    assert s.profile_named("sd15-checkpoint").cfg_scale is None
     assert s.astria_retry_base_seconds == 30 and s.astria_lookup_wait_seconds == 60
 
 
@@ -63,6 +68,7 @@ def test_reads_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path:
         ({"image_price_mc": {"sd15": -1}}, "IMAGE_PRICE_MC", "negative"),
         ({"callback_listen": "8080"}, "CALLBACK_LISTEN", "HOST:PORT"),
         ({"astria_idempotency": "maybe"}, "ASTRIA_IDEMPOTENCY", "ASTRIA_IDEMPOTENCY=auto"),
+        ({"flux_training_preset": "flux-lora-high"}, "FLUX_TRAINING_PRESET", "flux-lora-focus"),
         ({"public_callback_url": "http://bot.example.com/cb"}, "PUBLIC_CALLBACK_URL", "https"),
         (
             {"public_callback_url": "https://bot.example.com/cb"},
@@ -85,6 +91,47 @@ def test_idempotency_is_auto_true_or_false(
 ):
     monkeypatch.setenv("ASTRIA_IDEMPOTENCY", raw)
     assert load_settings().astria_idempotency == value
+
+
+def test_flux_preset_none_sends_no_preset():
+    assert load_settings(flux_training_preset="none").profile.training_preset is None
+    assert load_settings(flux_training_preset="flux-lora-focus").profile.training_preset == (
+        "flux-lora-focus"
+    )
+
+
+@pytest.mark.parametrize(
+    ("branch", "profile"),
+    [("sd15", "flux-lora"), ("flux1", "faceid"), ("flux1", "sd15-checkpoint"), ("sdxl1", "faceid")],
+)
+def test_a_branch_the_profile_cannot_train_on_is_refused_with_the_valid_pairs(
+    branch: str, profile: str
+):
+    text = problem(astria_branch=branch, model_profile=profile)
+    assert f"ASTRIA_BRANCH={branch} does not go with MODEL_PROFILE={profile}" in text
+    assert "flux-lora: fast, flux1; sd15-checkpoint: fast, sd15; faceid: fast, sd15" in text
+    assert "for example MODEL_PROFILE=flux-lora with ASTRIA_BRANCH=flux1" in text
+
+
+@pytest.mark.parametrize("profile", ["flux-lora", "sd15-checkpoint", "faceid"])
+def test_sdxl1_is_not_offered_under_any_profile(profile: str):
+    assert "No profile trains SDXL tunes" in problem(astria_branch="sdxl1", model_profile=profile)
+
+
+@pytest.mark.parametrize(
+    ("branch", "profile"),
+    [
+        ("fast", "flux-lora"),
+        ("flux1", "flux-lora"),
+        ("fast", "sd15-checkpoint"),
+        ("sd15", "sd15-checkpoint"),
+        ("fast", "faceid"),
+        ("sd15", "faceid"),
+    ],
+)
+def test_every_documented_pair_loads(branch: str, profile: str):
+    s = load_settings(astria_branch=branch, model_profile=profile)
+    assert (s.astria_branch, s.model_profile) == (branch, profile)
 
 
 def test_several_problems_are_listed_together():

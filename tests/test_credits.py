@@ -69,7 +69,10 @@ def test_fast_branch_costs_nothing_whatever_the_table_says():
 
 def test_paid_branch_prices_come_from_the_settings_table():
     s = settings(
-        astria_branch="sd15", tune_price_mc={"sd15": 140_000}, image_price_mc={"sd15": 2_500}
+        astria_branch="sd15",
+        model_profile="sd15-checkpoint",
+        tune_price_mc={"sd15": 140_000},
+        image_price_mc={"sd15": 2_500},
     )
     assert tune_price(s) == 140_000
     assert images_price(s, 4) == 10_000

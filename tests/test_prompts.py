@@ -11,15 +11,17 @@ from hypothesis import strategies as st
 from bot.config import ModelProfile, ProfileName
 from bot.rules.prompts import (
     BuiltPrompt,
+    PromptOptions,
     PromptRefusal,
     PromptRules,
     TuneRef,
     build_prompt,
     clean_negative,
     display_text,
+    prompt_options,
 )
 
-FLUX = ModelProfile("flux-lora", "lora", 1504944, "ohwx", 30.0)
+FLUX = ModelProfile("flux-lora", "lora", 1504944, "ohwx", 30.0, takes_negative_prompt=False)
 SD15 = ModelProfile("sd15-checkpoint", None, 690204, "sks", 20.0)
 FACEID = ModelProfile("faceid", "faceid", 690204, "", 20.0)
 PROFILES = {p.name: p for p in (FLUX, SD15, FACEID)}
@@ -35,7 +37,7 @@ def built(result: BuiltPrompt | PromptRefusal) -> BuiltPrompt:
     return result
 
 
-def refused(result: BuiltPrompt | PromptRefusal | str) -> str:
+def refused(result: BuiltPrompt | PromptRefusal | PromptOptions | str) -> str:
     assert isinstance(result, PromptRefusal), result
     return result.reason
 
@@ -200,6 +202,25 @@ def test_negative_prompt_over_length_is_refused_with_the_numbers() -> None:
 @pytest.mark.parametrize("text", ["<lora:1:1> blurry", "blurry --upscale_v4"])
 def test_negative_prompt_refuses_tags_and_flags(text: str) -> None:
     refused(clean_negative(text, RULES))
+
+
+def test_flux_refuses_a_negative_prompt_saying_flux_ignores_it() -> None:
+    reason = refused(prompt_options(PromptOptions("1:1", "blurry"), FLUX, RULES))
+    assert "Flux" in reason and "ignores negative prompts" in reason
+
+
+@pytest.mark.parametrize("profile", [SD15, FACEID])
+def test_sd15_and_faceid_take_the_cleaned_negative_prompt(profile: ModelProfile) -> None:
+    options = prompt_options(PromptOptions("16:9", "  blurry,  low quality "), profile, RULES)
+    assert options == PromptOptions("16:9", "blurry, low quality")
+
+
+@pytest.mark.parametrize("negative", [None, "", "   \u200b "])
+def test_no_negative_is_fine_on_every_profile(negative: str | None) -> None:
+    for profile in (FLUX, SD15, FACEID):
+        assert prompt_options(PromptOptions("1:1", negative), profile, RULES) == (
+            PromptOptions("1:1", None)
+        )
 
 
 # Showing the text back in Discord.

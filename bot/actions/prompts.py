@@ -4,7 +4,7 @@ it. The price is always the tune's own branch's, whatever the bot runs now."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services
@@ -16,8 +16,8 @@ from bot.rules.prompts import (
     PromptRefusal,
     TuneRef,
     build_prompt,
-    clean_negative,
     display_text,
+    prompt_options,
     rules_from,
 )
 from bot.store import PromptRecord, TuneRecord, TuneState
@@ -65,6 +65,7 @@ async def queue_prompt(
     usable = await store.tunes.list_usable(actor.user_id, place.guild_id, states=[TuneState.READY])
     settings = svc.settings
     rules = rules_from(settings)
+    tune_profile = settings.profile_named(tune.profile)
     built = build_prompt(
         order.text,
         TuneRef(
@@ -73,7 +74,7 @@ async def queue_prompt(
             subject_class=tune.subject_class,
             profile=tune.profile,
             branch=tune.branch,
-            token=settings.profile_named(tune.profile).token,
+            token=tune_profile.token,
         ),
         settings.profile,
         rules,
@@ -81,12 +82,9 @@ async def queue_prompt(
     )
     if isinstance(built, PromptRefusal):
         return Refused(built.reason)
-    options = order.options
-    if options.negative_prompt:
-        negative = clean_negative(options.negative_prompt, rules)
-        if isinstance(negative, PromptRefusal):
-            return Refused(negative.reason)
-        options = PromptOptions(options.aspect_ratio, negative or None)
+    options = prompt_options(order.options, tune_profile, rules)
+    if isinstance(options, PromptRefusal):
+        return Refused(options.reason)
     price = images_price(settings, order.count, tune.branch)
     created = await store.prompts.create(
         owner_id=actor.user_id,
@@ -134,6 +132,11 @@ async def reroll(
         return unusable
     if original.target_tune_id is None:
         return Refused(GONE)  # its tune never reached Astria
+    options = original.options
+    if not svc.settings.profile_named(tune.profile).takes_negative_prompt:
+        # Made before negatives were refused on Flux: Flux ignored it then, so dropping
+        # it changes nothing in the pictures.
+        options = replace(options, negative_prompt=None)
     price = images_price(svc.settings, original.num_images, tune.branch)
     created = await store.prompts.create(
         owner_id=actor.user_id,
@@ -144,7 +147,7 @@ async def reroll(
         final_text=original.final_text,
         num_images=original.num_images,
         price_mc=price,
-        options=original.options,
+        options=options,
         target_tune_id=original.target_tune_id,
         max_waiting=svc.settings.max_waiting_per_member,
     )

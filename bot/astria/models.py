@@ -147,6 +147,7 @@ class TuneRequest:
     token: str | None = None
     callback: str | None = None
     prompts: Sequence[PromptRequest] = field(default_factory=tuple)
+    preset: str | None = None  # a Flux training preset; None is Astria's "high" one
 
     def fields(self) -> dict[str, Any]:
         values: dict[str, Any] = {
@@ -157,6 +158,7 @@ class TuneRequest:
             "model_type": self.model_type,
             "token": self.token,
             "callback": self.callback,
+            "preset": self.preset,
         }
         return {k: v for k, v in values.items() if v is not None}
 

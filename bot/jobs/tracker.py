@@ -474,6 +474,8 @@ class Tracker:
             model_type=profile.model_type if profile and not fast else None,
             token=(profile.token or None) if profile else None,
             callback=self._callback(tune.job),
+            # The mock trains nothing: a preset only means something on a paid branch.
+            preset=profile.training_preset if profile and not fast else None,
         )
         try:
             created = await self._client.create_tune(
@@ -523,12 +525,16 @@ class Tracker:
             prompt.final_text, prompt.seed, except_id=prompt.id
         )
         options = prompt.options
+        profile = self._config.profiles.get(tune.profile)
         request = PromptRequest(
             text=prompt.final_text,
             num_images=prompt.num_images,
             seed=prompt.seed,
             negative_prompt=options.negative_prompt,
             aspect_ratio=options.aspect_ratio,
+            # The profile's guidance (FaceID's 3) where its model reads the prompt: not on
+            # the fast branch, whose tunes are mock checkpoints prompted on themselves.
+            cfg_scale=profile.cfg_scale if profile and tune.branch != "fast" else None,
             callback=self._callback(prompt.job),
         )
         try:

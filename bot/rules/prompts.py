@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Literal
 
@@ -192,12 +192,37 @@ def build_prompt(
     return BuiltPrompt(_join(prefix, text), text, post_to, target)
 
 
+def prompt_options(
+    options: PromptOptions, profile: ModelProfile, rules: PromptRules
+) -> PromptOptions | PromptRefusal:
+    """The options as they will be sent for a tune of `profile`, or why they cannot be.
+
+    An option the profile's model ignores is refused, not dropped: Flux ignores negative
+    prompts (docs/architecture.md §6), and a member who asked for one should know it would
+    change nothing, rather than pay for pictures that silently ignored it.
+    """
+    if not options.negative_prompt:
+        return replace(options, negative_prompt=None)
+    negative = clean_negative(options.negative_prompt, rules)
+    if isinstance(negative, PromptRefusal):
+        return negative
+    if negative and not profile.takes_negative_prompt:
+        return PromptRefusal(NO_NEGATIVES)
+    return replace(options, negative_prompt=negative or None)
+
+
+NO_NEGATIVES = (
+    "This tune uses Flux, which ignores negative prompts, so `negative` would change "
+    "nothing. Leave it empty and describe what you want instead (e.g. 'plain background')."
+)
+
+
 def clean_negative(text: str, rules: PromptRules) -> str | PromptRefusal:
     """The negative prompt, cleaned; "" when there is none.
 
-    Flux ignores negative prompts (docs/architecture.md §6); they are still accepted and sent, so
-    one command works for every profile. Banned words are not checked here: a negative
-    prompt is where a member keeps unwanted content out ("nudity", "blood").
+    Banned words are not checked here: a negative prompt is where a member keeps unwanted
+    content out ("nudity", "blood"). Whether the profile reads one is `prompt_options`'s
+    question.
     """
     cleaned = _clean(text)
     if len(cleaned) > rules.max_negative_length:

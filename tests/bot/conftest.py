@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from bot.app import AstriaBot
 from bot.astria import AstriaClient, RetryPolicy
+from bot.config import Branch, ProfileName
 from bot.offline.emulator import Emulator, EmulatorConfig, ManualClock
 from bot.store import PromptRecord, TuneRecord, TuneState
 from tests.conftest import KEY, FakeTime, photo
@@ -104,7 +105,9 @@ class Scene:
             await self.bot.tracker.poll_once()
             await self.bot.delivery.drain()
 
-    async def ready_tune(self, owner: Any) -> TuneRecord:
+    async def ready_tune(
+        self, owner: Any, *, profile: ProfileName = "sd15-checkpoint", branch: Branch = BRANCH
+    ) -> TuneRecord:
         store = self.bot.store
         known = await store.account.last_known()
         if known is None:
@@ -120,8 +123,8 @@ class Scene:
             channel_id=self.channel.id,
             name="me",
             subject_class="man",
-            profile="sd15-checkpoint",
-            branch=BRANCH,
+            profile=profile,
+            branch=branch,
             photo_paths=paths,
             price_mc=TUNE_MC,
         )

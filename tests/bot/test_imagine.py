@@ -140,3 +140,38 @@ async def test_a_channel_where_the_bot_cannot_attach_files_is_refused_up_front(s
     form = await scene.alice.slash(locked, "tune create")
     assert form.modal is None and "missing: Attach Files" in reply(form)
     assert await scene.bot.store.prompts.list_for(scene.alice.id) == []
+
+
+FLUX_BASE = 1504944
+
+
+@pytest.mark.parametrize(
+    "settings_overrides", [{"model_profile": "flux-lora", "astria_branch": "flux1"}]
+)
+async def test_negative_on_flux_is_refused_with_the_reason_and_nothing_is_sent(scene: Scene):
+    tune = await scene.ready_tune(scene.alice, profile="flux-lora", branch="flux1")
+    result = await scene.alice.slash(
+        scene.channel, "imagine", prompt="on a beach", tune=str(tune.id), negative="blurry"
+    )
+    text = reply(result)
+    assert "Flux" in text and "ignores negative prompts" in text and "Queued" not in text
+    assert result.ephemeral or result.response.ephemeral
+    assert await scene.bot.store.prompts.list_for(scene.alice.id) == []
+    # Without it the same prompt goes to Flux's base tune behind the tune's LoRA tag.
+    fine = await scene.alice.slash(scene.channel, "imagine", prompt="on a beach", tune=str(tune.id))
+    assert "Queued" in reply(fine)
+    await scene.step(1)
+    (sent,) = scene.emulator.prompts_for(FLUX_BASE)
+    assert sent["text"].startswith(f"<lora:{tune.astria_id}:1> ohwx man")
+    assert not sent["negative_prompt"]
+
+
+async def test_negative_on_sd15_reaches_astria_cleaned(scene: Scene):
+    tune = await scene.ready_tune(scene.alice)
+    result = await scene.alice.slash(
+        scene.channel, "imagine", prompt="portrait", tune=str(tune.id), negative=" blurry,  text "
+    )
+    assert "Queued" in reply(result)
+    await scene.step(1)
+    (sent,) = scene.emulator.prompts_for(tune.astria_id or 0)
+    assert sent["negative_prompt"] == "blurry, text"

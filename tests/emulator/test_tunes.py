@@ -94,6 +94,7 @@ async def test_branch_defaults_to_sd15_without_a_base_tune(api: Api) -> None:
         ({}, 0, {"images": ["must contain at least one image"]}),
         ({"branch": "sd21"}, 1, {"branch": ["is not included in the list"]}),
         ({"model_type": "dreambooth"}, 1, {"model_type": ["is not included in the list"]}),
+        ({"preset": "flux-lora-ultra"}, 1, {"preset": ["is not included in the list"]}),
     ],
 )
 async def test_invalid_tunes_get_rails_style_422(
@@ -260,6 +261,19 @@ async def test_faceid_tune_is_trained_at_creation(api: Api) -> None:
     tune = await api.create_tune(model_type="faceid", base_tune_id=690204)
     assert tune["trained_at"] == tune["created_at"]
     assert tune["expires_at"] is not None
+
+
+@pytest.mark.parametrize("preset", ["flux-lora-portrait", "flux-lora-focus", "flux-lora-fast"])
+async def test_a_documented_preset_is_kept_on_the_tune(api: Api, preset: str) -> None:
+    tune = await api.create_tune(branch="flux1", model_type="lora", preset=preset)
+    assert tune["preset"] == preset
+    status, same = await api.get(f"/tunes/{tune['id']}")
+    assert status == 200 and same["preset"] == preset
+
+
+async def test_no_preset_reads_null_astrias_high_preset(api: Api) -> None:
+    tune = await api.create_tune(branch="flux1", model_type="lora")
+    assert tune["preset"] is None
 
 
 async def test_sdxl_tunes_are_pti(api: Api) -> None:

@@ -15,7 +15,7 @@ import pytest
 from pydantic import SecretStr
 
 from bot.astria import AstriaClient, RetryPolicy
-from bot.config import Branch, Settings
+from bot.config import Branch, ProfileName, Settings
 from bot.jobs import JobEvent, Outcome, PollPolicy, Progress, Tracker, TrackerConfig
 from bot.offline.emulator import Emulator, EmulatorConfig, ManualClock
 from bot.store import PromptRecord, Store, TuneRecord, TuneState
@@ -98,7 +98,15 @@ class Rig:
             await self.step(step)
         raise AssertionError(f"not done after {limit} rounds")
 
-    async def tune(self, owner: int, name: str = "me", photos: int = 4) -> TuneRecord:
+    async def tune(
+        self,
+        owner: int,
+        name: str = "me",
+        photos: int = 4,
+        *,
+        profile: ProfileName = "sd15-checkpoint",
+        branch: Branch = BRANCH,
+    ) -> TuneRecord:
         paths = []
         for i in range(photos):
             path = self.photos / f"{owner}-{name}-{i}.jpg"
@@ -110,16 +118,23 @@ class Rig:
             channel_id=CHANNEL,
             name=name,
             subject_class="man",
-            profile="sd15-checkpoint",
-            branch=BRANCH,
+            profile=profile,
+            branch=branch,
             photo_paths=paths,
             price_mc=TUNE_MC,
         )
         assert isinstance(created, TuneRecord), created
         return created
 
-    async def ready_tune(self, owner: int, name: str = "me") -> TuneRecord:
-        tune = await self.tune(owner, name)
+    async def ready_tune(
+        self,
+        owner: int,
+        name: str = "me",
+        *,
+        profile: ProfileName = "sd15-checkpoint",
+        branch: Branch = BRANCH,
+    ) -> TuneRecord:
+        tune = await self.tune(owner, name, profile=profile, branch=branch)
 
         async def ready() -> bool:
             current = await self.store.tunes.get(tune.id)
@@ -138,6 +153,7 @@ class Rig:
         *,
         seed: int | None = None,
         images: int = 2,
+        target: int | None = None,
     ) -> PromptRecord:
         created = await self.store.prompts.create(
             owner_id=owner,
@@ -149,7 +165,7 @@ class Rig:
             num_images=images,
             price_mc=IMAGE_MC * images,
             seed=seed,
-            target_tune_id=tune.astria_id or 0,
+            target_tune_id=target or tune.astria_id or 0,
         )
         assert isinstance(created, PromptRecord), created
         return created

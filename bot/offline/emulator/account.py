@@ -81,6 +81,7 @@ class Tune:
     deleted: bool = False
     callback_sent: bool = False
     extended_to: float | None = None  # auto-extend moved `expires_at` here
+    preset: str | None = None  # the training preset asked for; None is Astria's "high"
 
     def trained_at(self, now: float) -> float | None:
         if self.finish_at is not None and self.finish_at <= now:
@@ -364,6 +365,7 @@ class Account:
             token=token,
             callback=request.callback,
             steps=request.steps,
+            preset=request.preset,
             face_crop=request.face_crop,
             training_face_correct=request.training_face_correct,
             image_count=len(request.uploads) + len(request.image_urls),
@@ -598,6 +600,7 @@ class Account:
             "branch": tune.branch,
             "args": None,
             "steps": tune.steps,
+            "preset": tune.preset,
             "face_crop": tune.face_crop,
             "training_face_correct": tune.training_face_correct,
             "ckpt_url": ckpt_url,
