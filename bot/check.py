@@ -51,12 +51,13 @@ def idempotency_meaning(on: bool, lookup_wait: float) -> str:
 
 async def _probe(settings: Settings, client: AstriaClient, out: TextIO) -> bool:
     """Probe Astria's idempotency, print what was found and what the bot will do; keep the
-    answer for the next start (a day) when the database is usable. False on a contradiction."""
+    answer for the next start (a day) when the database exists. False on a contradiction."""
     result = await probe_idempotency(client)
     print(f"  idempotency at Astria: {result.describe()}", file=out)
     stated = settings.astria_idempotency
     found = None if result.on is None else IdempotencyProbe(result.on, datetime.now(UTC))
-    if found is not None and database_problem(settings.database_path) is None:
+    # Kept only in a database that exists: `check` creates nothing (the start probes).
+    if found is not None and settings.database_path.is_file():
         async with await Store.open(settings.database_path, settings=settings) as store:
             await store.meta.record_idempotency_probe(found.on, found.at)
     problem = contradiction(stated, found)

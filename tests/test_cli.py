@@ -56,13 +56,18 @@ async def test_check_probes_idempotency_and_keeps_the_answer_for_the_start(
     emulator.config.idempotency = on
     database = tmp_path / "bot.sqlite3"
     values = {"astria_api_key": KEY, "astria_base_url": emulator.base_url}
+    settings = load_settings(**values, database_path=database)
+    # With no database yet, check creates none (the start will probe).
+    code, _ = await check_output(**values, database_path=database)
+    assert code == 0 and not database.exists()
+    async with await Store.open(database, settings=settings):
+        pass  # the bot has run once
     code, text = await check_output(**values, database_path=database)
     word = "on" if on else "off"
     assert code == 0, text
     assert f"idempotency at Astria: {word} (" in text
     assert f"(ASTRIA_IDEMPOTENCY=auto): {word}:" in text
-    assert emulator.counters["POST /tunes"] == 2 and emulator.our_tunes() == []
-    settings = load_settings(**values, database_path=database)
+    assert emulator.counters["POST /tunes"] == 4 and emulator.our_tunes() == []
     async with await Store.open(database, settings=settings) as store:
         kept = await store.meta.idempotency_probe()
     assert kept is not None and kept.on is on
