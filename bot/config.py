@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     # Astria does not document whether a failed prompt's cost goes back to the balance;
     # the members never pay for one either way (docs/architecture.md §3).
     astria_refunds_failed_prompts: bool = True
+    # What Astria charges to keep a tune another 30 days when the account auto-extends
+    # ("$0.5 per model per month" in its FAQ): booked as the operator's cost when a tune's
+    # expires_at moves, so the ledger still equals the bill.
+    astria_extension_price_mc: int = Field(default=50_000, ge=0, le=10_000_000)
 
     # Model profile.
     model_profile: ProfileName = "flux-lora"

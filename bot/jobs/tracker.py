@@ -93,6 +93,7 @@ class TrackerConfig:
     resubmit_delay: timedelta = timedelta(seconds=60)
     callback_slowdown: float = 4.0  # with callbacks on, polling is only the safety net
     refunds_failed_prompts: bool = True  # the operator's reading (undocumented at Astria)
+    extension_price_mc: int = 0  # Astria's fee for 30 more days of a tune (auto-extend)
 
     @property
     def policy(self) -> PollPolicy:
@@ -125,6 +126,7 @@ class TrackerConfig:
             signing_key=settings.callback_signing_key,
             resubmit_delay=timedelta(seconds=settings.astria_lookup_wait_seconds),
             refunds_failed_prompts=settings.astria_refunds_failed_prompts,
+            extension_price_mc=settings.astria_extension_price_mc,
         )
 
 
@@ -929,6 +931,7 @@ class Tracker:
                 await self._store.tunes.set_state(tune.id, TuneState.EXPIRED)
                 continue
             if expires != stored:
+                await self._book_extension(tune, stored, expires)
                 if await self._store.tunes.renew_expiry(tune.id, expires) is None:
                     continue  # deleted or expired meanwhile
                 log.info("Astria keeps tune %s until %s (auto-extend)", tune.id, expires)
@@ -942,6 +945,20 @@ class Tracker:
                 EventKind.EXPIRY_SOON,
                 message=f"Astria deletes it on {expires:%Y-%m-%d %H:%M} UTC",
             )
+
+    async def _book_extension(
+        self, tune: TuneRecord, stored: datetime | None, expires: datetime | None
+    ) -> None:
+        """Astria kept the tune longer and charged for it: the operator's cost, booked
+        once per new date (before the date is stored, so a crash between repeats nothing
+        and loses nothing)."""
+        if stored is None or expires is None or expires <= stored:
+            return
+        periods = max(1, round((expires - stored) / timedelta(days=30)))
+        fee = periods * self._config.extension_price_mc
+        note = f"Astria kept it until {expires:%Y-%m-%d %H:%M} UTC (auto-extend)"
+        if await self._store.ledger.absorb(tune.job, fee, note=note) is not None:
+            self._refunds.charged(fee)
 
     async def _expiry_at_astria(self, tune: TuneRecord) -> datetime | None:
         """When Astria deletes the tune (None: it names no date), or now when it already

@@ -439,17 +439,19 @@ class Ledger:
             return Refund(job, RefundOutcome.REFUNDED, spent, reserve.user_id)
 
     async def absorb(self, job: JobRef, amount_mc: int, *, note: str) -> LedgerEntry | None:
-        """Book what Astria kept for a failed job as the operator's cost: on no member's
-        and no server's budget (server 0, which no member can act in), but in the
-        ledger's total, so the ledger still equals Astria's net charge. Once per job."""
+        """Book what Astria kept or charged outside a member's job (a failed prompt's
+        cost, a tune's storage extension) as the operator's cost: on no member's and no
+        server's budget (server 0, which no member can act in), but in the ledger's
+        total, so the ledger still equals Astria's net charge. Once per job and note."""
         if amount_mc <= 0:
             return None
         if amount_mc > MAX_AMOUNT_MC:
             raise ValueError("an amount above the maximum")
         async with self._db.write() as tx:
             if await tx.fetchone(
-                "SELECT 1 FROM ledger WHERE kind = 'adjust' AND guild_id = ? AND job = ?",
-                (OPERATOR_GUILD, str(job)),
+                "SELECT 1 FROM ledger WHERE kind = 'adjust' AND guild_id = ? AND job = ?"
+                " AND note = ?",
+                (OPERATOR_GUILD, str(job), note),
             ):
                 return None
             return await self._append_in(
