@@ -299,3 +299,18 @@ def test_store_prepared_names_the_file_by_the_checked_hash_and_refuses_forged_on
     forged = PhotoInfo("jpeg", "../../etc/passwd", 700, 700, 1)
     with pytest.raises(ValueError, match="not a prepared photo"):
         store_prepared(tmp_path, PreparedPhoto(forged, "jpeg", b"x", 1, 1))
+
+
+@pytest.mark.parametrize("lossless", [True, False])
+def test_a_webp_keeps_its_kind_of_compression_when_it_stays_webp(lossless: bool) -> None:
+    image = Image.new("RGBA", (600, 600), (20, 200, 90, 255))
+    out = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker"
+    image.save(out, "WEBP", lossless=lossless, exif=exif.tobytes())
+    data = out.getvalue()
+    prepared = prepare_photo(checked(data), data)
+    assert prepared.kind == "webp" and len(prepared.data) <= len(data) * 1.1
+    assert (b"VP8L" in prepared.data) is lossless
+    assert b"EXIF" in data and b"EXIF" not in prepared.data
+    assert_no_metadata(prepared.data)

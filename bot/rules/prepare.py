@@ -99,7 +99,7 @@ def prepare_photo(info: PhotoInfo, data: bytes) -> PreparedPhoto:
             image.draft(None, fit(image.size, DRAFT_SIDE))
             target = fit(image.size)
         tables = _jpeg_tables(image) if info.kind == "jpeg" else None
-        lossless_webp = info.kind == "webp" and b"VP8L" in data[12:40]
+        lossless_webp = info.kind == "webp" and _webp_lossless(data)
         icc = image.info.get("icc_profile")
         # Reduce first, then convert, so only the decoded photo is ever full size; palette
         # images only resize by nearest neighbour, so they are converted first.
@@ -126,6 +126,17 @@ def _jpeg_tables(image: Image.Image) -> tuple[object, int]:
     """The source JPEG's quantisation tables and subsampling, to re-save it at its own
     quality (and so about its own size) when a JPEG at JPEG_QUALITY would be bigger."""
     return getattr(image, "quantization", None), JpegImagePlugin.get_sampling(image)
+
+
+def _webp_lossless(data: bytes) -> bool:
+    """Whether a WebP's image chunk is VP8L (lossless), walking the RIFF chunks."""
+    at = 12
+    while at + 8 <= len(data):
+        kind, size = data[at : at + 4], int.from_bytes(data[at + 4 : at + 8], "little")
+        if kind in (b"VP8 ", b"VP8L"):
+            return kind == b"VP8L"
+        at += 8 + size + (size & 1)
+    return False
 
 
 def _normalised(image: Image.Image) -> Image.Image:
