@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bot.rules.intake import PhotoIntake, PhotoSource
 from bot.rules.photos import PhotoRules
+from bot.rules.prepare import prepare_memory
 from tests.conftest import photo
 
 
@@ -40,7 +41,9 @@ async def test_downloads_at_once_never_pass_the_limit_whatever_the_members(tmp_p
     # Each set in its own folder: two members' identical photos never share a file.
     assert len(list(tmp_path.glob("batch-*/*.jpg"))) == 30
     assert len({p.parent for r in results for p in r.paths}) == 6
-    assert intake.memory_bound == 2 * 2 * PhotoRules().max_bytes
+    # Two downloads (a photo and its joined copy each) and one preparation at a time.
+    assert intake.prepare_slots == 1
+    assert intake.memory_bound == 2 * 2 * PhotoRules().max_bytes + prepare_memory(PhotoRules())
 
 
 async def test_a_declared_oversize_photo_is_refused_without_reading_it(tmp_path: Path):

@@ -1,10 +1,15 @@
-"""Taking a member's training photos in: read each one, check it, write it to disk.
+"""Taking a member's training photos in: read each one, check it, prepare it, write it.
 
 Discord's attachment URLs are signed and expire, and a modal's uploads are ephemeral, so the
-bytes are read at submit and kept on disk until Astria has the tune. Memory is bounded by a
-download limit shared by every member (at most `max_concurrent_downloads` photos are in
-memory at once, each at most `PhotoRules.max_bytes`), not by how many photos or members
-there are. A member's photos are read one at a time.
+bytes are read at submit and kept on disk until Astria has the tune. What is kept is the
+prepared photo (`bot/rules/prepare.py`: upright, at most 2048 px, no EXIF, GPS or other
+metadata), never the member's original, so the photos folder holds no position or camera
+data and every upload, retries included, sends the same small bytes.
+
+Memory is bounded by two limits shared by every member, not by how many photos or members
+there are: at most `max_concurrent_downloads` photos are in memory as bytes at once (each
+at most `PhotoRules.max_bytes`), and of those at most `PREPARE_SLOTS` are being decoded
+and re-encoded at once (each `prepare_memory`). A member's photos are read one at a time.
 
 No Discord here: a photo is a `PhotoSource` whose `read` the caller supplies (in the bot,
 `discord.Attachment.read`).
@@ -26,14 +31,20 @@ from bot.rules.photos import (
     PhotoInfo,
     PhotoProblem,
     PhotoRules,
-    store_photo,
 )
+from bot.rules.prepare import prepare_memory, prepare_photo, store_prepared
 
 log = logging.getLogger(__name__)
 
 # Each set of photos gets its own folder: two members may send the same photo, and one
 # tune's cleanup must never delete a file another tune still needs.
 BATCH_PREFIX = "batch-"
+
+# Photos decoded at once, across all members. A decode holds a full-size photo (up to
+# `PhotoRules.max_pixels`, hundreds of MB in the worst case), and Pillow's decoder and
+# encoder keep a core busy: one at a time leaves the other core to the event loop and
+# keeps the bound at one image. Never more than the downloads, which hold the bytes.
+PREPARE_SLOTS = 1
 
 
 @dataclass(frozen=True)
@@ -65,20 +76,34 @@ class IntakeResult:
 class PhotoIntake:
     """Shared by the whole bot: one semaphore bounds the photos held in memory at once."""
 
-    def __init__(self, folder: Path, rules: PhotoRules, *, max_concurrent_downloads: int) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        rules: PhotoRules,
+        *,
+        max_concurrent_downloads: int,
+        prepare_slots: int = PREPARE_SLOTS,
+    ) -> None:
         if max_concurrent_downloads < 1:
             raise ValueError("max_concurrent_downloads must be at least 1")
+        if prepare_slots < 1:
+            raise ValueError("prepare_slots must be at least 1")
         self.folder = folder
         self.rules = rules
         self._downloads = asyncio.Semaphore(max_concurrent_downloads)
         self.max_concurrent_downloads = max_concurrent_downloads
+        # Taken inside a download slot, so more slots than downloads could never be used.
+        self.prepare_slots = min(prepare_slots, max_concurrent_downloads)
+        self._prepares = asyncio.Semaphore(self.prepare_slots)
 
     @property
     def memory_bound(self) -> int:
-        """The most photo bytes held in memory at once, whatever the number of members: a
-        read holds its chunks and their joined copy for a moment (aiohttp, which
-        `discord.Attachment.read` uses, joins them), so twice the photos in flight."""
-        return 2 * self.max_concurrent_downloads * self.rules.max_bytes
+        """The most photo memory held at once, whatever the number of members: a read holds
+        its chunks and their joined copy for a moment (aiohttp, which
+        `discord.Attachment.read` uses, joins them), so twice the photos in flight; and
+        each preparation running holds its decoded image and copies (`prepare_memory`)."""
+        downloads = 2 * self.max_concurrent_downloads * self.rules.max_bytes
+        return downloads + self.prepare_slots * prepare_memory(self.rules)
 
     async def take(self, sources: Sequence[PhotoSource]) -> IntakeResult:
         """Read, check and store each photo in turn; never raises for a bad photo.
@@ -114,8 +139,9 @@ class PhotoIntake:
                 # 20 members' photos do not stall every other command (bench/photo_intake).
                 result = await asyncio.to_thread(batch.add, source.label, data)
                 if isinstance(result, PhotoInfo):
-                    path = await asyncio.to_thread(store_photo, folder, result, data)
-                    paths.append(path)
+                    path = await self._prepare_and_store(batch, folder, source.label, result, data)
+                    if path is not None:
+                        paths.append(path)
                 del data
         problems = tuple(refused_early) + batch.problems
         verdict = batch.verdict()
@@ -125,6 +151,25 @@ class PhotoIntake:
             problem = BatchProblem(_headline(verdict, batch), problems)
             return IntakeResult((), batch.accepted, problems, problem, summary)
         return IntakeResult(tuple(paths), batch.accepted, problems, None, summary)
+
+    async def _prepare_and_store(
+        self, batch: PhotoBatch, folder: Path, label: str, info: PhotoInfo, data: bytes
+    ) -> Path | None:
+        """Prepare a checked photo (off the event loop, within the decode limit) and write
+        the prepared bytes; a photo whose full decode fails is refused as damaged."""
+        try:
+            async with self._prepares:
+                prepared = await asyncio.to_thread(prepare_photo, info, data)
+        except Exception:
+            # The checks read headers and a reduced decode; a full decode can still find
+            # a broken stream (Pillow raises many kinds), which means the same to a member.
+            log.info("photo %s could not be prepared", info.sha256, exc_info=True)
+            batch.withdraw(
+                info,
+                PhotoProblem(label, "this file is damaged or cut short", "send the photo again"),
+            )
+            return None
+        return await asyncio.to_thread(store_prepared, folder, prepared)
 
     def _too_big(self, source: PhotoSource) -> PhotoProblem:
         limit = self.rules.max_bytes // (1024 * 1024)

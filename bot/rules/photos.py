@@ -1,6 +1,7 @@
 """Checking members' training photos from their real bytes: type, size, dimensions, repeats.
 
-Pure: no Discord, no HTTP, no SQL. The only I/O is `store_photo`, which writes one file.
+Pure: no Discord, no HTTP, no SQL. The only I/O is `store_photo` (and `write_atomically`,
+which it and `bot.rules.prepare.store_prepared` use), which writes one file.
 """
 
 from __future__ import annotations
@@ -284,6 +285,12 @@ class PhotoBatch:
             self._problems.append(result)
         return result
 
+    def withdraw(self, info: PhotoInfo, problem: PhotoProblem) -> None:
+        """Refuse a photo accepted earlier (its full decode, after the checks, failed)."""
+        self._accepted = [a for a in self._accepted if a is not info]
+        self._labels.pop(info.sha256, None)
+        self._problems.append(problem)
+
     def summary(self) -> str:
         """One short paragraph: how many were usable, and what was wrong with the rest."""
         usable = len(self._accepted)
@@ -333,8 +340,13 @@ def store_photo(folder: Path, info: PhotoInfo, data: bytes) -> Path:
         raise ValueError("not a checked photo")
     if hashlib.sha256(data).hexdigest() != info.sha256:
         raise ValueError("these bytes are not the photo that was checked")
+    return write_atomically(folder, info.file_name, data)
+
+
+def write_atomically(folder: Path, name: str, data: bytes) -> Path:
+    """Write `data` to `folder/name` through a temporary file renamed into place."""
     folder.mkdir(parents=True, exist_ok=True)
-    final = folder / info.file_name
+    final = folder / name
     fd, temp_name = tempfile.mkstemp(dir=folder, prefix=".", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as file:

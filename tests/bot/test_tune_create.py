@@ -18,6 +18,7 @@ from tests.bot.conftest import Scene, reply
 from tests.conftest import KEY, photo
 from tests.jobs.conftest import TUNE_MC
 from tests.test_photos import png_header_only
+from tests.test_prepare import phone_jpeg
 
 pytestmark = pytest.mark.simcord(strict_sync=False)
 PRICE = format_mc(TUNE_MC)
@@ -125,6 +126,19 @@ async def test_whole_path_form_to_images_then_reroll_after_a_restart(
     assert [p.state for p in prompts] == [PromptState.DELIVERED, PromptState.DELIVERED]
     spent = balance - scene.emulator.balance_mc
     assert spent == sum(c.cost_mc for c in scene.emulator.charges) > TUNE_MC
+
+
+async def test_astria_gets_the_photos_upright_small_and_without_their_exif(scene: Scene):
+    await paid(scene)
+    sent = [(f"IMG_{n}.jpg", phone_jpeg((3000 + n, 2000))) for n in range(4)]
+    _, submitted = await train(scene, scene.alice, photos1=sent)
+    assert "Training **me** (man) from 4 photos" in reply(submitted)
+    (tune,) = await scene.bot.store.tunes.list_for(scene.alice.id)
+    await until_ready(scene, tune.id)
+    received = scene.emulator.photos_received[tune.title]
+    assert [f.metadata for f in received] == [()] * 4  # no EXIF, GPS, XMP, ICC or comment
+    assert all(f.format == "JPEG" and f.height == 2048 > f.width for f in received)
+    assert all(f.size < len(data) for f, (_, data) in zip(received, sent, strict=True))
 
 
 async def test_refused_photos_are_named_with_reasons_and_nothing_is_kept(

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from bot.offline.emulator.errors import ApiError, bad_request
-from bot.offline.emulator.images import is_image
+from bot.offline.emulator.images import PhotoFacts, is_image, photo_facts
 
 # Form fields are short; anything bigger is a client bug, not a prompt.
 MAX_FIELD_BYTES = 256 * 1024
@@ -28,6 +28,7 @@ class Upload:
     size: int
     valid: bool
     too_large: bool
+    facts: PhotoFacts | None = None  # when valid: format, size, metadata found
 
 
 def split_key(key: str) -> list[str]:
@@ -117,7 +118,10 @@ async def _read_file(part: BodyPartReader, index: int, cap: int) -> Upload:
             await part.release()
             return Upload(index, part.filename or "", size, valid=False, too_large=True)
         buffer.write(chunk)
-    return Upload(index, part.filename or "", size, is_image(buffer.getvalue()), too_large=False)
+    data = buffer.getvalue()
+    valid = is_image(data)
+    facts = photo_facts(data) if valid else None
+    return Upload(index, part.filename or "", size, valid, too_large=False, facts=facts)
 
 
 async def _read_multipart(request: web.Request, max_file_bytes: int) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import hashlib
 import io
 import warnings
 from collections import OrderedDict
+from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
 
@@ -23,6 +24,56 @@ def is_image(data: bytes) -> bool:
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Warning):
         return False
     return True
+
+
+# What a photo can carry besides pixels, as Pillow names it in `Image.info`.
+_METADATA_KEYS = {
+    "exif": "exif",
+    "xmp": "xmp",
+    "XML:com.adobe.xmp": "xmp",
+    "icc_profile": "icc",
+    "comment": "comment",
+    "photoshop": "photoshop",
+}
+# JPEG APPn segments that are structure, not metadata: JFIF (APP0) and Adobe (APP14).
+_STRUCTURAL_APPS = {"APP0", "APP14"}
+
+
+@dataclass(frozen=True)
+class PhotoFacts:
+    """What the emulator noted of one uploaded photo (its bytes are not kept): enough for a
+    test to see what would have reached Astria."""
+
+    size: int
+    format: str
+    width: int
+    height: int
+    metadata: tuple[str, ...]  # e.g. ("exif", "gps", "comment"); () when only pixels came
+
+
+def photo_facts(data: bytes) -> PhotoFacts | None:
+    """The facts of an upload Pillow can read, or None."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            found = {_METADATA_KEYS[key] for key in image.info if key in _METADATA_KEYS}
+            exif = image.getexif()
+            if exif:
+                found.add("exif")
+            if exif.get_ifd(0x8825):  # the GPS IFD
+                found.add("gps")
+            found.update(
+                f"jpeg {marker}"
+                for marker, _ in getattr(image, "applist", [])
+                if marker not in _STRUCTURAL_APPS
+            )
+            if getattr(image, "text", None):
+                found.add("text")
+            return PhotoFacts(
+                len(data), str(image.format), image.width, image.height, tuple(sorted(found))
+            )
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
 
 
 def _colours(key: str) -> tuple[tuple[int, int, int], tuple[int, int, int]]:

@@ -23,7 +23,7 @@ from bot.offline.emulator.config import EmulatorConfig
 from bot.offline.emulator.errors import ApiError, bad_request, invalid, not_found
 from bot.offline.emulator.faults import Fault, FaultInjector, RequestRecord
 from bot.offline.emulator.forms import read_params
-from bot.offline.emulator.images import ImageCache, is_image
+from bot.offline.emulator.images import ImageCache, PhotoFacts, is_image
 from bot.offline.emulator.validation import parse_prompt, parse_tune
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,8 @@ class Emulator:
         self.counters: collections.Counter[str] = collections.Counter()
         self.requests: list[RequestRecord] = []
         self.callbacks_sent: list[tuple[str, dict[str, Any], int | None]] = []
+        # Each tune create's uploaded photos, as noted facts (never their bytes), by title.
+        self.photos_received: dict[str, list[PhotoFacts]] = {}
         self._images = ImageCache(self.config.image_size)
         self._route_keys: dict[AbstractRoute, str] = {}
         self._base_url: str | None = None
@@ -482,6 +484,9 @@ class Emulator:
             if existing is not None:
                 return _json(self._tune_body(existing), status=self.config.replay_status)
         await self._fetch_images(tune_request.image_urls)
+        self.photos_received[tune_request.title] = [
+            upload.facts for upload in tune_request.uploads if upload.facts is not None
+        ]
         tune, _ = self.account.create_tune(tune_request, self._now())
         return _json(self._tune_body(tune), status=201)
 
