@@ -25,8 +25,10 @@ from bot.store import PromptState, TuneState
 from bot.store.ledger import LedgerKind
 
 # Each mode under another reading of what Astria leaves undocumented (docs/emulator.md):
-# between them and the chaos run, every value of every switch is played.
+# every named reading once, with idempotency on and off by turns.
 MODES = [
+    pytest.param((True, "ours"), id="idem-on-ours"),
+    pytest.param((False, "kept-not-refunded"), id="idem-off-kept-not-refunded"),
     pytest.param((True, "kept-refunded"), id="idem-on-kept-refunded"),
     pytest.param((False, "zeroed-not-refunded"), id="idem-off-zeroed-not-refunded"),
 ]
