@@ -98,6 +98,7 @@ class User(_Lenient):
     name: str | None = None
     email: str | None = None
     usd_balance_mc: int = 0
+    auto_extend_tunes: bool = False  # Astria keeps tunes past 30 days, for a fee
 
 
 @dataclass(frozen=True)

@@ -186,6 +186,7 @@ class Tracker:
         # True when the balance's move since the last reading cannot be told exactly: a
         # create or recovery was in flight across a reading, or a failed prompt's refund.
         self._balance_unsure = True
+        self._auto_extend = False  # the account's auto-extend, from the last reading
         self._refunds = RefundWatch()  # the operator's refund statement, against the balance
 
     # ------------------------------------------------------------------ lifecycle
@@ -916,6 +917,8 @@ class Tracker:
             assert stored is not None
             if stored > now and event_key(str(tune.job), EventKind.EXPIRY_SOON) in reminded:
                 continue  # reminded already: nothing to ask Astria before the date
+            if stored > now and self._auto_extend:
+                continue  # the account keeps its tunes: no reminder, a re-read at the date
             try:
                 expires = await self._expiry_at_astria(tune)
             except AstriaError as exc:
@@ -1016,6 +1019,7 @@ class Tracker:
                     charged,
                     drop - charged,
                 )
+        self._auto_extend = user.auto_extend_tunes
         await self._check_refund_statement(user.usd_balance_mc, exact=not busy)
         self._balance_mc = user.usd_balance_mc
         # Charges noted while the request was out stay for the next window.

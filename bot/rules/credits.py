@@ -176,8 +176,8 @@ class Refusal:
         who = _WHO_CAN_RAISE[self.limit]
         if self.limit is BudgetLimit.ACCOUNT_SHORT:
             return (
-                f"Paid commands are paused: {_LIMIT_WORDS[self.limit]}. "
-                f"{who[0].upper()}{who[1:]}; nothing was charged."
+                f"Paid commands are paused: {_LIMIT_WORDS[self.limit]}. They start again "
+                "by themselves once the bot's owner adds credit; nothing was charged."
             )
         if self.limit is BudgetLimit.BALANCE_UNKNOWN:
             return (

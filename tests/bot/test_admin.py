@@ -209,3 +209,35 @@ async def test_admin_sees_the_account_balance_in_balance_and_members_do_not(
     assert f"<@{scene.alice.id}>: {format_mc(sum(e.amount_mc for e in entries))}" in spend
     charged = sum(c.cost_mc for c in scene.emulator.charges)
     assert sum(e.amount_mc for e in entries) == charged
+
+
+async def test_while_the_credit_has_run_out_members_and_admins_are_told_plainly(
+    scene: Scene, boss: Any
+):
+    tune = await scene.ready_tune(scene.alice)
+    store = scene.bot.store
+    # Astria refused a job for lack of credit (tests/jobs/test_credit_runs_out.py).
+    await store.account.mark_short(10_000)
+    refused = reply(
+        await scene.alice.slash(scene.channel, "imagine", prompt="a", tune=str(tune.id))
+    )
+    assert "Not queued" in refused and "credit has run out" in refused, refused
+    assert "402" not in refused and "/tunes" not in refused
+    mine = reply(await scene.alice.slash(scene.channel, "balance"))
+    assert "**You can still spend:** nothing on paid commands for now" in mine, mine
+    theirs = reply(await boss.slash(scene.channel, "balance"))
+    assert "**Paid commands paused** since" in theirs, theirs
+    # The owner tops up a moment later; an admin's refresh resumes at once.
+    scene.emulator.balance_mc = 10**8
+    await scene.emulator.advance(1)
+    text = reply(await boss.slash(scene.channel, "admin refresh-balance"))
+    assert "Paid commands are going again" in text, text
+    queued = reply(await scene.alice.slash(scene.channel, "imagine", prompt="b", tune=str(tune.id)))
+    assert "Queued" in queued, queued
+
+
+async def test_balance_names_the_limit_that_binds_the_member(scene: Scene, boss: Any):
+    await scene.ready_tune(scene.alice)
+    await boss.slash(scene.channel, "admin budget user", daily="2.00", monthly="5")
+    mine = reply(await scene.alice.slash(scene.channel, "balance"))
+    assert "**You can still spend:** $0.50: what is left of your limit for today" in mine, mine

@@ -68,9 +68,12 @@ async def test_an_auto_extended_tune_stays_ready_with_its_new_date(
     tune = await rig.ready_tune(owner=1)
     first = (await stored(rig, tune)).expires_at
     assert first is not None
-    await to_moment(rig, first - timedelta(days=2))
-    assert rig.delivery.keys(f"tune:{tune.id}:expiry-soon") == {f"tune:{tune.id}:expiry-soon": 1}
     reads = rig.emulator.counters[GET_TUNE]
+    await to_moment(rig, first - timedelta(days=2))
+    # The account keeps its tunes: no member is told it will be deleted, and Astria is
+    # not asked before the date.
+    assert not rig.delivery.ends(EventKind.EXPIRY_SOON)
+    assert rig.emulator.counters[GET_TUNE] == reads
     caplog.set_level(logging.INFO)
     await to_moment(rig, first + timedelta(seconds=1))
     assert rig.emulator.counters[GET_TUNE] > reads  # asked Astria before expiring
