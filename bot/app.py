@@ -27,7 +27,7 @@ from bot.store import Store
 from bot.ui.base import answer
 from bot.ui.buttons import DYNAMIC_ITEMS, result_view, status_view
 from bot.ui.delivery import DiscordDelivery
-from bot.ui.forms import RESTARTED, FormRegistry
+from bot.ui.forms import RESTARTED, STALE_COMPONENT, FormRegistry
 
 log = logging.getLogger(__name__)
 
@@ -180,13 +180,28 @@ class AstriaBot(commands.Bot):
         log.info("registered %d commands with Discord", len(synced))
 
     async def on_interaction(self, interaction: discord.Interaction[AstriaBot]) -> None:
-        """A form opened before a restart is unknown here: discord.py would drop its
-        submit without a word, so say what happened."""
-        if interaction.type != discord.InteractionType.modal_submit or interaction.data is None:
+        """A form opened before a restart, or a button no handler knows (an old message's,
+        from a version of the bot that had it), is dropped by discord.py without a word:
+        the member would read "This interaction failed". Say what happened instead."""
+        if interaction.data is None:
             return
         custom_id = str(interaction.data.get("custom_id", ""))
-        if self.forms.is_stale(custom_id):
-            await answer(interaction, RESTARTED)
+        if interaction.type == discord.InteractionType.modal_submit:
+            if self.forms.is_stale(custom_id):
+                await answer(interaction, RESTARTED)
+        elif interaction.type == discord.InteractionType.component and not (
+            self._handles_component(custom_id)
+        ):
+            await answer(interaction, STALE_COMPONENT)
+
+    def _handles_component(self, custom_id: str) -> bool:
+        """Whether discord.py will route this custom_id: a registered dynamic item, or an
+        item of a live view (on any message: a view keyed by an interaction counts)."""
+        # discord.py offers no public lookup; this mirrors ViewStore.dispatch_view.
+        store = self._connection._view_store
+        if any(p.fullmatch(custom_id) for p in store._dynamic_items):
+            return True
+        return any(key[1] == custom_id for items in store._views.values() for key in items)
 
     async def _start_callbacks(self) -> None:
         settings = self.settings

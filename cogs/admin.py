@@ -122,7 +122,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Budgets an
         await reply(interaction, outcome)
 
     @app_commands.command(name="ban", description="Stop a member from using the bot here")
-    @app_commands.describe(member="Who", reason="Why (kept for the admins)")
+    @app_commands.describe(member="The member to ban", reason="Why (kept for the admins)")
     @entry("admin")
     async def ban(
         self,
@@ -135,7 +135,7 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Budgets an
         await reply(interaction, outcome)
 
     @app_commands.command(name="unban", description="Let a member use the bot here again")
-    @app_commands.describe(member="Who")
+    @app_commands.describe(member="The member to unban")
     @entry("admin")
     async def unban(
         self, interaction: discord.Interaction[AstriaBot], member: discord.Member

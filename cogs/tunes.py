@@ -3,6 +3,7 @@ these photos" open the tune form; list, show and delete work on the member's own
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -17,11 +18,13 @@ from bot.rules.photos import photo_label
 from bot.rules.prompts import display_text, subject_classes
 from bot.store import TuneRecord, TuneState
 from bot.ui.base import UserError
-from bot.ui.confirm import Confirm
+from bot.ui.buttons import delete_question_view
 from bot.ui.door import actor_of, done, entry, place_of, reply, services
 from bot.ui.forms import TuneForm, TuneFormValues
 from bot.ui.text import timestamp
 from cogs.checks import refuse_if_cannot_post
+
+DELETABLE = frozenset({TuneState.QUEUED, TuneState.READY})
 
 if TYPE_CHECKING:
     from bot.app import AstriaBot
@@ -170,27 +173,36 @@ class Tunes(commands.GroupCog, group_name="tune", group_description="Your fine-t
             await interaction.followup.send(asked.text, ephemeral=True)
             return
 
-        async def remove(pressed: discord.Interaction[Any]) -> str:
-            return done(
-                await tunes.delete_tune(svc, actor_of(pressed), place_of(pressed), tune.id)
-            ).text
-
-        confirm = Confirm(interaction.user.id, remove, confirm_label="Delete")
-        confirm.message = await interaction.followup.send(
-            asked.text, view=confirm, ephemeral=True, wait=True
+        # Buttons that carry the tune's id: the question still works after a restart.
+        await interaction.followup.send(
+            asked.text, view=delete_question_view(tune.id), ephemeral=True
         )
 
-    @delete.autocomplete("name")
     @show.autocomplete("name")
     async def own_names(
         self, interaction: discord.Interaction[AstriaBot], current: str
+    ) -> list[app_commands.Choice[str]]:
+        return await self._names(interaction, current, lambda t: t.state != TuneState.DELETED)
+
+    @delete.autocomplete("name")
+    async def deletable_names(
+        self, interaction: discord.Interaction[AstriaBot], current: str
+    ) -> list[app_commands.Choice[str]]:
+        # Only what `/tune delete` can act on: a waiting tune (cancelled) or a ready one.
+        return await self._names(interaction, current, lambda t: t.state in DELETABLE)
+
+    async def _names(
+        self,
+        interaction: discord.Interaction[AstriaBot],
+        current: str,
+        keep: Callable[[TuneRecord], bool],
     ) -> list[app_commands.Choice[str]]:
         mine = await self.bot.store.tunes.list_for(interaction.user.id)
         wanted = current.casefold()
         return [
             app_commands.Choice(name=t.name[:100], value=t.name[:100])
             for t in mine
-            if wanted in t.name.casefold() and t.state != TuneState.DELETED
+            if wanted in t.name.casefold() and keep(t)
         ][:25]
 
 

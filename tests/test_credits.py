@@ -91,7 +91,11 @@ def test_a_prompt_of_no_images_has_no_price():
         (2_500, "$0.025"),
         (0, "$0.00"),
         (-3_000, "-$0.03"),
-        (12_345_678, "$123.45678"),
+        (12_345_678, "$123.46"),
+        (4_826_123, "$48.26"),
+        (99_950, "$1.00"),
+        (1_234, "$0.012"),
+        (2_001, "$0.02"),
     ],
 )
 def test_millicents_read_as_dollars(mc: int, text: str):
@@ -124,19 +128,27 @@ def test_an_amount_that_exactly_fills_every_budget_is_allowed():
 @pytest.mark.parametrize(
     ("limit", "kwargs"),
     [
-        (BudgetLimit.ACCOUNT, {"account": (500, 450)}),
-        (BudgetLimit.GUILD_MONTH, {"guild": (500, 450)}),
-        (BudgetLimit.USER_MONTH, {"month": (500, 450)}),
-        (BudgetLimit.USER_DAY, {"day": (500, 450)}),
+        (BudgetLimit.ACCOUNT, {"account": (500_000, 450_000)}),
+        (BudgetLimit.GUILD_MONTH, {"guild": (500_000, 450_000)}),
+        (BudgetLimit.USER_MONTH, {"month": (500_000, 450_000)}),
+        (BudgetLimit.USER_DAY, {"day": (500_000, 450_000)}),
     ],
 )
 def test_refusal_names_the_limit_and_the_shortfall(
     limit: BudgetLimit, kwargs: dict[str, tuple[int, int]]
 ):
-    refusal = decide(80, snapshot(**kwargs))
-    assert refusal is not None and refusal == Refusal(limit, 500, 450, 80)
-    assert refusal.shortfall_mc == 30
-    assert "$0.0003 short" in refusal.reason()
+    refusal = decide(80_000, snapshot(**kwargs))
+    assert refusal is not None and refusal == Refusal(limit, 500_000, 450_000, 80_000)
+    assert refusal.shortfall_mc == 30_000
+    # The arithmetic a member can check: needs $0.80, has $0.50 left, $0.30 short.
+    words = refusal.reason()
+    assert "This needs $0.80" in words and "($5.00) has $0.50 left: $0.30 short" in words
+
+
+def test_a_shortfall_is_rounded_up_never_to_nothing():
+    refusal = Refusal(BudgetLimit.USER_DAY, 500, 450, 80)
+    assert "$0.001 short" in refusal.reason()
+    assert format_mc(1_000_001, up=True) == "$10.01" and format_mc(1_000_001) == "$10.00"
 
 
 def test_the_account_is_checked_first_and_the_month_before_the_day():
@@ -292,3 +304,11 @@ def test_month_holds_the_instant_and_tiles_with_its_neighbours(at: datetime, zon
     assert start == day_bounds(start, zone)[0]
     assert month_bounds(end, zone)[0] == end  # the next month starts where this one ends
     assert month_bounds(start - timedelta(seconds=1), zone)[1] == start
+
+
+def test_an_earlier_overage_is_named_rather_than_hidden_in_the_shortfall():
+    # $1.60 a day, $1.74 already spent (a job cost more than its quote), $0.24 asked.
+    refusal = Refusal(BudgetLimit.USER_DAY, 160_000, 174_000, 24_000)
+    words = refusal.reason()
+    assert "This needs $0.24" in words and "($1.60) is already $0.14 over" in words, words
+    assert "$0.00 left" not in words

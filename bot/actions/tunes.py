@@ -191,12 +191,24 @@ async def ask_delete_tune(
     )
 
 
-async def delete_tune(svc: Services, actor: Actor, place: Place, tune_id: int) -> Outcome[None]:
-    """The member confirmed: delete the tune at Astria (with its prompts), then here. Its
-    owner may, and an admin of the server it was made in."""
+async def may_delete_tune(
+    svc: Services, actor: Actor, place: Place, tune_id: int
+) -> Outcome[TuneRecord]:
+    """Whether `actor` may delete this tune: its owner, or an admin of the server it was
+    made in (checked before the slow part, so a stranger is answered at once)."""
     tune = await svc.store.tunes.get(tune_id)
     if tune is None or not _may_remove(actor, place, tune.owner_id, tune.guild_id):
         return Refused(NOT_YOURS)
+    return Done("", tune)
+
+
+async def delete_tune(svc: Services, actor: Actor, place: Place, tune_id: int) -> Outcome[None]:
+    """The member confirmed: delete the tune at Astria (with its prompts), then here. Its
+    owner may, and an admin of the server it was made in."""
+    allowed = await may_delete_tune(svc, actor, place, tune_id)
+    if isinstance(allowed, Refused):
+        return allowed
+    tune = allowed.value
     shown = display_text(tune.name, 32)
     if tune.state != TuneState.READY:
         return Done(f"**{shown}** is already gone.", None)

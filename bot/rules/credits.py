@@ -30,12 +30,25 @@ def images_price(settings: Settings, count: int, branch: str | None = None) -> i
     return count * settings.image_price_mc[branch or settings.astria_branch]
 
 
-def format_mc(amount_mc: int) -> str:
-    """Millicents as dollars a member can read: 150000 -> "$1.50", 2500 -> "$0.025"."""
+def format_mc(amount_mc: int, *, up: bool = False) -> str:
+    """Millicents as dollars a member can read, to the cent: 150000 -> "$1.50",
+    4826123 -> "$48.26". Below a dollar a price finer than a cent keeps a tenth of a cent
+    (2500 -> "$0.025": an image's price is not rounded into a different one). `up` rounds
+    up instead of half up, for a shortfall: never "$0.00 short"."""
     sign = "-" if amount_mc < 0 else ""
-    dollars, rest = divmod(abs(amount_mc), MC_PER_DOLLAR)
-    cents = f"{rest:05d}".rstrip("0").ljust(2, "0")
-    return f"{sign}${dollars:,}.{cents}"
+    size = abs(amount_mc)
+    per_cent = MC_PER_DOLLAR // 100
+    tenth = per_cent // 10
+
+    def rounded(unit: int) -> int:
+        return -(-size // unit) if up else (size + unit // 2) // unit
+
+    if size < MC_PER_DOLLAR and size % per_cent:
+        tenths = rounded(tenth)
+        if tenths % 10 and tenths < 1000:
+            return f"{sign}$0.{tenths:03d}"
+    dollars, rest = divmod(rounded(per_cent), 100)
+    return f"{sign}${dollars:,}.{rest:02d}"
 
 
 @dataclass(frozen=True)
@@ -189,10 +202,18 @@ class Refusal:
                 f"{_LIMIT_WORDS[self.limit][0].upper()}{_LIMIT_WORDS[self.limit][1:]} "
                 f"({format_mc(self.allowance_mc)}) has nothing left. {who[0].upper()}{who[1:]}."
             )
+        over = self.used_mc - self.allowance_mc
+        if over > 0:
+            # A job cost more than it was quoted: say so, or the shortfall cannot add up.
+            return (
+                f"This needs {format_mc(self.requested_mc)}, but {_LIMIT_WORDS[self.limit]} "
+                f"({format_mc(self.allowance_mc)}) is already {format_mc(over, up=True)} over "
+                f"(a job cost more than its quote). {who[0].upper()}{who[1:]}."
+            )
         return (
             f"This needs {format_mc(self.requested_mc)}, but {_LIMIT_WORDS[self.limit]} "
             f"({format_mc(self.allowance_mc)}) has {format_mc(left)} left: "
-            f"{format_mc(self.shortfall_mc)} short. {who[0].upper()}{who[1:]}."
+            f"{format_mc(self.shortfall_mc, up=True)} short. {who[0].upper()}{who[1:]}."
         )
 
 

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import discord
 
 from bot.actions import prompts, tunes
+from bot.actions.context import Done
 from bot.store import JobKind, JobRef
 from bot.ui.base import SafeView, answer, answer_error
 from bot.ui.door import EntryKind, actor_of, done, place_of, reply, services
@@ -168,6 +169,97 @@ class CancelButton(
             await answer_error(interaction, exc)
 
 
+class _TuneQuestion(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"tune:unused:(?P<id>[0-9]+)"
+):
+    """The answers to "Delete this tune?": the tune's id is in the custom_id, so the
+    question still works after a restart (docs/architecture.md §2)."""
+
+    action: ClassVar[str] = "unused"
+    entry: ClassVar[EntryKind]
+    target: ClassVar[JobKind] = JobKind.TUNE
+    label: ClassVar[str] = ""
+    style: ClassVar[discord.ButtonStyle] = discord.ButtonStyle.secondary
+
+    def __init__(self, tune_id: int) -> None:
+        self.tune_id = tune_id
+        super().__init__(
+            discord.ui.Button(
+                label=self.label, style=self.style, custom_id=f"tune:{self.action}:{tune_id}"
+            )
+        )
+
+    @classmethod
+    def for_job(cls, job: JobRef) -> _TuneQuestion:
+        return cls(job.id)
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+    ) -> _TuneQuestion:
+        return cls(int(match["id"]))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        try:
+            await self.press(interaction)
+        except Exception as exc:  # discord.py would swallow it unanswered
+            await answer_error(interaction, exc)
+
+    async def press(self, interaction: discord.Interaction[Any]) -> None:
+        raise NotImplementedError
+
+
+def _on_the_question(interaction: discord.Interaction[Any]) -> bool:
+    """True when pressed on the member's own ephemeral question (edited in place)."""
+    message = interaction.message
+    return message is not None and message.flags.ephemeral
+
+
+class TuneDeleteButton(_TuneQuestion, template=r"tune:delete:(?P<id>[0-9]+)"):
+    action = "delete"
+    entry = "removes"
+    label = "Delete"
+    style = discord.ButtonStyle.danger
+
+    async def press(self, interaction: discord.Interaction[Any]) -> None:
+        svc, actor, place = services(interaction), actor_of(interaction), place_of(interaction)
+        done(await tunes.may_delete_tune(svc, actor, place, self.tune_id))
+        in_place = _on_the_question(interaction)
+        if in_place:
+            await interaction.response.edit_message(content="Deleting…", view=None)
+        else:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+        deleted = await tunes.delete_tune(svc, actor, place, self.tune_id)
+        text = deleted.text if isinstance(deleted, Done) else deleted.reason
+        if in_place:
+            await interaction.edit_original_response(content=text)
+        else:
+            await answer(interaction, text)
+
+
+class TuneKeepButton(_TuneQuestion, template=r"tune:keep:(?P<id>[0-9]+)"):
+    action = "keep"
+    entry = "reads"
+    label = "Keep it"
+
+    async def press(self, interaction: discord.Interaction[Any]) -> None:
+        if _on_the_question(interaction):
+            await interaction.response.edit_message(content="Nothing was changed.", view=None)
+        else:
+            await answer(interaction, "Nothing was changed.")
+
+
+def delete_question_view(tune_id: int) -> discord.ui.View:
+    """Delete / Keep it under "Delete this tune?"; works after a restart."""
+    view = SafeView(timeout=None)
+    view.add_item(TuneDeleteButton(tune_id))
+    view.add_item(TuneKeepButton(tune_id))
+    return view
+
+
 def result_view(job: JobRef) -> discord.ui.View | None:
     """The buttons under a prompt's images."""
     if job.kind != JobKind.PROMPT:
@@ -190,4 +282,6 @@ DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
     DetailsButton,
     DeleteButton,
     CancelButton,
+    TuneDeleteButton,
+    TuneKeepButton,
 )

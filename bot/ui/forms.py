@@ -30,6 +30,10 @@ FORM_PREFIX: Final = "form:"
 CONSENT_YES: Final = "yes"
 CONSENT_NO: Final = "no"
 FORM_TIMEOUT: Final = 15 * 60.0  # a member may take a while to pick 20 photos on a phone
+STALE_COMPONENT: Final = (
+    "This button belongs to an older message and no longer does anything; nothing was "
+    "changed. Run the command again (see `/help`)."
+)
 RESTARTED: Final = (
     "The bot restarted (or the form was open too long), so this form could not be read. "
     "Nothing was charged; please run the command again."

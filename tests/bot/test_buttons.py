@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import discord
 import pytest
 
 from bot.actions.door import NOT_YOURS
 from bot.jobs import EventKind
 from bot.store import PromptRecord, PromptState
 from bot.ui.base import SORRY
+from bot.ui.forms import STALE_COMPONENT
 from tests.bot.conftest import Scene
 
 pytestmark = pytest.mark.simcord(strict_sync=False)
@@ -102,3 +104,16 @@ async def test_a_button_whose_callback_fails_still_answers(
     answer = await scene.alice.click(post, custom_id=f"job:details:{prompt.id}")
     assert answer.response.ephemeral and answer.response.content == SORRY
     assert EventKind.DONE  # the post itself was fine
+
+
+async def test_a_button_no_handler_knows_is_answered_kindly(scene: Scene):
+    # A message from an older version of the bot, with a button this one does not have.
+    view = discord.ui.View(timeout=None)
+    view.add_item(discord.ui.Button(label="Upscale", custom_id="job:retired:7"))
+    channel = scene.bot.get_channel(scene.channel.id)
+    sent = await channel.send("an old result", view=view)  # type: ignore[union-attr]
+    view.stop()  # forgotten, as after a restart
+    message = next(m for m in scene.channel.history() if m.id == sent.id)
+    pressed = await scene.alice.click(message, custom_id="job:retired:7")
+    assert pressed.response is not None and pressed.response.ephemeral
+    assert pressed.response.content == STALE_COMPONENT

@@ -20,7 +20,7 @@ from discord import app_commands
 from simcord.backend.errors import SetupError
 
 from bot.actions import door
-from bot.store import JobRef, PromptRecord, TuneRecord, TuneState
+from bot.store import JobKind, JobRef, PromptRecord, TuneRecord, TuneState
 from bot.ui.base import SORRY, SafeView, answer
 from bot.ui.door import EntryKind, entry_kind
 from cogs.tunes import MENU_NAME
@@ -141,7 +141,8 @@ def _button(item: type[discord.ui.DynamicItem[Any]]) -> Entry:
         for_job = getattr(item, "for_job", None)
         if for_job is None:
             pytest.fail(f"{item.__name__} has no for_job(job): the test cannot press it")
-        button = for_job(world.prompt.job)
+        target = getattr(item, "target", JobKind.PROMPT)
+        button = for_job(world.tune.job if target == JobKind.TUNE else world.prompt.job)
         view = SafeView(timeout=None)
         view.add_item(button)
         bot = world.scene.bot
@@ -433,3 +434,26 @@ async def test_every_command_and_menu_is_guild_only_in_its_payload(scene: Scene)
             assert payload.get("integration_types") == [0], payload["name"]
     with pytest.raises(SetupError, match="context"):
         await scene.alice.user.slash("tune create")
+
+
+def _placeholders(node: dict[str, Any], path: str) -> list[str]:
+    """Every command, subcommand and option under `node` whose description is missing,
+    discord.py's placeholder ("…"), or too short to tell a member anything."""
+    where = f"{path} {node['name']}".strip()
+    description = str(node.get("description", "")).strip()
+    found = [f"{where}: {description!r}"] if description in ("", "…", "...") else []
+    if 0 < len(description) < 6:
+        found.append(f"{where}: {description!r}")
+    for option in node.get("options", []):
+        found.extend(_placeholders(option, where))
+    return found
+
+
+async def test_every_command_and_option_has_a_real_description(scene: Scene):
+    tree = scene.bot.tree
+    # Slash commands only: Discord gives context menus no description.
+    payloads = [c.to_dict(tree) for c in tree.get_commands(type=discord.AppCommandType.chat_input)]
+    assert len(payloads) >= 5
+    problems = [p for payload in payloads for p in _placeholders(payload, "")]
+    print("\n".join(problems))
+    assert problems == []

@@ -11,7 +11,6 @@ import pytest
 from bot.offline.emulator import EmulatorConfig
 from bot.rules.credits import format_mc
 from bot.store import PromptState, TuneRecord, TuneState
-from bot.ui.confirm import TIMED_OUT
 from bot.ui.forms import RESTARTED
 from cogs.tunes import MENU_NAME
 from tests.bot.conftest import Scene, reply
@@ -292,12 +291,36 @@ async def test_commands_are_registered_once_not_on_every_start(scene: Scene, mak
     assert {"tune", "imagine", "balance", "jobs", "help", "admin", MENU_NAME} <= names
 
 
-async def test_an_unanswered_delete_question_loses_its_buttons(scene: Scene):
+async def test_the_delete_question_still_works_after_a_restart(scene: Scene, make_bot: Any):
     tune = await scene.ready_tune(scene.alice)
     asked = await scene.alice.slash(scene.channel, "tune delete", name="me")
-    assert asked.response.components  # Delete / Keep it
-    await scene.env.advance_time(301)
-    question = asked.response
-    assert question.content == TIMED_OUT and not question.components
+    question = asked.followups[-1] if asked.followups else asked.response
+    assert question.components  # Delete / Keep it
+    await scene.env.restart_bot(make_bot())
+    # A stranger cannot answer it; its owner still can, an hour later.
+    await scene.env.advance_time(3600)
+    done = await scene.alice.click(question, label="Delete")
+    assert "Deleted **me** at Astria" in str(done.response.content), done.response.content
     current = await scene.bot.store.tunes.get(tune.id)
-    assert current is not None and current.state == TuneState.READY
+    assert current is not None and current.state == TuneState.DELETED
+
+
+async def test_tune_delete_offers_only_tunes_it_can_delete(scene: Scene):
+    ready = await scene.ready_tune(scene.alice)
+    old = await scene.bot.store.tunes.create(
+        owner_id=scene.alice.id,
+        guild_id=ready.guild_id,
+        channel_id=ready.channel_id,
+        name="old",
+        subject_class="man",
+        profile=ready.profile,
+        branch=ready.branch,
+        photo_paths=[],
+        price_mc=0,
+    )
+    assert isinstance(old, TuneRecord)
+    await scene.bot.store.tunes.set_state(old.id, TuneState.FAILED)
+    offered = await scene.alice.autocomplete(scene.channel, "tune delete", "name", "")
+    assert [c["value"] for c in offered] == ["me"]
+    shown = await scene.alice.autocomplete(scene.channel, "tune show", "name", "")
+    assert sorted(c["value"] for c in shown) == ["me", "old"]
