@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -21,6 +19,7 @@ from bot.astria.probe import probe_client
 from bot.config import Settings
 from bot.jobs import CallbackReceiver, Tracker, TrackerConfig
 from bot.jobs.idempotency import settle_idempotency
+from bot.registration import register
 from bot.rules.intake import PhotoIntake
 from bot.rules.photos import PhotoRules
 from bot.store import Store
@@ -158,26 +157,17 @@ class AstriaBot(commands.Bot):
     async def _sync_if_changed(self) -> None:
         """Register the commands with Discord when they differ from what this database last
         registered (a new install or an upgrade): never a blind sync on every start, which
-        Discord rate-limits. `DEV_GUILD_ID` registers them in that one server instead."""
-        guild_id = self.settings.dev_guild_id
-        guild = None if guild_id is None else discord.Object(guild_id)
-        if guild is not None:
-            self.tree.copy_global_to(guild=guild)
-        commands = self.tree.get_commands(guild=guild)
-        payload = sorted(
-            (json.dumps(c.to_dict(self.tree), sort_keys=True) for c in commands), key=str
-        )
-        digest = hashlib.sha256("\n".join(payload).encode()).hexdigest()
-        key = f"commands:{guild_id or 'global'}"
-        if await self.store.meta.get(key) == digest:
-            return
+        Discord rate-limits. `DEV_GUILD_ID` registers them in that one server instead; each
+        mode removes the other's, so no server lists a command twice (bot/registration.py)."""
         try:
-            synced = await self.tree.sync(guild=guild)
+            done = await register(self, self.tree, self.store.meta, self.settings.dev_guild_id)
         except discord.HTTPException as exc:
             log.warning("could not register the commands (%s); run `astria-bot sync`", exc)
             return
-        await self.store.meta.set(key, digest)
-        log.info("registered %d commands with Discord", len(synced))
+        if done.registered:
+            log.info("registered %d commands %s", len(done.registered), done.where)
+        for where in done.cleared:
+            log.info("removed the commands registered %s", where)
 
     async def on_interaction(self, interaction: discord.Interaction[AstriaBot]) -> None:
         """A form opened before a restart, or a button no handler knows (an old message's,

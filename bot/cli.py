@@ -25,7 +25,14 @@ def _parser() -> argparse.ArgumentParser:
         "emulator", help="serve the local Astria emulator (see `astria-bot emulator --help`)"
     )
     sync = sub.add_parser("sync", help="register the slash commands with Discord (once)")
-    sync.add_argument("--guild", type=int, help="only in this server, at once (for testing)")
+    sync.add_argument(
+        "--guild",
+        type=int,
+        help="only in this server, at once (for testing; removes the global set)",
+    )
+    sync.add_argument(
+        "--clear", action="store_true", help="remove the commands (globally, or --guild's)"
+    )
     invite = sub.add_parser("invite", help="print the link that adds the bot to a server")
     invite.add_argument("--application-id", type=int, help="default: read from DISCORD_TOKEN")
     return parser
@@ -65,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         from bot.runner import sync_commands
 
-        return asyncio.run(sync_commands(settings, args.guild, sys.stdout))
+        return asyncio.run(sync_commands(settings, args.guild, sys.stdout, clear_them=args.clear))
     # run
     try:
         settings.require("discord_token", "astria_api_key")

@@ -16,6 +16,8 @@ import yarl
 from bot.app import AstriaBot
 from bot.config import Settings
 from bot.jobs.idempotency import IdempotencyContradiction
+from bot.registration import clear, register
+from bot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +35,13 @@ def apply_discord_overrides(settings: Settings) -> None:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
 
 
-async def sync_commands(settings: Settings, guild_id: int | None, out: TextIO) -> int:
-    """Register the slash commands and the message menu with Discord, once. Globally they
-    can take a while to show; `--guild` makes them appear in one server at once (for
-    testing), copied from the global set."""
+async def sync_commands(
+    settings: Settings, guild_id: int | None, out: TextIO, *, clear_them: bool = False
+) -> int:
+    """Register the slash commands and the message menu with Discord, once, globally or
+    in one server (for testing; the global set is then removed, and the next global
+    registration removes the server's copy: bot/registration.py). `clear_them` removes
+    them instead. The store remembers where copies are."""
     assert settings.discord_token is not None
     apply_discord_overrides(settings)
     bot = AstriaBot(settings, run_tracker=False, commands_only=True)
@@ -46,16 +51,22 @@ async def sync_commands(settings: Settings, guild_id: int | None, out: TextIO) -
         except discord.LoginFailure:
             print("Discord refused the token: check DISCORD_TOKEN (Bot > Reset Token).", file=out)
             return 2
+        async with await Store.open(settings.database_path, settings=settings) as store:
+            if clear_them:
+                done = await clear(bot, store.meta, guild_id)
+            else:
+                done = await register(bot, bot.tree, store.meta, guild_id, force=True)
+    if done.registered:
+        where = done.where
         if guild_id is None:
-            synced = await bot.tree.sync()
-            where = "everywhere (Discord may take up to an hour to show them)"
+            where += " (Discord may take up to an hour to show them)"
+        names = ", ".join(done.registered)
+        print(f"Registered {len(done.registered)} commands {where}: {names}", file=out)
+    for where in done.cleared:
+        if where == "everywhere":
+            print("Removed the global commands, so none shows twice", file=out)
         else:
-            guild = discord.Object(guild_id)
-            bot.tree.copy_global_to(guild=guild)
-            synced = await bot.tree.sync(guild=guild)
-            where = f"in server {guild_id}"
-        names = sorted(c.name for c in synced)
-        print(f"Registered {len(synced)} commands {where}: {', '.join(names)}", file=out)
+            print(f"Removed the copy {where.replace('server', 'in server')}", file=out)
     return 0
 
 

@@ -1,5 +1,6 @@
 """`astria-bot sync` against the wire-level Discord fake: the commands and the message
-menu are registered, globally or in one server, with nothing else started."""
+menu are registered, globally or in one server, with nothing else started, and never
+twice in one server (a server copy and the global set are kept apart)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ async def test_sync_registers_every_command_and_the_menu(
         discord_token="offline.bot.token",
         discord_api_base=fake.api_base,
         discord_gateway_url=fake.gateway_url,
-        database_path=tmp_path / "never-opened.sqlite3",
+        database_path=tmp_path / "bot.sqlite3",
     )
     out = io.StringIO()
     code = await sync_commands(settings, guild.id if in_guild else None, out)
@@ -43,8 +44,40 @@ async def test_sync_registers_every_command_and_the_menu(
     names = {c["name"] for c in registered}
     assert names == {"tune", "imagine", "balance", "jobs", "help", "admin", MENU_NAME}
     assert f"Registered {len(names)} commands" in out.getvalue()
-    assert not (tmp_path / "never-opened.sqlite3").exists()  # nothing but the tree
     assert fake.commands(None if in_guild else guild) == []
     admin = next(c for c in registered if c["name"] == "admin")
     manage_guild = discord.Permissions(manage_guild=True).value
     assert int(admin["default_member_permissions"]) == manage_guild
+
+
+async def test_a_server_copy_and_the_global_set_never_show_together(
+    fake: FakeDiscord, tmp_path: Path
+):
+    guild = await fake.create_guild("Test")
+    settings = load_settings(
+        discord_token="offline.bot.token",
+        discord_api_base=fake.api_base,
+        discord_gateway_url=fake.gateway_url,
+        database_path=tmp_path / "bot.sqlite3",
+    )
+
+    def shown_in_server() -> list[str]:
+        # What a member of the server sees: the global set plus the server's copy.
+        both = [*fake.commands(None), *fake.commands(guild)]
+        return sorted(c["name"] for c in both)
+
+    expected = sorted(["tune", "imagine", "balance", "jobs", "help", "admin", MENU_NAME])
+    out = io.StringIO()
+    assert await sync_commands(settings, None, out) == 0
+    assert shown_in_server() == expected
+    # Testing in one server: its copy replaces the global set, not adds to it.
+    assert await sync_commands(settings, guild.id, out) == 0
+    assert shown_in_server() == expected and fake.commands(None) == []
+    assert "Removed the global commands" in out.getvalue()
+    # Back to the global set (as a normal start does): the copy goes.
+    assert await sync_commands(settings, None, out) == 0
+    assert shown_in_server() == expected and fake.commands(guild) == []
+    assert f"Removed the copy in server {guild.id}" in out.getvalue()
+    # And `sync --clear` takes them away.
+    assert await sync_commands(settings, None, out, clear_them=True) == 0
+    assert shown_in_server() == []
