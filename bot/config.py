@@ -190,6 +190,9 @@ class Settings(BaseSettings):
     # Storage.
     database_path: Path = Path("data/bot.sqlite3")
     photos_dir: Path = Path("data/photos")
+    # A training photo no unfinished tune refers to (a kill while a form was read) is
+    # deleted once it is this old; the sweep runs at start and every 10 minutes.
+    photo_sweep_grace_seconds: float = Field(default=600.0, ge=0)
     max_concurrent_downloads: int = Field(default=4, ge=1)
 
     # Money, in millicents (100,000 mc = $1).
