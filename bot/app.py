@@ -19,6 +19,7 @@ from bot.astria.probe import probe_client
 from bot.config import Settings
 from bot.jobs import CallbackReceiver, Tracker, TrackerConfig
 from bot.jobs.idempotency import settle_idempotency
+from bot.jobs.photosweep import PhotoSweep
 from bot.registration import register
 from bot.rules.intake import PhotoIntake
 from bot.rules.photos import PhotoRules
@@ -83,6 +84,7 @@ class AstriaBot(commands.Bot):
         self._commands_only = commands_only  # `astria-bot sync`: the tree, no services
         self._session: aiohttp.ClientSession | None = None
         self._tracker_task: asyncio.Task[None] | None = None
+        self._sweep_task: asyncio.Task[None] | None = None
         self._callbacks: CallbackReceiver | None = None
         self.forms = FormRegistry()
         self._closed_services = False
@@ -133,6 +135,13 @@ class AstriaBot(commands.Bot):
         if settings.sync_commands_on_start:
             await self._sync_if_changed()
         if self._run_tracker:
+            # Photos a killed intake left behind go before anything else runs.
+            sweep = PhotoSweep(self.store, self.intake, grace=settings.photo_sweep_grace_seconds)
+            try:
+                await sweep.once()
+            except Exception:
+                log.exception("the photo sweep at start failed; it runs again in a while")
+            self._sweep_task = asyncio.create_task(sweep.run(), name="photo-sweep")
             # Before the gateway connects, so a member's first command already has a known
             # balance to reserve against; Astria being down must not stop the bot starting.
             try:
@@ -209,6 +218,10 @@ class AstriaBot(commands.Bot):
             return
         self._closed_services = True
         try:
+            if self._sweep_task is not None:
+                self._sweep_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._sweep_task
             if self._tracker_task is not None:
                 await self.tracker.stop()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -13,7 +13,7 @@ import aiohttp
 
 from bot.astria import AstriaAuthError, AstriaClient, AstriaError, RetryPolicy
 from bot.astria.probe import probe_client, probe_idempotency
-from bot.config import ASTRIA_KEY_HELP, Settings
+from bot.config import ASTRIA_KEY_HELP, Settings, fresh_signing_key
 from bot.jobs.idempotency import contradiction, effective_idempotency
 from bot.store import IdempotencyProbe, Store
 
@@ -132,6 +132,12 @@ async def run_check(settings: Settings, out: TextIO = sys.stdout) -> int:
         todo.append("DISCORD_TOKEN: needed by `astria-bot run` (the bot's token from Discord)")
     if settings.public_callback_url is None:
         todo.append("PUBLIC_CALLBACK_URL: not set, so the bot polls Astria (works; slower)")
+    if settings.callback_signing_key is None:
+        # A weak key never gets here: the settings refuse it, with a fresh one to use.
+        todo.append(
+            "CALLBACK_SIGNING_KEY: not set (needed with PUBLIC_CALLBACK_URL); a fresh "
+            f"random one: CALLBACK_SIGNING_KEY={fresh_signing_key()}"
+        )
     if settings.dev_guild_id is None:
         todo.append("DEV_GUILD_ID: not set, so `astria-bot sync` updates commands globally")
     if todo:

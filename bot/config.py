@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
+import secrets
+import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -57,6 +60,50 @@ DEFAULT_TUNE_PRICE_MC: dict[str, int] = {
 DEFAULT_IMAGE_PRICE_MC: dict[str, int] = {"fast": 0, "flux1": 3_000, "sd15": 2_000, "sdxl1": 2_500}
 
 ASTRIA_KEY_HELP = "find it at https://www.astria.ai/users/edit#api (API settings)"
+
+# The callback signing key must carry 32 bytes (256 bits) of entropy. Randomness cannot be
+# read off a string, so the rule counts what an attacker must guess at most: the key's
+# length times the bits of the smallest alphabet it is written in (hex 4 bits, base64 6,
+# any other printable ASCII log2(95)), so 64 hex or 43 base64 characters at least; and at
+# least 10 different characters, which refuses "aaaa..." and short repeated patterns.
+SIGNING_KEY_BITS = 256
+SIGNING_KEY_DISTINCT = 10
+_HEX = frozenset(string.hexdigits)
+_BASE64 = frozenset(string.ascii_letters + string.digits + "+/-_=")
+_PRINTABLE = frozenset(string.printable) - frozenset("\t\n\r\x0b\x0c")
+
+
+def fresh_signing_key() -> str:
+    """A new random key of 32 bytes, as `astria-bot check` and the settings errors offer."""
+    return secrets.token_urlsafe(32)
+
+
+def signing_key_bits(key: str) -> float:
+    """The most entropy `key` can carry by the rule above (0 outside printable ASCII)."""
+    chars = frozenset(key)
+    if not chars <= _PRINTABLE:
+        return 0.0
+    alphabet = 16 if chars <= _HEX else 64 if chars <= _BASE64 else len(_PRINTABLE)
+    return len(key) * math.log2(alphabet)
+
+
+def signing_key_problem(key: str) -> str | None:
+    """Why `key` is too weak to sign callback URLs, or None when it passes the rule."""
+    if not frozenset(key) <= _PRINTABLE:
+        return "must be printable ASCII (letters, digits, punctuation)"
+    if len(frozenset(key)) < SIGNING_KEY_DISTINCT or signing_key_bits(key) < SIGNING_KEY_BITS:
+        return (
+            f"is too weak: it needs {SIGNING_KEY_BITS // 8} random bytes, such as 64 hex or "
+            "43 base64 characters"
+        )
+    return None
+
+
+def _key_example() -> str:
+    return (
+        f"for example CALLBACK_SIGNING_KEY={fresh_signing_key()} (freshly generated; "
+        "`astria-bot check` prints another)"
+    )
 
 
 class ConfigError(Exception):
@@ -143,6 +190,9 @@ class Settings(BaseSettings):
     # Storage.
     database_path: Path = Path("data/bot.sqlite3")
     photos_dir: Path = Path("data/photos")
+    # A training photo no unfinished tune refers to (a kill while a form was read) is
+    # deleted once it is this old; the sweep runs at start and every 10 minutes.
+    photo_sweep_grace_seconds: float = Field(default=600.0, ge=0)
     max_concurrent_downloads: int = Field(default=4, ge=1)
 
     # Money, in millicents (100,000 mc = $1).
@@ -245,6 +295,16 @@ class Settings(BaseSettings):
             raise ValueError("must be HOST:PORT, like 127.0.0.1:8080")
         return value
 
+    @field_validator("callback_signing_key")
+    @classmethod
+    def _signing_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        problem = signing_key_problem(value.get_secret_value())
+        if problem is not None:
+            raise ValueError(f"{problem}; {_key_example()}")
+        return value
+
     @field_validator("budget_timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
@@ -275,9 +335,8 @@ class Settings(BaseSettings):
     def _callback_needs_key(self) -> Settings:
         if self.public_callback_url and self.callback_signing_key is None:
             raise ValueError(
-                "PUBLIC_CALLBACK_URL needs CALLBACK_SIGNING_KEY: set it to a long random "
-                "string, for example the output of "
-                "`python -c 'import secrets; print(secrets.token_hex(32))'`"
+                f"PUBLIC_CALLBACK_URL needs CALLBACK_SIGNING_KEY: set it to a long random "
+                f"string, {_key_example()}"
             )
         return self
 

@@ -187,3 +187,23 @@ def test_invite_link_has_the_scopes_and_only_the_needed_permissions(
     monkeypatch.delenv("DISCORD_TOKEN")
     assert main(["invite"]) == 2
     assert main(["invite", "--application-id", "42"]) == 0
+
+
+async def test_check_without_a_signing_key_prints_a_fresh_strong_one():
+    _, text = await check_output()
+    (line,) = [x for x in text.splitlines() if "CALLBACK_SIGNING_KEY=" in x]
+    key = line.split("CALLBACK_SIGNING_KEY=", 1)[1].strip()
+    assert load_settings(callback_signing_key=key).callback_signing_key is not None
+    _, again = await check_output()
+    assert key not in again  # generated each time, never a fixed example
+
+
+def test_check_with_a_weak_signing_key_names_it_and_prints_a_strong_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    monkeypatch.setenv("CALLBACK_SIGNING_KEY", "k")
+    assert main(["check"]) == 2
+    err = capsys.readouterr().err
+    assert "CALLBACK_SIGNING_KEY: is too weak" in err and "Traceback" not in err
+    key = err.split("CALLBACK_SIGNING_KEY=", 1)[1].split()[0]
+    assert load_settings(callback_signing_key=key).callback_signing_key is not None

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import secrets
+import string
 from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, Settings, load_settings
+from bot.config import ConfigError, Settings, load_settings, signing_key_bits
 
 
 @pytest.fixture(autouse=True)
@@ -80,6 +83,40 @@ def test_reads_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path:
 def test_bad_values_name_the_variable_and_the_fix(values: dict[str, object], names: str, hint: str):
     text = problem(**values)
     assert names in text and hint in text
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "k",  # the 1-character key the review recovered from one URL
+        "0123456789abcdef0123456789abcdef",  # 32 hex characters: 128 bits, not 256
+        "a" * 200,  # long, one character
+        "ab" * 100,  # long, a short repeated pattern
+        "Zm9vYmFy" * 5,  # 40 base64 characters: 240 bits
+        "clé-secrète-" * 6,  # not ASCII
+    ],
+)
+def test_a_weak_signing_key_is_refused_with_a_fresh_example(key: str):
+    text = problem(callback_signing_key=key)
+    assert "CALLBACK_SIGNING_KEY" in text
+    assert len(key) < 8 or key not in text  # the secret is never echoed
+    example = text.split("CALLBACK_SIGNING_KEY=", 1)[1].split()[0]
+    assert load_settings(callback_signing_key=example).callback_signing_key is not None
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        secrets.token_hex(32),  # 64 hex characters
+        secrets.token_urlsafe(32),  # 43 base64url characters
+        base64.b64encode(secrets.token_bytes(32)).decode(),  # 44 base64 characters
+        "".join(secrets.choice(string.printable[:94]) for _ in range(40)),  # 262 bits
+    ],
+)
+def test_a_key_of_32_random_bytes_is_accepted(key: str):
+    settings = load_settings(callback_signing_key=key)
+    assert settings.callback_signing_key is not None
+    assert signing_key_bits(key) >= 256
 
 
 @pytest.mark.parametrize(

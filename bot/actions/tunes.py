@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services
@@ -118,32 +119,15 @@ async def start_tune(
         return quote
     price = quote.price_mc
     taken = await svc.intake.take(order.photos)
-    if taken.problem is not None:
-        listing = refused_list(taken.problems)
-        return Refused(f"Not started: {taken.problem.reason}.\n{listing}".strip()[:1900])
     try:
-        created = await store.tunes.create(
-            owner_id=actor.user_id,
-            guild_id=place.guild_id,
-            channel_id=place.channel_id or 0,
-            name=name,
-            subject_class=order.subject_class,
-            profile=settings.model_profile,
-            branch=settings.astria_branch,
-            photo_paths=[str(p) for p in taken.paths],
-            price_mc=price,
-            owner_name=clean_name(actor.display_name),
-            max_waiting=settings.max_waiting_per_member,
-        )
-    except NameTaken:
-        forget(taken.paths)
-        return Refused(_taken(name))
-    except BaseException:
-        forget(taken.paths)
-        raise
-    if not isinstance(created, TuneRecord):
-        forget(taken.paths)
-        return Refused(f"Not started: {created.reason()}")
+        if taken.problem is not None:
+            listing = refused_list(taken.problems)
+            return Refused(f"Not started: {taken.problem.reason}.\n{listing}".strip()[:1900])
+        created = await _record_tune(svc, actor, place, order, name, price, taken.paths)
+    finally:
+        svc.intake.release(taken)  # in a tune row now, or forgotten: the sweep may judge
+    if isinstance(created, Refused):
+        return created
     svc.tracker.nudge()
     cost = "free" if price == 0 else format_mc(price)
     text = (
@@ -154,6 +138,45 @@ async def start_tune(
     if taken.problems:
         text += f"\nLeft out:\n{refused_list(taken.problems)}"
     return Done(text[:2000], created)
+
+
+async def _record_tune(
+    svc: Services,
+    actor: Actor,
+    place: Place,
+    order: TuneOrder,
+    name: str,
+    price: int,
+    paths: Sequence[Path],
+) -> TuneRecord | Refused:
+    """The tune row with its photos' paths, its reservation in the same transaction; the
+    photos are forgotten when no row is written."""
+    assert place.guild_id is not None
+    settings = svc.settings
+    try:
+        created = await svc.store.tunes.create(
+            owner_id=actor.user_id,
+            guild_id=place.guild_id,
+            channel_id=place.channel_id or 0,
+            name=name,
+            subject_class=order.subject_class,
+            profile=settings.model_profile,
+            branch=settings.astria_branch,
+            photo_paths=[str(p) for p in paths],
+            price_mc=price,
+            owner_name=clean_name(actor.display_name),
+            max_waiting=settings.max_waiting_per_member,
+        )
+    except NameTaken:
+        forget(paths)
+        return Refused(_taken(name))
+    except BaseException:
+        forget(paths)
+        raise
+    if not isinstance(created, TuneRecord):
+        forget(paths)
+        return Refused(f"Not started: {created.reason()}")
+    return created
 
 
 def _taken(name: str) -> str:

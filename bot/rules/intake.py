@@ -20,8 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,7 @@ class IntakeResult:
     problems: tuple[PhotoProblem, ...]
     problem: BatchProblem | None
     summary: str
+    folder: Path | None = None  # the batch's folder, held until `PhotoIntake.release`
 
     @property
     def ok(self) -> bool:
@@ -95,6 +97,19 @@ class PhotoIntake:
         # Taken inside a download slot, so more slots than downloads could never be used.
         self.prepare_slots = min(prepare_slots, max_concurrent_downloads)
         self._prepares = asyncio.Semaphore(self.prepare_slots)
+        # Batches being read, or read and not yet in a tune row: the sweep leaves them be
+        # whatever their age (a slow intake's first photo may be older than the grace).
+        self._held: set[Path] = set()
+
+    @property
+    def held(self) -> frozenset[Path]:
+        return frozenset(self._held)
+
+    def release(self, result: IntakeResult) -> None:
+        """The batch's photos are in a tune row now (or forgotten): the sweep may judge
+        them by the store from here on."""
+        if result.folder is not None:
+            self._held.discard(result.folder)
 
     @property
     def memory_bound(self) -> int:
@@ -113,11 +128,21 @@ class PhotoIntake:
         that photo with a tip, like any other problem.
         """
         batch = PhotoBatch(self.rules)
-        folder = self.folder / f"{BATCH_PREFIX}{secrets.token_hex(8)}"
-        paths: list[Path] = []
-        refused_early: list[PhotoProblem] = []
         if len(sources) > self.rules.max_photos:
             return self._too_many(len(sources))
+        folder = self.folder / f"{BATCH_PREFIX}{secrets.token_hex(8)}"
+        self._held.add(folder)
+        try:
+            return await self._take(sources, batch, folder)
+        except BaseException:
+            self._held.discard(folder)
+            raise
+
+    async def _take(
+        self, sources: Sequence[PhotoSource], batch: PhotoBatch, folder: Path
+    ) -> IntakeResult:
+        paths: list[Path] = []
+        refused_early: list[PhotoProblem] = []
         for source in sources:
             if source.size is not None and source.size > self.rules.max_bytes:
                 refused_early.append(self._too_big(source))
@@ -148,9 +173,10 @@ class PhotoIntake:
         summary = _summary(len(batch.accepted), problems)
         if isinstance(verdict, BatchProblem):
             forget(paths)
+            self._held.discard(folder)
             problem = BatchProblem(_headline(verdict, batch), problems)
             return IntakeResult((), batch.accepted, problems, problem, summary)
-        return IntakeResult(tuple(paths), batch.accepted, problems, None, summary)
+        return IntakeResult(tuple(paths), batch.accepted, problems, None, summary, folder)
 
     async def _prepare_and_store(
         self, batch: PhotoBatch, folder: Path, label: str, info: PhotoInfo, data: bytes
@@ -194,6 +220,47 @@ def forget(paths: Sequence[Path]) -> None:
         if folder.name.startswith(BATCH_PREFIX):
             with contextlib.suppress(OSError):
                 folder.rmdir()
+
+
+def sweep_orphans(
+    folder: Path, keep: Collection[str], *, older_than: float, held: Collection[Path] = ()
+) -> list[Path]:
+    """Delete the intake's files under `folder` that no record keeps, and empty batches.
+
+    Only what the intake writes is touched (`batch-*` folders and the files in them,
+    half-written `.part` files included), so a PHOTOS_DIR pointed somewhere shared loses
+    nothing else. A file stays when `keep` names it (the paths of unfinished tunes), when
+    it was modified at or after `older_than` (seconds since the epoch: an intake in another
+    process may not have written its tune row yet), or when its batch is `held` by this
+    process's intake. Returns the files deleted.
+    """
+    if not folder.is_dir():
+        return []
+    kept = {os.path.realpath(p) for p in keep}
+    spared = {os.path.realpath(p) for p in held}
+    removed: list[Path] = []
+    for batch in sorted(folder.iterdir()):
+        if not batch.name.startswith(BATCH_PREFIX) or not batch.is_dir() or batch.is_symlink():
+            continue
+        if os.path.realpath(batch) in spared:
+            continue
+        # Its own age before anything in it is deleted (a deletion makes it look new).
+        old_batch = batch.lstat().st_mtime < older_than
+        emptied = False
+        for file in sorted(batch.iterdir()):
+            try:
+                young = file.lstat().st_mtime >= older_than
+            except FileNotFoundError:
+                continue
+            if young or os.path.realpath(file) in kept or file.is_dir():
+                continue
+            file.unlink(missing_ok=True)
+            removed.append(file)
+            emptied = True
+        if old_batch or emptied:
+            with contextlib.suppress(OSError):  # not empty: something in it is kept
+                batch.rmdir()
+    return removed
 
 
 def _summary(usable: int, problems: Sequence[PhotoProblem]) -> str:

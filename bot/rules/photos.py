@@ -343,9 +343,28 @@ def store_photo(folder: Path, info: PhotoInfo, data: bytes) -> Path:
     return write_atomically(folder, info.file_name, data)
 
 
+# Members' face photos: owner-only folders and files (mkstemp makes the files 0600).
+PHOTO_FOLDER_MODE = 0o700
+
+
+def private_folder(folder: Path) -> None:
+    """Make `folder` and any missing parents owner-only (0700), and narrow `folder` itself
+    if it exists with a wider mode (a photos folder made before this rule)."""
+    missing: list[Path] = []
+    current = folder
+    while not current.exists() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    for part in reversed(missing):
+        part.mkdir(mode=PHOTO_FOLDER_MODE, exist_ok=True)
+    if folder.stat().st_mode & 0o777 != PHOTO_FOLDER_MODE:
+        folder.chmod(PHOTO_FOLDER_MODE)
+
+
 def write_atomically(folder: Path, name: str, data: bytes) -> Path:
-    """Write `data` to `folder/name` through a temporary file renamed into place."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write `data` to `folder/name` (0600, in a 0700 folder) through a temporary file
+    renamed into place."""
+    private_folder(folder)
     final = folder / name
     fd, temp_name = tempfile.mkstemp(dir=folder, prefix=".", suffix=".part")
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -160,6 +161,35 @@ class Transaction:
         return int(row[0])
 
 
+# The database holds who trained on whose photos and what they spent: owner-only, like
+# its WAL and shared-memory files (SQLite gives those the database file's own mode).
+FILE_MODE = 0o600
+FOLDER_MODE = 0o700
+SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def _owner_only(path: Path) -> None:
+    """Create the database file 0600 if it is new (an empty file is a valid empty
+    database), and narrow an existing one and its side files (a database made before this
+    rule, or copied in) to 0600. A file we do not own keeps its mode, with a warning."""
+    if str(path) == ":memory:" or str(path).startswith("file:"):
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        pass
+    else:
+        os.close(fd)
+    for file in (path, *(path.with_name(path.name + s) for s in SIDE_FILES)):
+        try:
+            if file.stat().st_mode & 0o777 != FILE_MODE:
+                file.chmod(FILE_MODE)
+        except FileNotFoundError:
+            continue
+        except PermissionError:
+            log.warning("%s is readable by others and not ours to change; chmod 600 it", file)
+
+
 async def _connect(path: Path) -> aiosqlite.Connection:
     # isolation_level=None: the sqlite3 module starts no transaction behind our back; every
     # write transaction is an explicit BEGIN IMMEDIATE below.
@@ -289,7 +319,11 @@ class Database:
                 f"{'.'.join(map(str, MIN_SQLITE))} or newer"
             )
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
+        try:
+            _owner_only(path)
+        except OSError as exc:
+            raise StoreError(f"cannot open the database {path}: {exc}") from exc
         chosen = bundled_migrations() if migrations is None else check_numbering(migrations)
         try:
             writer = await _connect(path)
@@ -300,6 +334,7 @@ class Database:
             reader = await _connect(path)
             # The reader must never write: every write goes through the lock below.
             await reader.execute_fetchall("PRAGMA query_only = ON")
+            _owner_only(path)  # the WAL and -shm files exist now
         except sqlite3.Error as exc:
             await writer.close()
             raise translate(exc) from exc

@@ -340,6 +340,15 @@ class Tunes:
         )
         return [_tune(r) for r in rows]
 
+    async def photos_in_use(self) -> frozenset[str]:
+        """Every photo path an unfinished tune still needs (its photos go once Astria has
+        them): what the photo sweep must keep."""
+        rows = await self._db.fetchall(
+            "SELECT photo_paths FROM tunes WHERE photo_paths != '[]'"
+            " AND state IN ('queued', 'submitting', 'training', 'stuck')"
+        )
+        return frozenset(str(p) for r in rows for p in json.loads(r["photo_paths"]))
+
     # --- updates ------------------------------------------------------------------------
 
     async def transition(

@@ -43,6 +43,9 @@ class FakeDiscordConfig:
     allow_resume: bool = True
     # Attachment URLs stop working this long after upload (None: never).
     attachment_url_life: float | None = None
+    # Seconds each attachment download waits before its bytes (a slow CDN: lets a test
+    # kill the bot while a form's photos are being read).
+    attachment_delay: float = 0.0
     # Windows use `clock`; timestamps, snowflakes and X-RateLimit-Reset use `wall_clock`.
     clock: Callable[[], float] = time.monotonic
     wall_clock: Callable[[], float] = time.time

@@ -240,6 +240,8 @@ class FakeDiscord(Driver):
         life = self.config.attachment_url_life
         if life is not None and self.config.wall_clock() > attachment.uploaded_at + life:
             return web.Response(status=404, text="This content is no longer available.")
+        if self.config.attachment_delay > 0:
+            await asyncio.sleep(self.config.attachment_delay)
         content_type = attachment.content_type or "application/octet-stream"
         return web.Response(body=attachment.data, content_type=content_type)
 
