@@ -53,7 +53,9 @@ def fit(data: bytes, max_bytes: int) -> tuple[bytes, str]:
             candidate = image
         for quality in (90, 80, 70, 55):
             out = io.BytesIO()
-            candidate.save(out, "JPEG", quality=quality, optimize=True)
+            # Not optimize=True: that encodes the whole image in one call holding the GIL
+            # (0.2 s for 9 megapixels), so even in a worker thread it stalls the loop.
+            candidate.save(out, "JPEG", quality=quality)
             if out.tell() <= max_bytes:
                 return out.getvalue(), "jpg"
     raise ImageTooLarge(f"cannot fit an image of {len(data)} bytes into {max_bytes}")

@@ -140,3 +140,30 @@ def test_a_lost_connection_or_a_timeout_is_transient(exc: Exception):
 
     assert not _failure(exc).permanent
     assert not _failure(aiohttp.ClientConnectionError("gone")).permanent
+
+
+async def test_fitting_in_a_worker_thread_leaves_the_event_loop_free():
+    import asyncio
+    import itertools
+    import time
+
+    big = noisy_png(2400)  # about 17 MB of PNG: decoded, then re-encoded as JPEG
+    ticks: list[float] = []
+
+    async def heartbeat() -> None:
+        while True:
+            ticks.append(time.perf_counter())
+            await asyncio.sleep(0.002)
+
+    beat = asyncio.create_task(heartbeat())
+    await asyncio.sleep(0.01)
+    start = time.perf_counter()
+    fitted, _ = await asyncio.to_thread(fit, big, 4 * MIB)
+    end = time.perf_counter()
+    beat.cancel()
+    edges = [start, *(t for t in ticks if start < t < end), end]
+    stall = max(b - a for a, b in itertools.pairwise(edges))
+    assert len(fitted) <= 4 * MIB
+    # Pillow lets go of the GIL while it works, so the loop is never held for long.
+    # (JPEG's optimize=True would hold it through a whole encode: a third of the fit here.)
+    assert stall < (end - start) / 3, f"loop stalled {stall:.3f}s of a {end - start:.3f}s fit"
