@@ -96,7 +96,7 @@ class CountingDelivery:
     # When each milestone was shown (time.perf_counter()), e.g. "training" after a create.
     milestones: dict[str, list[float]] = field(default_factory=dict)
 
-    async def report(self, event: JobEvent) -> Outcome:
+    async def report(self, event: JobEvent, *, private: bool = False) -> Outcome:
         if event.key in self.keys:
             self.repeats += 1
         self.keys.add(event.key)

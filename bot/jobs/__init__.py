@@ -2,13 +2,22 @@
 reports to. Knows no Discord."""
 
 from bot.jobs.callbacks import CallbackReceiver
-from bot.jobs.delivery import Delivery, EventKind, JobEvent, Outcome, Progress, event_key
+from bot.jobs.delivery import (
+    Delivery,
+    DeliveryFailed,
+    EventKind,
+    JobEvent,
+    Outcome,
+    Progress,
+    event_key,
+)
 from bot.jobs.schedule import PollPolicy
 from bot.jobs.tracker import PollReport, Tracker, TrackerConfig
 
 __all__ = [
     "CallbackReceiver",
     "Delivery",
+    "DeliveryFailed",
     "EventKind",
     "JobEvent",
     "Outcome",

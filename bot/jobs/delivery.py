@@ -9,7 +9,7 @@ a `Delivery` makes the repeat harmless. Progress updates are best effort and car
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
@@ -63,9 +63,40 @@ class Progress:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+class DeliveryFailed(Exception):
+    """Discord did not take the report. `permanent`: for a reason trying the same place
+    again will not change (the channel is closed to the bot or gone, the post's body is
+    refused); `certain` when one refusal proves it (the channel is gone). Anything else is
+    transient (Discord's 5xx, a 429 beyond what discord.py waits out, a lost connection, a
+    timeout) and is tried again later."""
+
+    def __init__(self, reason: str, *, permanent: bool = False, certain: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent or certain
+        self.certain = certain
+
+
+# Bounds on reporting one event (docs: README, "How a job is followed"). A permanent
+# refusal in the channel is tried this many times (a permission an admin is fixing gets
+# two more chances) before the member is told by DM; a certain one goes to the DM at once.
+# When the DM is refused too, the event ends `undeliverable` (the result is kept for /jobs).
+CHANNEL_REFUSALS_BEFORE_DM = 3
+# Every failed attempt waits before the next one: doubling from the base, at most the cap.
+RETRY_BASE = timedelta(seconds=15)
+RETRY_CAP = timedelta(minutes=10)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """How long to wait after the `attempts`-th failed attempt (1, 2, ...)."""
+    doublings: int = min(max(attempts - 1, 0), 16)
+    return min(RETRY_CAP, RETRY_BASE * (1 << doublings))
+
+
 class Delivery(Protocol):
-    async def report(self, event: JobEvent) -> Outcome:
-        """Tell the member; repeating a key must post nothing new."""
+    async def report(self, event: JobEvent, *, private: bool = False) -> Outcome:
+        """Tell the member in the job's channel, or (`private`) by DM; repeating a key must
+        post nothing new. Raises `DeliveryFailed` when Discord does not take it."""
         ...
 
     async def progress(self, update: Progress) -> None:

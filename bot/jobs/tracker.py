@@ -33,13 +33,16 @@ from bot.astria import (
 )
 from bot.config import ModelProfile, ProfileName, Settings
 from bot.jobs.delivery import (
+    CHANNEL_REFUSALS_BEFORE_DM,
     WAITING_FOR_CREDIT,
     Delivery,
+    DeliveryFailed,
     EventKind,
     JobEvent,
     Outcome,
     Progress,
     event_key,
+    retry_delay,
 )
 from bot.jobs.refunds import RefundWatch
 from bot.jobs.schedule import PollPolicy, expected_done, first_check, is_stuck, next_check
@@ -178,6 +181,7 @@ class Tracker:
         self._wake = asyncio.Event()
         self._report_due = asyncio.Event()  # an event was recorded: report it now
         self._reporting: dict[int, asyncio.Task[list[str]]] = {}  # by channel
+        self._traced: set[str] = set()  # events whose unexpected failure was logged in full
         self._stopping = False
         self._balance_read_at: datetime | None = None
         self._balance_due = True
@@ -1096,15 +1100,23 @@ class Tracker:
 
     async def _report_channel(self, events: list[RecordedEvent]) -> list[str]:
         done: list[str] = []
+        waiting: set[str] = set()  # jobs with an event not due yet: their later ones wait too
+        attempted = False
         for pending in events:
             if self._stopping:
                 break  # a clean stop finishes the report in hand; the rest wait for the next start
-            event = _event_from(pending.payload)
-            try:
-                outcome = await self._delivery.report(event)
-            except Exception:
-                log.exception("reporting %s failed; will try again", event.key)
+            due = pending.next_attempt_at
+            if pending.job in waiting or (due is not None and due > self._clock()):
+                waiting.add(pending.job)
                 continue
+            event = _event_from(pending.payload)
+            attempted = True
+            outcome = await self._attempt(pending, event)
+            if outcome is None:
+                waiting.add(pending.job)
+                continue
+            if pending.attempts:
+                log.info("%s: %s after %d failed attempts", event.key, outcome, pending.attempts)
             if event.kind == EventKind.DONE:
                 ref = JobRef.parse(event.job)
                 state = (
@@ -1114,9 +1126,79 @@ class Tracker:
                 )
                 await self._store.prompts.set_state(ref.id, state)
             await self._store.events.mark_reported(event.key, str(outcome))
+            self._traced.discard(event.key)
             done.append(event.key)
-        self._report_due.set()  # events that arrived meanwhile
+        if attempted:
+            # Events that arrived meanwhile. Not when every event here waits for its next
+            # attempt: the reporting loop would spin on them until then.
+            self._report_due.set()
         return done
+
+    async def _attempt(self, pending: RecordedEvent, event: JobEvent) -> Outcome | None:
+        """Report the event once: in its channel until the channel has refused it for good
+        `CHANNEL_REFUSALS_BEFORE_DM` times (or once, when one refusal is proof), then by DM;
+        a DM refused for good too makes it undeliverable. None: it failed this time, and
+        the next attempt waits (doubling, capped), however often the process restarts."""
+        refusals = pending.refusals
+        try:
+            if refusals < CHANNEL_REFUSALS_BEFORE_DM:
+                try:
+                    return await self._delivery.report(event)
+                except DeliveryFailed as exc:
+                    if not exc.permanent:
+                        raise
+                    refusals = CHANNEL_REFUSALS_BEFORE_DM if exc.certain else refusals + 1
+                    if refusals < CHANNEL_REFUSALS_BEFORE_DM:
+                        raise
+                    log.info("%s: the channel refused it (%s); trying a DM", event.key, exc)
+            try:
+                return await self._delivery.report(event, private=True)
+            except DeliveryFailed as exc:
+                if not exc.permanent:
+                    raise
+                log.warning(
+                    "%s: undeliverable, the channel and the DM refused it (%s)", event.key, exc
+                )
+                return Outcome.UNDELIVERABLE
+        except Exception as exc:
+            attempts = pending.attempts + 1
+            delay = retry_delay(attempts)
+            await self._store.events.record_failure(
+                event.key, refusals=refusals, next_attempt_at=self._clock() + delay
+            )
+            where = "by DM" if refusals >= CHANNEL_REFUSALS_BEFORE_DM else "in the channel"
+            if isinstance(exc, DeliveryFailed):
+                reason = exc.reason
+                if exc.permanent:
+                    reason += f", refusal {refusals} of {CHANNEL_REFUSALS_BEFORE_DM}"
+                log.warning(
+                    "%s not reported %s (attempt %d: %s); trying again in %ds",
+                    event.key,
+                    where,
+                    attempts,
+                    reason,
+                    delay.total_seconds(),
+                )
+            elif event.key not in self._traced:
+                self._traced.add(event.key)
+                log.error(
+                    "%s not reported %s (attempt %d); trying again in %ds",
+                    event.key,
+                    where,
+                    attempts,
+                    delay.total_seconds(),
+                    exc_info=exc,
+                )
+            else:
+                log.warning(
+                    "%s not reported %s (attempt %d: %s, as before); trying again in %ds",
+                    event.key,
+                    where,
+                    attempts,
+                    type(exc).__name__,
+                    delay.total_seconds(),
+                )
+            return None
 
     async def _progress(
         self,

@@ -20,6 +20,9 @@ class RecordedEvent:
     created_at: datetime
     reported_at: datetime | None
     outcome: str | None
+    attempts: int = 0  # failed attempts to report it
+    refusals: int = 0  # of those, the channel refusing for good
+    next_attempt_at: datetime | None = None  # not before this (None: now)
 
 
 def _event(row: Row) -> RecordedEvent:
@@ -31,6 +34,9 @@ def _event(row: Row) -> RecordedEvent:
         created_at=from_ms(int(row["created_at_ms"])),
         reported_at=opt_from_ms(row["reported_at_ms"]),
         outcome=row["outcome"],
+        attempts=int(row["attempts"]),
+        refusals=int(row["refusals"]),
+        next_attempt_at=opt_from_ms(row["next_attempt_at_ms"]),
     )
 
 
@@ -86,6 +92,17 @@ class Events:
                 "UPDATE job_events SET reported_at_ms = ?, outcome = ?"
                 " WHERE key = ? AND reported_at_ms IS NULL",
                 (to_ms(self._clock()), outcome, key),
+            )
+
+    async def record_failure(self, key: str, *, refusals: int, next_attempt_at: datetime) -> None:
+        """One more failed attempt to report the event, `refusals` of them by the channel
+        for good so far; the next is not before `next_attempt_at`."""
+        async with self._db.write() as tx:
+            await tx.execute(
+                "UPDATE job_events SET attempts = attempts + 1,"
+                " refusals = ?, next_attempt_at_ms = ?"
+                " WHERE key = ? AND reported_at_ms IS NULL",
+                (refusals, to_ms(next_attempt_at), key),
             )
 
     async def for_job(self, job: str) -> list[RecordedEvent]:

@@ -4,8 +4,10 @@ Implements `bot.jobs.Delivery`. Results are posted in the job's channel (not as 
 interaction followup: those tokens die after 15 minutes), as files within Discord's limits,
 each part recorded as soon as Discord accepts it. A repeated report (same key) posts only
 the parts not yet recorded; after a restart, a part sent but not recorded is found in the
-channel by its marker before anything is sent again. A channel that is gone or closed to
-the bot falls back to a DM; when that fails too, the job is undeliverable and kept for /jobs.
+channel by its marker before anything is sent again. A refused post raises
+`DeliveryFailed`, permanent or transient; the tracker bounds the attempts, turns to a DM
+(`private`) and at last marks the job undeliverable (kept for /jobs). An image that cannot
+be shrunk into a file goes in the post as its link. Images are re-encoded off the loop.
 Progress edits are coalesced per channel and wait behind results.
 """
 
@@ -18,12 +20,20 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
+import aiohttp
 import discord
 
 from bot.astria import AstriaClient, AstriaError
-from bot.jobs.delivery import WAITING_FOR_CREDIT, EventKind, JobEvent, Outcome, Progress
+from bot.jobs.delivery import (
+    WAITING_FOR_CREDIT,
+    DeliveryFailed,
+    EventKind,
+    JobEvent,
+    Outcome,
+    Progress,
+)
 from bot.store import JobKind, JobRef, Store
-from bot.ui.files import Limits, batches, fit
+from bot.ui.files import MULTIPART_SLACK, CannotFit, Limits, batches, fit
 from bot.ui.nonce import nonce_for
 from bot.ui.text import progress_line, result_text
 
@@ -34,7 +44,12 @@ log = logging.getLogger(__name__)
 
 HISTORY_SCAN = 50  # recent messages searched for a post a crash left unrecorded
 MAX_IMAGE_DOWNLOAD = 50 * 1024 * 1024
-DM_CLOSED = 50007
+DM_FILE_LIMIT = 10 * 1024 * 1024
+# Discord error codes that say the same post will be refused again.
+UNKNOWN_CHANNEL = 10003
+UNKNOWN_USER = 10013
+INVALID_FORM_BODY = 50035
+ENTITY_TOO_LARGE = 40005
 
 ViewFactory = Callable[[JobRef], discord.ui.View | None]
 
@@ -42,10 +57,6 @@ ViewFactory = Callable[[JobRef], discord.ui.View | None]
 _SETTLES_STATUS = frozenset(
     {EventKind.READY, EventKind.DONE, EventKind.FAILED, EventKind.CANCELLED, EventKind.STUCK}
 )
-
-
-class Undeliverable(Exception):
-    """Neither the channel nor a DM took the message."""
 
 
 class ChannelGone(Exception):
@@ -86,22 +97,19 @@ class DiscordDelivery:
 
     # ------------------------------------------------------------------ results
 
-    async def report(self, event: JobEvent) -> Outcome:
+    async def report(self, event: JobEvent, *, private: bool = False) -> Outcome:
+        """Post the event in its channel or (`private`) by DM. Discord's refusals are raised
+        as `DeliveryFailed`, permanent or transient; the tracker decides when to try
+        again, when to turn to the DM and when to give up."""
         lane = self._lane(event.channel_id)
         lane.results_waiting += 1
         try:
             async with self._results_lock.setdefault(event.channel_id, asyncio.Lock()):
                 try:
-                    await self._post_result(event, event.channel_id)
-                    return Outcome.DELIVERED
-                except (discord.NotFound, discord.Forbidden, ChannelGone) as exc:
-                    log.info("%s: channel refused (%s); trying a DM", event.key, exc)
-                try:
-                    await self._post_result(event, None)
-                    return Outcome.DELIVERED
-                except (discord.Forbidden, discord.NotFound, Undeliverable) as exc:
-                    log.warning("%s: undeliverable, channel and DM refused (%s)", event.key, exc)
-                    return Outcome.UNDELIVERABLE
+                    await self._post_result(event, None if private else event.channel_id)
+                except (discord.DiscordException, ChannelGone, aiohttp.ClientError, OSError) as exc:
+                    raise _failure(exc) from exc
+                return Outcome.DELIVERED
         finally:
             lane.results_waiting -= 1
             if event.kind in _SETTLES_STATUS:
@@ -120,7 +128,7 @@ class DiscordDelivery:
     async def _post_result(self, event: JobEvent, channel_id: int | None) -> None:
         """Post every part of the event not yet recorded, to the channel or (None) by DM."""
         job = JobRef.parse(event.job)
-        parts = await self._parts(event)
+        parts = await self._parts(event, channel_id)
         posted = await self._store.events.messages(event.key)
         destination = await self._destination(event, channel_id)
         last = len(parts) - 1
@@ -153,11 +161,8 @@ class DiscordDelivery:
             if not isinstance(channel, discord.abc.Messageable):
                 raise ChannelGone(f"channel {channel_id} is not a text channel")
             return channel
-        try:
-            user = self._bot.get_user(event.owner_id) or await self._bot.fetch_user(event.owner_id)
-            return await user.create_dm()
-        except discord.HTTPException as exc:
-            raise Undeliverable(str(exc)) from None
+        user = self._bot.get_user(event.owner_id) or await self._bot.fetch_user(event.owner_id)
+        return await user.create_dm()
 
     async def _already_posted(
         self, destination: discord.abc.Messageable, view: discord.ui.View | None
@@ -183,14 +188,17 @@ class DiscordDelivery:
             return None  # cannot read history: posting again is the lesser harm
         return None
 
-    async def _parts(self, event: JobEvent) -> list[tuple[str, list[discord.File]]]:
+    async def _parts(
+        self, event: JobEvent, channel_id: int | None
+    ) -> list[tuple[str, list[discord.File]]]:
         text = result_text(event)
         if event.kind != EventKind.DONE or not event.images:
             return [(text, [])]
         if self._post_links:
             links = "\n".join(event.images)
             return [(f"{text}\n{links}"[:2000], [])]
-        limit = await self._file_limit(event.channel_id)
+        limit = await self._file_limit(channel_id)
+        per_file = min(limit.per_file, limit.per_request - MULTIPART_SLACK)
         images: list[tuple[bytes, str]] = []
         for url in event.images:
             try:
@@ -199,7 +207,13 @@ class DiscordDelivery:
                 log.warning("%s: image not downloaded (%s); linking it", event.key, exc.message)
                 text += f"\n{url}"
                 continue
-            images.append(fit(data, limit.per_file))
+            try:
+                # Re-encoding a large image takes most of a second: never on the event loop.
+                images.append(await asyncio.to_thread(fit, data, per_file))
+            except CannotFit as exc:
+                # No retry or DM would post it as a file either: its link goes in the post.
+                log.warning("%s: image not posted as a file (%s); linking it", event.key, exc)
+                text += f"\n{url}"
         groups = batches([len(data) for data, _ in images], limit)
         job_id = JobRef.parse(event.job).id
         parts: list[tuple[str, list[discord.File]]] = []
@@ -212,10 +226,11 @@ class DiscordDelivery:
             parts.append((content, files))
         return parts
 
-    async def _file_limit(self, channel_id: int) -> Limits:
-        channel = self._bot.get_channel(channel_id)
+    async def _file_limit(self, channel_id: int | None) -> Limits:
+        """The upload limit where the post goes: the guild's, or a DM's (None)."""
+        channel = self._bot.get_channel(channel_id) if channel_id is not None else None
         guild = getattr(channel, "guild", None)
-        per_file = guild.filesize_limit if guild is not None else 10 * 1024 * 1024
+        per_file = guild.filesize_limit if guild is not None else DM_FILE_LIMIT
         return Limits(per_file=per_file)
 
     # ------------------------------------------------------------------ progress
@@ -289,9 +304,31 @@ class DiscordDelivery:
         await setter(ref.id, sent.channel.id, sent.id)
 
 
+def _failure(exc: BaseException) -> DeliveryFailed:
+    """What a failed post means for trying again. Permanent: the channel is closed to the
+    bot (403: Missing Permissions 50013, Missing Access 50001, a DM closed 50007), gone
+    (404, Unknown Channel 10003: certain) or the post's body is refused (50035, 413:
+    certain). Transient: Discord's 5xx, a 429 discord.py gave up waiting on, a lost
+    connection or a timeout."""
+    if isinstance(exc, ChannelGone):
+        return DeliveryFailed(str(exc), certain=True)
+    if isinstance(exc, discord.HTTPException):
+        reason = f"{exc.status} {exc.code} {exc.text}".strip()[:200]
+        if exc.status >= 500 or exc.status == 429:
+            return DeliveryFailed(reason)
+        if exc.code in (UNKNOWN_CHANNEL, UNKNOWN_USER, INVALID_FORM_BODY, ENTITY_TOO_LARGE):
+            return DeliveryFailed(reason, certain=True)
+        if exc.status == 413:
+            return DeliveryFailed(reason, certain=True)
+        return DeliveryFailed(reason, permanent=True)
+    if isinstance(exc, discord.RateLimited):
+        return DeliveryFailed(f"rate limited for {exc.retry_after:.0f}s")
+    return DeliveryFailed(f"{type(exc).__name__}: {exc}"[:200])
+
+
 def _custom_ids(items: Iterable[object]) -> set[str]:
     """custom_ids of buttons, dynamic items (which wrap a button) included."""
     return {cid for item in items if isinstance(cid := getattr(item, "custom_id", None), str)}
 
 
-__all__ = ["ChannelGone", "DiscordDelivery", "Undeliverable"]
+__all__ = ["ChannelGone", "DiscordDelivery"]

@@ -1,5 +1,6 @@
 """Fitting result images into Discord's limits: 10 files a message, the guild's per-file
-upload limit, 25 MiB a request. Pure functions over bytes, so they are tested directly."""
+upload limit, 25 MiB a request. Pure functions over bytes, so they are tested directly;
+`fit` is CPU-bound (0.6 s for a 27 MB PNG), so callers run it in a worker thread."""
 
 from __future__ import annotations
 
@@ -15,8 +16,16 @@ REQUEST_LIMIT = 25 * MIB
 MULTIPART_SLACK = 64 * 1024  # form framing and the JSON payload share the request
 
 
-class ImageTooLarge(Exception):
+class CannotFit(Exception):
+    """The image cannot be posted as a file: trying again will not change that."""
+
+
+class ImageTooLarge(CannotFit):
     """Even re-encoded, the image does not fit the limit."""
+
+
+class ImageUnreadable(CannotFit):
+    """Too large as it is, and not an image Pillow can decode to shrink it."""
 
 
 @dataclass(frozen=True)
@@ -31,8 +40,11 @@ def fit(data: bytes, max_bytes: int) -> tuple[bytes, str]:
     smaller size) until it does. Returns the bytes and the file extension."""
     if len(data) <= max_bytes:
         return data, _extension(data)
-    with Image.open(io.BytesIO(data)) as opened:
-        image = opened.convert("RGB")
+    try:
+        with Image.open(io.BytesIO(data)) as opened:
+            image = opened.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageUnreadable(f"cannot decode an image of {len(data)} bytes ({exc})") from None
     for scale in (1.0, 0.75, 0.5, 0.35, 0.25):
         if scale < 1.0:
             size = (max(1, int(image.width * scale)), max(1, int(image.height * scale)))
@@ -41,7 +53,9 @@ def fit(data: bytes, max_bytes: int) -> tuple[bytes, str]:
             candidate = image
         for quality in (90, 80, 70, 55):
             out = io.BytesIO()
-            candidate.save(out, "JPEG", quality=quality, optimize=True)
+            # Not optimize=True: that encodes the whole image in one call holding the GIL
+            # (0.2 s for 9 megapixels), so even in a worker thread it stalls the loop.
+            candidate.save(out, "JPEG", quality=quality)
             if out.tell() <= max_bytes:
                 return out.getvalue(), "jpg"
     raise ImageTooLarge(f"cannot fit an image of {len(data)} bytes into {max_bytes}")

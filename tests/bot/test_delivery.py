@@ -93,7 +93,28 @@ async def test_a_post_left_unrecorded_by_a_crash_is_found_after_a_restart(
     assert await scene.bot.store.events.messages(event.key) != {}
 
 
-async def test_deleted_channel_falls_back_to_dm(scene: Scene):
+def result_posts(scene: Scene, channel_id: int) -> int:
+    """Attempts to post a result in the channel (answered or refused)."""
+    return sum(
+        1
+        for r in scene.env.http_requests
+        if r.method == "POST"
+        and r.path == f"/channels/{channel_id}/messages"
+        and "here are your images" in str((r.json or {}).get("content", ""))
+    )
+
+
+async def step_until(scene: Scene, prompt_id: int, state: PromptState, *, rounds: int) -> int:
+    for n in range(rounds):
+        record = await scene.bot.store.prompts.get(prompt_id)
+        assert record is not None
+        if record.state == state:
+            return n
+        await scene.step(5)
+    raise AssertionError(f"prompt {prompt_id} not {state} after {rounds} rounds")
+
+
+async def test_deleted_channel_falls_back_to_dm_at_once(scene: Scene):
     tune = await scene.ready_tune(scene.alice)
     prompt = await scene.prompt(scene.alice, tune)
     scene.env.inject_error(
@@ -104,21 +125,77 @@ async def test_deleted_channel_falls_back_to_dm(scene: Scene):
         message="Unknown Channel",
         times=None,
     )
-    assert await scene.bot.delivery.report(done_event(scene, prompt.id)) == Outcome.DELIVERED
+    await step_until(scene, prompt.id, PromptState.DELIVERED, rounds=12)
+    assert result_posts(scene, scene.channel.id) == 1  # gone for certain: tried once
     dm = scene.alice.user.dm_channel
     assert [m for m in dm.history() if f"<@{scene.alice.id}>" in m.content]
+
+
+async def test_forbidden_channel_is_tried_three_times_then_the_result_goes_by_dm(scene: Scene):
+    tune = await scene.ready_tune(scene.alice)
+    prompt = await scene.prompt(scene.alice, tune)
+    scene.env.inject_error(
+        "POST",
+        f"/channels/{scene.channel.id}/messages",
+        status=403,
+        code=50013,
+        message="Missing Permissions",
+        times=None,
+    )
+    await step_until(scene, prompt.id, PromptState.DELIVERED, rounds=40)
+    await scene.step(60, rounds=5)
+    assert result_posts(scene, scene.channel.id) == 3
+    dm = scene.alice.user.dm_channel
+    assert result_posts(scene, dm.id) == 1
+    assert [m for m in dm.history() if m.attachments and f"<@{scene.alice.id}>" in m.content]
 
 
 async def test_closed_channel_and_closed_dms_end_undeliverable_with_money_settled(scene: Scene):
     tune = await scene.ready_tune(scene.alice)
     prompt = await scene.prompt(scene.alice, tune)
     scene.refuse_posts(scene.alice)
-    for _ in range(12):
-        await scene.step(5)
+    await step_until(scene, prompt.id, PromptState.UNDELIVERABLE, rounds=40)
+    gets = image_gets(scene)
+    await scene.step(60, rounds=10)  # ten minutes more: nothing tried or downloaded again
+    assert image_gets(scene) == gets
+    assert result_posts(scene, scene.channel.id) == 3
+    assert result_posts(scene, scene.alice.user.dm_channel.id) == 1
     record = await scene.bot.store.prompts.get(prompt.id)
     assert record is not None and record.state == PromptState.UNDELIVERABLE
     assert len(record.image_urls) == 2  # the result is kept for /jobs
     assert await scene.bot.store.ledger.open_reservations() == []
+    assert await settles(scene, prompt.id) == 1
+
+
+def image_gets(scene: Scene) -> int:
+    return scene.emulator.counters["GET /files/prompts/{id}/{n}.png"]
+
+
+async def settles(scene: Scene, prompt_id: int) -> int:
+    entries = await scene.bot.store.ledger.entries()
+    return sum(1 for e in entries if e.kind == "settle" and str(e.job) == f"prompt:{prompt_id}")
+
+
+async def test_an_image_that_cannot_be_shrunk_is_linked_once_not_downloaded_forever(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+):
+    from bot.ui.files import Limits
+
+    async def tiny_limit(channel_id: int | None) -> Limits:
+        return Limits(per_file=100)  # no JPEG of a 256x256 image is this small
+
+    monkeypatch.setattr(scene.bot.delivery, "_file_limit", tiny_limit)
+    tune = await scene.ready_tune(scene.alice)
+    prompt = await scene.prompt(scene.alice, tune, images=2)
+    await step_until(scene, prompt.id, PromptState.DELIVERED, rounds=12)
+    await scene.step(60, rounds=5)
+    assert image_gets(scene) == 2  # each image downloaded once
+    posts = [m for m in scene.channel.history() if "here are your images" in m.content]
+    assert len(posts) == 1 and not posts[0].attachments
+    record = await scene.bot.store.prompts.get(prompt.id)
+    assert record is not None
+    assert all(url in posts[0].content for url in record.image_urls)
+    assert await settles(scene, prompt.id) == 1
 
 
 async def test_progress_edits_are_coalesced_per_channel(scene: Scene):

@@ -82,7 +82,7 @@ async def test_jobs_lists_states_and_the_results_discord_refused(scene: Scene):
     await scene.alice.slash(scene.channel, "imagine", prompt="kept for later", tune=str(tune.id))
     assert "kept for later (1): queued" in reply(await scene.alice.slash(scene.channel, "jobs"))
     scene.refuse_posts(scene.alice)
-    for _ in range(10):
+    for _ in range(20):  # the channel is tried three times (15 s, then 30 s apart), then a DM
         await scene.step(5)
     text = reply(await scene.alice.slash(scene.channel, "jobs"))
     assert "kept for later (1): undeliverable" in text and "/files/prompts/" in text

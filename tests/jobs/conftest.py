@@ -4,7 +4,7 @@ all on one manual clock: tests move time with `Rig.step()` instead of sleeping."
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from bot.astria import AstriaClient, RetryPolicy
 from bot.config import Branch, ProfileName, Settings
-from bot.jobs import JobEvent, Outcome, PollPolicy, Progress, Tracker, TrackerConfig
+from bot.jobs import DeliveryFailed, JobEvent, Outcome, PollPolicy, Progress, Tracker, TrackerConfig
 from bot.offline.emulator import Emulator, EmulatorConfig, ManualClock
 from bot.store import PromptRecord, Store, TuneRecord, TuneState
 from tests.conftest import KEY, FakeTime, photo
@@ -30,19 +30,40 @@ CHANNEL = 20
 
 @dataclass
 class RecordingDelivery:
-    """Keeps every call; can refuse (raise) or say undeliverable on demand."""
+    """Keeps every call; can fail (raise) or say undeliverable on demand: `fail_next` an
+    unexpected error, `transient_next` Discord's 503, and `refuse_channel` / `refuse_dm`
+    a refusal raised for every report there (permanent, or certain)."""
 
-    reports: list[JobEvent] = field(default_factory=list)
+    reports: list[JobEvent] = field(default_factory=list)  # the ones that got through
+    private: list[JobEvent] = field(default_factory=list)  # of those, the ones by DM
+    attempts: list[tuple[str, bool, datetime]] = field(default_factory=list)  # key, DM, when
     progress_updates: list[Progress] = field(default_factory=list)
     fail_next: int = 0
+    transient_next: int = 0
+    refuse_channel: DeliveryFailed | None = None
+    refuse_dm: DeliveryFailed | None = None
     outcome: Outcome = Outcome.DELIVERED
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
-    async def report(self, event: JobEvent) -> Outcome:
+    async def report(self, event: JobEvent, *, private: bool = False) -> Outcome:
+        self.attempts.append((event.key, private, self.clock()))
         if self.fail_next:
             self.fail_next -= 1
             raise RuntimeError("discord is down")
+        if self.transient_next:
+            self.transient_next -= 1
+            raise DeliveryFailed("503 Service Unavailable")
+        refusal = self.refuse_dm if private else self.refuse_channel
+        if refusal is not None:
+            raise refusal
         self.reports.append(event)
+        if private:
+            self.private.append(event)
         return self.outcome
+
+    def tries(self, key: str, *, private: bool | None = None) -> list[datetime]:
+        """When `key` was tried (only in the channel or by DM, if `private` says)."""
+        return [t for k, p, t in self.attempts if k == key and private in (None, p)]
 
     async def progress(self, update: Progress) -> None:
         self.progress_updates.append(update)
@@ -222,7 +243,7 @@ async def rig(
             monotonic=fake_time.monotonic,
             wall_clock=now,
         )
-        delivery = RecordingDelivery()
+        delivery = RecordingDelivery(clock=now)
         tracker = Tracker(store, client, delivery, TrackerConfig.from_settings(settings), clock=now)
         yield Rig(emulator, clock, store, client, delivery, tracker, settings, photos, fake_time)
         await tracker.stop()

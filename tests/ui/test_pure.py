@@ -89,3 +89,81 @@ def test_nonces_are_deterministic_short_and_distinct():
     assert a == nonce_for("prompt:1:done") and len(a) <= MAX_NONCE
     assert a != nonce_for("prompt:1:done", part=1) != nonce_for("prompt:2:done")
     assert marker("reroll", 12) == "job:reroll:12"
+
+
+def test_bytes_that_are_no_image_cannot_fit_and_say_so():
+    from bot.ui.files import CannotFit
+
+    with pytest.raises(CannotFit):
+        fit(b"\x89PNG" + b"\x00" * 5000, 1000)  # too large, and nothing Pillow can shrink
+
+
+def http_error(status: int, code: int, text: str) -> Exception:
+    import discord
+
+    class Response:  # what discord.HTTPException reads of aiohttp's response
+        def __init__(self) -> None:
+            self.status = status
+            self.reason = text
+
+    cls = {403: discord.Forbidden, 404: discord.NotFound}.get(status, discord.HTTPException)
+    if status >= 500:
+        cls = discord.DiscordServerError
+    return cls(Response(), {"code": code, "message": text})
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "permanent", "certain"),
+    [
+        (403, 50013, True, False),  # Missing Permissions: an admin may be fixing it
+        (403, 50001, True, False),  # Missing Access
+        (404, 10003, True, True),  # Unknown Channel: gone
+        (400, 50035, True, True),  # Invalid Form Body: the same post is refused again
+        (413, 40005, True, True),  # Request entity too large
+        (503, 0, False, False),
+        (429, 0, False, False),
+    ],
+)
+def test_discord_refusals_are_told_apart(status: int, code: int, permanent: bool, certain: bool):
+    from bot.ui.delivery import _failure
+
+    failure = _failure(http_error(status, code, "refused"))
+    assert (failure.permanent, failure.certain) == (permanent, certain)
+    assert str(status) in failure.reason
+
+
+@pytest.mark.parametrize("exc", [TimeoutError(), OSError("reset"), ConnectionResetError()])
+def test_a_lost_connection_or_a_timeout_is_transient(exc: Exception):
+    import aiohttp
+
+    from bot.ui.delivery import _failure
+
+    assert not _failure(exc).permanent
+    assert not _failure(aiohttp.ClientConnectionError("gone")).permanent
+
+
+async def test_fitting_in_a_worker_thread_leaves_the_event_loop_free():
+    import asyncio
+    import itertools
+    import time
+
+    big = noisy_png(2400)  # about 17 MB of PNG: decoded, then re-encoded as JPEG
+    ticks: list[float] = []
+
+    async def heartbeat() -> None:
+        while True:
+            ticks.append(time.perf_counter())
+            await asyncio.sleep(0.002)
+
+    beat = asyncio.create_task(heartbeat())
+    await asyncio.sleep(0.01)
+    start = time.perf_counter()
+    fitted, _ = await asyncio.to_thread(fit, big, 4 * MIB)
+    end = time.perf_counter()
+    beat.cancel()
+    edges = [start, *(t for t in ticks if start < t < end), end]
+    stall = max(b - a for a, b in itertools.pairwise(edges))
+    assert len(fitted) <= 4 * MIB
+    # Pillow lets go of the GIL while it works, so the loop is never held for long.
+    # (JPEG's optimize=True would hold it through a whole encode: a third of the fit here.)
+    assert stall < (end - start) / 3, f"loop stalled {stall:.3f}s of a {end - start:.3f}s fit"
