@@ -29,6 +29,7 @@ class JobButton(
 
     action: ClassVar[str] = "unused"
     entry: ClassVar[EntryKind]
+    target: ClassVar[JobKind] = JobKind.PROMPT  # what the id in the custom_id names
     label: ClassVar[str] = ""
     emoji: ClassVar[str | None] = None
     style: ClassVar[discord.ButtonStyle] = discord.ButtonStyle.secondary
@@ -169,70 +170,31 @@ class CancelButton(
             await answer_error(interaction, exc)
 
 
-class _TuneQuestion(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"tune:unused:(?P<id>[0-9]+)"
-):
-    """The answers to "Delete this tune?": the tune's id is in the custom_id, so the
-    question still works after a restart (docs/architecture.md §2)."""
-
-    action: ClassVar[str] = "unused"
-    entry: ClassVar[EntryKind]
-    target: ClassVar[JobKind] = JobKind.TUNE
-    label: ClassVar[str] = ""
-    style: ClassVar[discord.ButtonStyle] = discord.ButtonStyle.secondary
-
-    def __init__(self, tune_id: int) -> None:
-        self.tune_id = tune_id
-        super().__init__(
-            discord.ui.Button(
-                label=self.label, style=self.style, custom_id=f"tune:{self.action}:{tune_id}"
-            )
-        )
-
-    @classmethod
-    def for_job(cls, job: JobRef) -> _TuneQuestion:
-        return cls(job.id)
-
-    @classmethod
-    async def from_custom_id(
-        cls,
-        interaction: discord.Interaction[Any],
-        item: discord.ui.Item[Any],
-        match: re.Match[str],
-    ) -> _TuneQuestion:
-        return cls(int(match["id"]))
-
-    async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        try:
-            await self.press(interaction)
-        except Exception as exc:  # discord.py would swallow it unanswered
-            await answer_error(interaction, exc)
-
-    async def press(self, interaction: discord.Interaction[Any]) -> None:
-        raise NotImplementedError
-
-
 def _on_the_question(interaction: discord.Interaction[Any]) -> bool:
     """True when pressed on the member's own ephemeral question (edited in place)."""
     message = interaction.message
     return message is not None and message.flags.ephemeral
 
 
-class TuneDeleteButton(_TuneQuestion, template=r"tune:delete:(?P<id>[0-9]+)"):
-    action = "delete"
+class TuneDeleteButton(JobButton, template=r"job:tune-delete:(?P<id>[0-9]+)"):
+    """Under "Delete this tune?": the tune's id is in the custom_id, so the question still
+    works after a restart."""
+
+    action = "tune-delete"
     entry = "removes"
+    target = JobKind.TUNE
     label = "Delete"
     style = discord.ButtonStyle.danger
 
     async def press(self, interaction: discord.Interaction[Any]) -> None:
         svc, actor, place = services(interaction), actor_of(interaction), place_of(interaction)
-        done(await tunes.may_delete_tune(svc, actor, place, self.tune_id))
+        done(await tunes.may_delete_tune(svc, actor, place, self.job_id))
         in_place = _on_the_question(interaction)
         if in_place:
             await interaction.response.edit_message(content="Deleting…", view=None)
         else:
             await interaction.response.defer(ephemeral=True, thinking=True)
-        deleted = await tunes.delete_tune(svc, actor, place, self.tune_id)
+        deleted = await tunes.delete_tune(svc, actor, place, self.job_id)
         text = deleted.text if isinstance(deleted, Done) else deleted.reason
         if in_place:
             await interaction.edit_original_response(content=text)
@@ -240,9 +202,10 @@ class TuneDeleteButton(_TuneQuestion, template=r"tune:delete:(?P<id>[0-9]+)"):
             await answer(interaction, text)
 
 
-class TuneKeepButton(_TuneQuestion, template=r"tune:keep:(?P<id>[0-9]+)"):
-    action = "keep"
+class TuneKeepButton(JobButton, template=r"job:tune-keep:(?P<id>[0-9]+)"):
+    action = "tune-keep"
     entry = "reads"
+    target = JobKind.TUNE
     label = "Keep it"
 
     async def press(self, interaction: discord.Interaction[Any]) -> None:
