@@ -47,7 +47,7 @@ class JobButton(
 
     @classmethod
     def for_job(cls, job: JobRef) -> JobButton:
-        """The button for a prompt's result (what delivery puts under the images)."""
+        """The button for a job (`target` says which kind its id names)."""
         return cls(job.id)
 
     @classmethod
