@@ -254,7 +254,11 @@ async def cancel_waiting(svc: Services, actor: Actor, place: Place, job: JobRef)
         return Refused("Only the member who started this can cancel it.")
     if await svc.tracker.cancel_queued(job, actor.user_id):
         return Done("🚫 Cancelled; your credit was given back.", None)
-    return Refused("This can't be cancelled any more: it has already started.")
+    cost = await svc.tracker.cancel_running(job, actor.user_id)
+    if cost is not None:
+        paid = f"Astria charged {format_mc(cost)} for it" if cost else "it cost nothing"
+        return Done(f"🚫 Stopped at Astria; {paid}.", None)
+    return Refused("This can't be cancelled any more: it has already finished.")
 
 
 def _may_remove(actor: Actor, place: Place, owner_id: int, guild_id: int) -> bool:

@@ -859,6 +859,37 @@ class Tracker:
         self._positions.pop(job, None)
         return True
 
+    async def cancel_running(self, job: JobRef, owner_id: int) -> int | None:
+        """The owner cancels their prompt while Astria generates it: claimed here first
+        (so no round reports it), deleted at Astria, and settled at what Astria says it
+        cost (what it billed at creation when Astria cannot say). The cost, or None when
+        it is not running (queued, or its images are already in hand)."""
+        if job.kind != JobKind.PROMPT:
+            return None
+        prompt = await self._store.prompts.get_owned(owner_id, job.id)
+        if prompt is None or prompt.astria_id is None or prompt.state != PromptState.GENERATING:
+            return None
+        if await self._store.events.existing([event_key(str(job), EventKind.DONE)]):
+            return None  # done at Astria: only the post is pending
+        moved = await self._store.prompts.transition(
+            job.id, PromptState.GENERATING, PromptState.CANCELLED
+        )
+        if moved is None:
+            return None
+        self._watch.pop(job, None)
+        try:
+            cost = await self._cost_then_delete(prompt.astria_id, tune=False)
+        except AstriaError as exc:
+            log.warning("%s: not deleted at Astria (%s)", job, exc.message)
+            cost = prompt.cost_mc or 0
+        cost = cost or prompt.cost_mc or 0
+        self._balance_unsure = True
+        settled = await self._store.ledger.settle(
+            job, cost, actor_id=owner_id, note="cancelled while generating"
+        )
+        await self._record(moved, EventKind.CANCELLED, message="cancelled while it was generating")
+        return settled.cost_mc
+
     async def cancel_stuck(self, job: JobRef, actor_id: int) -> bool:
         """An admin cancels a stuck job: deleted at Astria and settled at what Astria says
         it cost (0 if nothing), so the ledger stays equal to Astria's charges."""

@@ -38,7 +38,7 @@ from bot.ui.nonce import nonce_for
 from bot.ui.text import progress_line, result_text
 
 # States in which the member may still cancel from the status message.
-WAITING_STATES = frozenset({"queued", WAITING_FOR_CREDIT})
+WAITING_STATES = frozenset({"queued", WAITING_FOR_CREDIT, "generating"})
 
 log = logging.getLogger(__name__)
 

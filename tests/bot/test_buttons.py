@@ -117,3 +117,25 @@ async def test_a_button_no_handler_knows_is_answered_kindly(scene: Scene):
     pressed = await scene.alice.click(message, custom_id="job:retired:7")
     assert pressed.response is not None and pressed.response.ephemeral
     assert pressed.response.content == STALE_COMPONENT
+
+
+async def test_cancel_on_a_generating_status_message_stops_it_at_astria(scene: Scene):
+    tune = await scene.ready_tune(scene.alice)
+    prompt = await scene.prompt(scene.alice, tune)
+    await scene.step(1)
+    running = await scene.bot.store.prompts.get(prompt.id)
+    assert running is not None and running.state == PromptState.GENERATING
+    custom_id = f"job:cancel:prompt-{prompt.id}"
+    status = next(
+        m
+        for m in scene.channel.history()
+        if custom_id in [c.custom_id for r in m.components for c in r.children]
+    )
+    done = await scene.alice.click(status, custom_id=custom_id)
+    assert "Stopped at Astria" in done.response.content, done.response.content
+    assert done.response.ephemeral
+    record = await scene.bot.store.prompts.get(prompt.id)
+    assert record is not None and record.state == PromptState.CANCELLED
+    assert all(
+        p["id"] != running.astria_id for p in scene.emulator.prompts_for(tune.astria_id or 0)
+    )
