@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -46,6 +46,7 @@ from bot.jobs.schedule import PollPolicy, expected_done, first_check, is_stuck, 
 from bot.jobs.signing import callback_url
 from bot.rules.intake import BATCH_PREFIX
 from bot.store import (
+    GONE_TUNES,
     JobKind,
     JobRef,
     PromptRecord,
@@ -523,9 +524,18 @@ class Tracker:
         if tune is None or tune.astria_id is None or target is None:
             await self._fail(prompt, "its tune is not available any more", charge=None)
             return
+        gone = tune.state in GONE_TUNES
+        if gone and not maybe_created:
+            # Deleted or expired while the prompt waited: never sent (a LoRA or FaceID
+            # prompt would reach the base tune with a dead tag, and could be billed).
+            await self._fail(prompt, _tune_gone(tune), charge=None)
+            return
         claimed = await self._store.prompts.claimed_astria_ids(
             prompt.final_text, prompt.seed, except_id=prompt.id
         )
+        if gone:
+            await self._recover_on_gone_tune(prompt, tune, target, claimed)
+            return
         options = prompt.options
         profile = self._config.profiles.get(tune.profile)
         request = PromptRequest(
@@ -550,6 +560,37 @@ class Tracker:
         except AstriaError as exc:
             await self._create_failed(prompt, exc)
             return
+        await self._prompt_started(prompt, tune, created)
+
+    async def _recover_on_gone_tune(
+        self, prompt: PromptRecord, tune: TuneRecord, target: int, claimed: Collection[int]
+    ) -> None:
+        """A create was in flight when the prompt's tune went: look it up, never re-post.
+        Found, it is followed as usual (Astria has it and billed it); not found, the job
+        fails and its credit is released. A checkpoint's prompts go with it at Astria (a
+        404 on its list): nothing is left to follow there either."""
+        try:
+            found = await self._client.find_prompt(
+                target,
+                prompt.final_text,
+                prompt.seed,
+                since=_since(prompt, True),
+                exclude_ids=claimed,
+            )
+        except AstriaNotFound:
+            found = None
+        except AstriaError as exc:
+            log.warning("%s: lookup on a gone tune failed (%s); later", prompt.job, exc.message)
+            self._retry_at[prompt.job] = self._clock() + self._config.resubmit_delay
+            return
+        if found is None:
+            await self._fail(prompt, _tune_gone(tune), charge=None)
+            return
+        await self._prompt_started(prompt, tune, found)
+
+    async def _prompt_started(
+        self, prompt: PromptRecord, tune: TuneRecord, created: Prompt
+    ) -> None:
         # What Astria billed at creation is kept with the id: the operator's cost if the
         # prompt fails and Astria keeps it while reporting 0 on the failed prompt.
         await self._store.prompts.set_astria_id(
@@ -1135,6 +1176,13 @@ class Tracker:
             await self._delivery.progress(update)
         except Exception:
             log.exception("progress of %s not shown", update.job)
+
+
+def _tune_gone(tune: TuneRecord) -> str:
+    """Why a prompt whose tune went while it waited failed, in the member's words."""
+    if tune.state in (TuneState.DELETED, TuneState.EXPIRED):
+        return f"its tune was {tune.state} before it started; your credit was given back"
+    return "its tune is not available any more; your credit was given back"
 
 
 def _since(record: TuneRecord | PromptRecord, maybe_created: bool) -> datetime | None:

@@ -37,9 +37,10 @@ from bot.store.ledger import (
 )
 from bot.store.meta import IdempotencyProbe, Meta
 from bot.store.prompts import UNFINISHED_PROMPTS, PromptRecord, Prompts, PromptState
-from bot.store.tunes import UNFINISHED_TUNES, TuneRecord, Tunes, TuneState
+from bot.store.tunes import GONE_TUNES, UNFINISHED_TUNES, TuneRecord, Tunes, TuneState
 
 __all__ = [
+    "GONE_TUNES",
     "UNFINISHED_PROMPTS",
     "UNFINISHED_TUNES",
     "Account",
