@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -162,13 +163,19 @@ class Tracker:
         config: TrackerConfig,
         *,
         clock: Clock,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._client = client
         self._delivery = delivery
         self._config = config
         self._poll = config.policy
-        self._clock = clock
+        self._clock = clock  # wall time: what is stored, shown, or compared with Astria's
+        self._monotonic = monotonic
+        # Schedules, stuck detection and waits run on a steady timeline: wall time at
+        # construction, then moved by the monotonic clock only, so a wall clock jump
+        # neither marks every job stuck nor freezes polling (`_steady`).
+        self._anchor = (clock(), monotonic())
         self._watch: dict[JobRef, _Watch] = {}
         self._create_slots = asyncio.Semaphore(config.max_concurrent_creates)
         self._busy: set[JobRef] = set()  # jobs with a create running in this process
@@ -189,6 +196,17 @@ class Tracker:
         self._balance_unsure = True
         self._refunds = RefundWatch()  # the operator's refund statement, against the balance
 
+    def _steady(self) -> datetime:
+        """Now on the tracker's steady timeline (see `__init__`). Jobs first seen in this
+        process are timed by it alone; jobs found at start are timed from their stored
+        (wall) submission, since the process has nothing else to go by."""
+        wall, mono = self._anchor
+        return wall + timedelta(seconds=self._monotonic() - mono)
+
+    def _offset(self) -> timedelta:
+        """What to add to a wall time to place it on the steady timeline."""
+        return self._steady() - self._clock()
+
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
@@ -198,7 +216,7 @@ class Tracker:
         for tune in await self._store.tunes.unfinished():
             if tune.state in (TuneState.TRAINING, TuneState.STUCK) and tune.astria_id:
                 submitted = tune.submitted_at or tune.updated_at
-                self._follow(tune.job, tune.astria_id, tune.eta, submitted, now)
+                self._follow(tune.job, tune.astria_id, tune.eta, submitted)
                 self._watch[tune.job].stuck = tune.state == TuneState.STUCK
             elif tune.state == TuneState.SUBMITTING:
                 self._spawn(self._submit_tune(tune, maybe_created=True))
@@ -215,7 +233,7 @@ class Tracker:
                     continue  # finished; only its report is pending
                 seconds = self._prompt_seconds(profiles.get(prompt.tune_id))
                 submitted = prompt.submitted_at or prompt.updated_at
-                self._follow(prompt.job, prompt.astria_id, None, submitted, now, seconds)
+                self._follow(prompt.job, prompt.astria_id, None, submitted, seconds)
                 self._watch[prompt.job].stuck = prompt.state == PromptState.STUCK
             elif prompt.state == PromptState.SUBMITTING:
                 self._spawn(self._submit_prompt(prompt, maybe_created=True))
@@ -287,7 +305,7 @@ class Tracker:
             await asyncio.gather(*self._reporting.values(), return_exceptions=True)
 
     async def _idle(self) -> None:
-        now = self._clock()
+        now = self._steady()
         upcoming = [w.next_at for w in self._watch.values()]
         wait = min(((t - now).total_seconds() for t in upcoming), default=5.0)
         with contextlib.suppress(TimeoutError):
@@ -307,7 +325,7 @@ class Tracker:
         watch = self._watch.get(ref)
         if watch is None:
             return False
-        watch.next_at = self._clock()
+        watch.next_at = self._steady()
         self._wake.set()
         return True
 
@@ -422,7 +440,7 @@ class Tracker:
 
     async def _recover_due(self) -> None:
         """Lost creates whose wait is over: looked up (or re-sent with idempotency on)."""
-        now = self._clock()
+        now = self._steady()
         for job, when in list(self._retry_at.items()):
             if when > now or job in self._busy:
                 continue
@@ -494,8 +512,8 @@ class Tracker:
         await self._store.tunes.set_progress(tune.id, eta=created.eta)
         tune = await self._store.tunes.set_state(tune.id, TuneState.TRAINING)
         await self._forget_photos(tune.id)
-        now = self._clock()
-        self._follow(tune.job, created.id, created.eta, now, now)
+        now = self._steady()
+        self._follow(tune.job, created.id, created.eta, self._clock())
         self._note_charge(created.cost_mc)
         await self._progress(tune, "training", eta=created.eta)
         if created.is_trained:  # FaceID tunes are ready at once
@@ -581,7 +599,7 @@ class Tracker:
             found = None
         except AstriaError as exc:
             log.warning("%s: lookup on a gone tune failed (%s); later", prompt.job, exc.message)
-            self._retry_at[prompt.job] = self._clock() + self._config.resubmit_delay
+            self._retry_at[prompt.job] = self._steady() + self._config.resubmit_delay
             return
         if found is None:
             await self._fail(prompt, _tune_gone(tune), charge=None)
@@ -597,11 +615,11 @@ class Tracker:
             prompt.id, created.id, cost_mc=created.cost_mc or None
         )
         prompt = await self._store.prompts.set_state(prompt.id, PromptState.GENERATING)
-        now = self._clock()
         seconds = self._prompt_seconds(tune.profile)
-        self._follow(prompt.job, created.id, None, now, now, seconds)
+        self._follow(prompt.job, created.id, None, self._clock(), seconds)
         self._note_charge(created.cost_mc)
-        await self._progress(prompt, "generating", eta=now + timedelta(seconds=seconds))
+        eta = self._clock() + timedelta(seconds=seconds)  # shown to the member: wall time
+        await self._progress(prompt, "generating", eta=eta)
 
     async def _create_failed(self, record: TuneRecord | PromptRecord, exc: AstriaError) -> None:
         if isinstance(exc, AstriaPaymentRefused):
@@ -613,7 +631,7 @@ class Tracker:
         if exc.ambiguous:
             # It may exist: stay `submitting`; recovery looks it up before any re-post.
             log.warning("%s: create unanswered (%s); will look it up", record.job, exc.message)
-            self._retry_at[record.job] = self._clock() + self._config.resubmit_delay
+            self._retry_at[record.job] = self._steady() + self._config.resubmit_delay
             return
         if exc.retryable or isinstance(exc, AstriaAuthError):
             # Nothing was created (refused connection, rate limit, a bad key): queue again.
@@ -674,18 +692,22 @@ class Tracker:
         astria_id: int,
         eta: datetime | None,
         submitted_at: datetime,
-        now: datetime,
         prompt_seconds: float = 0.0,
     ) -> None:
+        """Follow `job`. `eta` and `submitted_at` are wall times (Astria's, the store's):
+        what is left until them counts on the steady timeline from now on."""
+        offset = self._offset()
+        eta = None if eta is None else eta + offset
+        submitted_at = submitted_at + offset
         expected = expected_done(job.kind, submitted_at, eta, prompt_seconds)
-        first = max(first_check(job.kind, submitted_at, expected, self._poll), now)
+        first = max(first_check(job.kind, submitted_at, expected, self._poll), self._steady())
         self._watch[job] = _Watch(job, astria_id, expected, first)
         # A create that finished in the background may be due sooner than the loop's
         # current wait: let the loop work out its wait again.
         self._wake.set()
 
     async def _refresh_due(self, report: PollReport) -> None:
-        now = self._clock()
+        now = self._steady()
         due = [w for w in self._watch.values() if w.next_at <= now]
         if not due:
             return
@@ -753,11 +775,11 @@ class Tracker:
     def _missed(self, watch: _Watch) -> None:
         watch.misses += 1
         watch.next_at = next_check(
-            watch.job.kind, self._clock(), watch.misses, self._poll, stuck=watch.stuck
+            watch.job.kind, self._steady(), watch.misses, self._poll, stuck=watch.stuck
         )
 
     async def _mark_stuck(self, watch: _Watch, record: TuneRecord | PromptRecord) -> None:
-        now = self._clock()
+        now = self._steady()
         if watch.stuck or not is_stuck(watch.job.kind, now, watch.expected, self._poll):
             return
         watch.stuck = True
@@ -785,7 +807,7 @@ class Tracker:
         if not tune.is_trained:
             if tune.eta is not None and tune.eta != record.eta:
                 await self._store.tunes.set_progress(record.id, eta=tune.eta)
-                watch.expected = tune.eta
+                watch.expected = tune.eta + self._offset()
             self._missed(watch)
             await self._mark_stuck(watch, record)
             return
@@ -1026,7 +1048,7 @@ class Tracker:
         return not self._balance_due
 
     async def _refresh_balance(self) -> None:
-        now = self._clock()
+        now = self._steady()
         stale = (
             self._balance_read_at is None
             or now - self._balance_read_at >= self._config.balance_refresh
@@ -1035,13 +1057,17 @@ class Tracker:
             return
         busy = bool(self._tasks)  # creates (and recoveries) in flight
         charged = self._charged_since_read
+        sent_at = self._clock()
+        mark = await self._store.ledger.last_id()  # settles after it count as exposure
         try:
             user = await self._client.get_user()
         except AstriaError as exc:
             log.warning("balance not read (%s)", exc.message)
             return
         busy = busy or bool(self._tasks) or self._charged_since_read != charged
-        await self._store.account.record_balance(user.usd_balance_mc, read_at=now)
+        await self._store.account.record_balance(
+            user.usd_balance_mc, read_at=sent_at, ledger_mark=mark
+        )
         if self._balance_mc is not None and not (busy or self._balance_unsure):
             # Anything else that moves it is spend the bot did not make (another client
             # on the key) or a price surprise.
