@@ -42,6 +42,7 @@ from bot.jobs.delivery import (
     Progress,
     event_key,
 )
+from bot.jobs.quiet import Coalesced
 from bot.jobs.refunds import RefundWatch
 from bot.jobs.schedule import PollPolicy, expected_done, first_check, is_stuck, next_check
 from bot.jobs.signing import callback_url
@@ -54,6 +55,7 @@ from bot.store import (
     PromptState,
     RecordedEvent,
     Store,
+    StoreError,
     TuneRecord,
     TuneState,
 )
@@ -72,6 +74,7 @@ class _HasId(Protocol):
 T = TypeVar("T", bound=_HasId)
 
 REPORT_GRACE_SECONDS = 10.0
+PRUNE_EVERY = timedelta(days=1)
 # At start, jobs reported this recently get their final status shown again.
 STATUS_REPAIR_WINDOW = timedelta(minutes=10)
 _FINAL_KINDS = frozenset(
@@ -96,6 +99,7 @@ class TrackerConfig:
     callback_slowdown: float = 4.0  # with callbacks on, polling is only the safety net
     refunds_failed_prompts: bool = True  # the operator's reading (undocumented at Astria)
     extension_price_mc: int = 0  # Astria's fee for 30 more days of a tune (auto-extend)
+    retention: timedelta = timedelta(days=90)  # finished jobs' events, old prompts' links
 
     @property
     def policy(self) -> PollPolicy:
@@ -129,6 +133,7 @@ class TrackerConfig:
             resubmit_delay=timedelta(seconds=settings.astria_lookup_wait_seconds),
             refunds_failed_prompts=settings.astria_refunds_failed_prompts,
             extension_price_mc=settings.astria_extension_price_mc,
+            retention=timedelta(days=settings.retention_days),
         )
 
 
@@ -195,6 +200,8 @@ class Tracker:
         # create or recovery was in flight across a reading, or a failed prompt's refund.
         self._balance_unsure = True
         self._refunds = RefundWatch()  # the operator's refund statement, against the balance
+        self._quiet = Coalesced(log, monotonic=monotonic)  # repeating faults: a line a minute
+        self._pruned_at: datetime | None = None  # on the steady timeline
 
     def _steady(self) -> datetime:
         """Now on the tracker's steady timeline (see `__init__`). Jobs first seen in this
@@ -282,7 +289,9 @@ class Tracker:
                 try:
                     await self.poll_once(wait=False, report=False)
                 except Exception:
-                    log.exception("tracker round failed; trying again")
+                    self._quiet.log(
+                        logging.ERROR, "tracker round failed; trying again", exc_info=True
+                    )
                 await self._idle()
         finally:
             self._report_due.set()
@@ -348,6 +357,8 @@ class Tracker:
         await self._refresh_due(outcome)
         await self._check_expiry()
         await self._refresh_balance()
+        await self._prune_due()
+        self._quiet.flush()
         if report:
             outcome.reported = await self._dispatch()
         return outcome
@@ -630,7 +641,9 @@ class Tracker:
             return
         if exc.ambiguous:
             # It may exist: stay `submitting`; recovery looks it up before any re-post.
-            log.warning("%s: create unanswered (%s); will look it up", record.job, exc.message)
+            self._quiet.warning(
+                "%s: create unanswered (%s); will look it up", record.job, exc.message
+            )
             self._retry_at[record.job] = self._steady() + self._config.resubmit_delay
             return
         if exc.retryable or isinstance(exc, AstriaAuthError):
@@ -752,7 +765,7 @@ class Tracker:
                 try:
                     items = await page(cursor)
                 except AstriaError as exc:
-                    log.warning("status page failed (%s)", exc.message)
+                    self._quiet.warning("status page failed (%s)", exc.message)
                     break
                 pages += 1
                 for item in items:
@@ -769,7 +782,7 @@ class Tracker:
             except AstriaNotFound:
                 found[astria_id] = None
             except AstriaError as exc:
-                log.warning("status of %s unknown this round (%s)", astria_id, exc.message)
+                self._quiet.warning("status of %s unknown this round (%s)", astria_id, exc.message)
         return found
 
     def _missed(self, watch: _Watch) -> None:
@@ -1062,7 +1075,7 @@ class Tracker:
         try:
             user = await self._client.get_user()
         except AstriaError as exc:
-            log.warning("balance not read (%s)", exc.message)
+            self._quiet.warning("balance not read (%s)", exc.message)
             return
         busy = busy or bool(self._tasks) or self._charged_since_read != charged
         await self._store.account.record_balance(
@@ -1105,6 +1118,27 @@ class Tracker:
                 "true" if stated == "refunded" else "false",
                 "given back" if found == "refunded" else "kept",
                 "true" if found == "refunded" else "false",
+            )
+
+    async def _prune_due(self) -> None:
+        """Retention once a day, from the first round: finished jobs' events and old
+        prompts' image links, older than `retention` (bot/store/retention.py)."""
+        now = self._steady()
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        try:
+            pruned = await self._store.retention.prune(
+                before=self._clock() - self._config.retention
+            )
+        except StoreError as exc:
+            log.warning("retention not run (%s); tomorrow again", exc)
+            return
+        if pruned.events or pruned.prompts_compacted:
+            log.info(
+                "retention: %d events of finished jobs deleted, %d prompts' links dropped",
+                pruned.events,
+                pruned.prompts_compacted,
             )
 
     # ------------------------------------------------------------------ reporting
