@@ -120,7 +120,7 @@ async def tracker_run(
             client = client_for(session, emulator.base_url, now=now)
             delivery = CountingDelivery()
             config = TrackerConfig.from_settings(settings)
-            tracker = Tracker(store, client, delivery, config, clock=now)
+            tracker = Tracker(store, client, delivery, config, clock=now, monotonic=clock.now)
             try:
                 make: Callable[[int], Awaitable[object]]
                 if kind == "prompt":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
@@ -62,6 +63,7 @@ class AstriaBot(commands.Bot):
         settings: Settings,
         *,
         clock: Clock = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
         run_tracker: bool = True,
         astria: AstriaClient | None = None,
         extensions: Sequence[str] = EXTENSIONS,
@@ -78,6 +80,7 @@ class AstriaBot(commands.Bot):
         )
         self.settings = settings
         self._clock = clock
+        self._monotonic = monotonic  # the tracker's schedules (tests inject both clocks)
         self._run_tracker = run_tracker
         self._given_astria = astria
         self._extensions = tuple(extensions)
@@ -127,6 +130,7 @@ class AstriaBot(commands.Bot):
             self.delivery,
             TrackerConfig.from_settings(settings),
             clock=self._clock,
+            monotonic=self._monotonic,
         )
         self.services = Services(settings, self.store, self.astria, self.tracker, self.intake)
         self.add_dynamic_items(*DYNAMIC_ITEMS)

@@ -225,6 +225,9 @@ class Settings(BaseSettings):
     max_jobs_in_flight: int = Field(default=50, ge=1)
     max_concurrent_creates: int = Field(default=4, ge=1)
     expiry_reminder_days: int = Field(default=3, ge=0, le=29)
+    # Finished jobs' events and old prompts' image links are pruned after this many days
+    # (the ledger never is): bot/store/retention.py.
+    retention_days: int = Field(default=90, ge=7, le=3650)
 
     # Callbacks (optional: without a public URL the bot polls).
     public_callback_url: str | None = None

@@ -270,8 +270,9 @@ async def refresh_balance(svc: Services, actor: Actor, place: Place) -> Outcome[
     if refused is not None:
         return refused
     before = await svc.store.account.last_known()
+    mark = await svc.store.ledger.last_id()  # before the request: see record_balance
     user = await svc.astria.get_user()
-    known = await svc.store.account.record_balance(user.usd_balance_mc)
+    known = await svc.store.account.record_balance(user.usd_balance_mc, ledger_mark=mark)
     text = f"The Astria account has {format_mc(user.usd_balance_mc)} left."
     if known.short:
         need = format_mc(known.short_need_mc or 0)

@@ -20,7 +20,7 @@ from bot.rules.prompts import (
     prompt_options,
     rules_from,
 )
-from bot.store import PromptRecord, TuneRecord, TuneState
+from bot.store import PromptRecord, TuneRecord, TuneState, TuneUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -86,20 +86,23 @@ async def queue_prompt(
     if isinstance(options, PromptRefusal):
         return Refused(options.reason)
     price = images_price(settings, order.count, tune.branch)
-    created = await store.prompts.create(
-        owner_id=actor.user_id,
-        guild_id=place.guild_id,
-        channel_id=place.channel_id or 0,
-        tune_id=tune.id,
-        user_text=built.user_text,
-        final_text=built.final_text,
-        num_images=order.count,
-        price_mc=price,
-        options=options,
-        seed=order.seed,
-        target_tune_id=built.target_tune_id,
-        max_waiting=settings.max_waiting_per_member,
-    )
+    try:
+        created = await store.prompts.create(
+            owner_id=actor.user_id,
+            guild_id=place.guild_id,
+            channel_id=place.channel_id or 0,
+            tune_id=tune.id,
+            user_text=built.user_text,
+            final_text=built.final_text,
+            num_images=order.count,
+            price_mc=price,
+            options=options,
+            seed=order.seed,
+            target_tune_id=built.target_tune_id,
+            max_waiting=settings.max_waiting_per_member,
+        )
+    except TuneUnavailable as exc:  # deleted or expired since it was read above
+        return _unusable(replace(tune, state=TuneState(exc.state))) or Refused(GONE)
     if not isinstance(created, PromptRecord):
         return Refused(f"Not queued. {created.reason()}")
     svc.tracker.nudge()
@@ -138,19 +141,22 @@ async def reroll(
         # it changes nothing in the pictures.
         options = replace(options, negative_prompt=None)
     price = images_price(svc.settings, original.num_images, tune.branch)
-    created = await store.prompts.create(
-        owner_id=actor.user_id,
-        guild_id=place.guild_id,
-        channel_id=place.channel_id or original.channel_id,
-        tune_id=tune.id,
-        user_text=original.user_text,
-        final_text=original.final_text,
-        num_images=original.num_images,
-        price_mc=price,
-        options=options,
-        target_tune_id=original.target_tune_id,
-        max_waiting=svc.settings.max_waiting_per_member,
-    )
+    try:
+        created = await store.prompts.create(
+            owner_id=actor.user_id,
+            guild_id=place.guild_id,
+            channel_id=place.channel_id or original.channel_id,
+            tune_id=tune.id,
+            user_text=original.user_text,
+            final_text=original.final_text,
+            num_images=original.num_images,
+            price_mc=price,
+            options=options,
+            target_tune_id=original.target_tune_id,
+            max_waiting=svc.settings.max_waiting_per_member,
+        )
+    except TuneUnavailable as exc:  # deleted or expired since it was read above
+        return _unusable(replace(tune, state=TuneState(exc.state))) or Refused(GONE)
     if not isinstance(created, PromptRecord):
         return Refused(f"Not rerolled. {created.reason()}")
     svc.tracker.nudge()

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+import time
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -44,17 +45,20 @@ from bot.jobs.delivery import (
     event_key,
     retry_delay,
 )
+from bot.jobs.quiet import Coalesced
 from bot.jobs.refunds import RefundWatch
 from bot.jobs.schedule import PollPolicy, expected_done, first_check, is_stuck, next_check
 from bot.jobs.signing import callback_url
 from bot.rules.intake import BATCH_PREFIX
 from bot.store import (
+    GONE_TUNES,
     JobKind,
     JobRef,
     PromptRecord,
     PromptState,
     RecordedEvent,
     Store,
+    StoreError,
     TuneRecord,
     TuneState,
 )
@@ -73,6 +77,7 @@ class _HasId(Protocol):
 T = TypeVar("T", bound=_HasId)
 
 REPORT_GRACE_SECONDS = 10.0
+PRUNE_EVERY = timedelta(days=1)
 # At start, jobs reported this recently get their final status shown again.
 STATUS_REPAIR_WINDOW = timedelta(minutes=10)
 _FINAL_KINDS = frozenset(
@@ -97,6 +102,7 @@ class TrackerConfig:
     callback_slowdown: float = 4.0  # with callbacks on, polling is only the safety net
     refunds_failed_prompts: bool = True  # the operator's reading (undocumented at Astria)
     extension_price_mc: int = 0  # Astria's fee for 30 more days of a tune (auto-extend)
+    retention: timedelta = timedelta(days=90)  # finished jobs' events, old prompts' links
 
     @property
     def policy(self) -> PollPolicy:
@@ -130,6 +136,7 @@ class TrackerConfig:
             resubmit_delay=timedelta(seconds=settings.astria_lookup_wait_seconds),
             refunds_failed_prompts=settings.astria_refunds_failed_prompts,
             extension_price_mc=settings.astria_extension_price_mc,
+            retention=timedelta(days=settings.retention_days),
         )
 
 
@@ -164,13 +171,19 @@ class Tracker:
         config: TrackerConfig,
         *,
         clock: Clock,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._client = client
         self._delivery = delivery
         self._config = config
         self._poll = config.policy
-        self._clock = clock
+        self._clock = clock  # wall time: what is stored, shown, or compared with Astria's
+        self._monotonic = monotonic
+        # Schedules, stuck detection and waits run on a steady timeline: wall time at
+        # construction, then moved by the monotonic clock only, so a wall clock jump
+        # neither marks every job stuck nor freezes polling (`_steady`).
+        self._anchor = (clock(), monotonic())
         self._watch: dict[JobRef, _Watch] = {}
         self._create_slots = asyncio.Semaphore(config.max_concurrent_creates)
         self._busy: set[JobRef] = set()  # jobs with a create running in this process
@@ -192,6 +205,19 @@ class Tracker:
         self._balance_unsure = True
         self._auto_extend = False  # the account's auto-extend, from the last reading
         self._refunds = RefundWatch()  # the operator's refund statement, against the balance
+        self._quiet = Coalesced(log, monotonic=monotonic)  # repeating faults: a line a minute
+        self._pruned_at: datetime | None = None  # on the steady timeline
+
+    def _steady(self) -> datetime:
+        """Now on the tracker's steady timeline (see `__init__`). Jobs first seen in this
+        process are timed by it alone; jobs found at start are timed from their stored
+        (wall) submission, since the process has nothing else to go by."""
+        wall, mono = self._anchor
+        return wall + timedelta(seconds=self._monotonic() - mono)
+
+    def _offset(self) -> timedelta:
+        """What to add to a wall time to place it on the steady timeline."""
+        return self._steady() - self._clock()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -202,7 +228,7 @@ class Tracker:
         for tune in await self._store.tunes.unfinished():
             if tune.state in (TuneState.TRAINING, TuneState.STUCK) and tune.astria_id:
                 submitted = tune.submitted_at or tune.updated_at
-                self._follow(tune.job, tune.astria_id, tune.eta, submitted, now)
+                self._follow(tune.job, tune.astria_id, tune.eta, submitted)
                 self._watch[tune.job].stuck = tune.state == TuneState.STUCK
             elif tune.state == TuneState.SUBMITTING:
                 self._spawn(self._submit_tune(tune, maybe_created=True))
@@ -219,7 +245,7 @@ class Tracker:
                     continue  # finished; only its report is pending
                 seconds = self._prompt_seconds(profiles.get(prompt.tune_id))
                 submitted = prompt.submitted_at or prompt.updated_at
-                self._follow(prompt.job, prompt.astria_id, None, submitted, now, seconds)
+                self._follow(prompt.job, prompt.astria_id, None, submitted, seconds)
                 self._watch[prompt.job].stuck = prompt.state == PromptState.STUCK
             elif prompt.state == PromptState.SUBMITTING:
                 self._spawn(self._submit_prompt(prompt, maybe_created=True))
@@ -268,7 +294,9 @@ class Tracker:
                 try:
                     await self.poll_once(wait=False, report=False)
                 except Exception:
-                    log.exception("tracker round failed; trying again")
+                    self._quiet.log(
+                        logging.ERROR, "tracker round failed; trying again", exc_info=True
+                    )
                 await self._idle()
         finally:
             self._report_due.set()
@@ -291,7 +319,7 @@ class Tracker:
             await asyncio.gather(*self._reporting.values(), return_exceptions=True)
 
     async def _idle(self) -> None:
-        now = self._clock()
+        now = self._steady()
         upcoming = [w.next_at for w in self._watch.values()]
         wait = min(((t - now).total_seconds() for t in upcoming), default=5.0)
         with contextlib.suppress(TimeoutError):
@@ -311,7 +339,7 @@ class Tracker:
         watch = self._watch.get(ref)
         if watch is None:
             return False
-        watch.next_at = self._clock()
+        watch.next_at = self._steady()
         self._wake.set()
         return True
 
@@ -334,6 +362,8 @@ class Tracker:
         await self._refresh_due(outcome)
         await self._check_expiry()
         await self._refresh_balance()
+        await self._prune_due()
+        self._quiet.flush()
         if report:
             outcome.reported = await self._dispatch()
         return outcome
@@ -426,7 +456,7 @@ class Tracker:
 
     async def _recover_due(self) -> None:
         """Lost creates whose wait is over: looked up (or re-sent with idempotency on)."""
-        now = self._clock()
+        now = self._steady()
         for job, when in list(self._retry_at.items()):
             if when > now or job in self._busy:
                 continue
@@ -498,8 +528,8 @@ class Tracker:
         await self._store.tunes.set_progress(tune.id, eta=created.eta)
         tune = await self._store.tunes.set_state(tune.id, TuneState.TRAINING)
         await self._forget_photos(tune.id)
-        now = self._clock()
-        self._follow(tune.job, created.id, created.eta, now, now)
+        now = self._steady()
+        self._follow(tune.job, created.id, created.eta, self._clock())
         self._note_charge(created.cost_mc)
         await self._progress(tune, "training", eta=created.eta)
         if created.is_trained:  # FaceID tunes are ready at once
@@ -528,9 +558,18 @@ class Tracker:
         if tune is None or tune.astria_id is None or target is None:
             await self._fail(prompt, "its tune is not available any more", charge=None)
             return
+        gone = tune.state in GONE_TUNES
+        if gone and not maybe_created:
+            # Deleted or expired while the prompt waited: never sent (a LoRA or FaceID
+            # prompt would reach the base tune with a dead tag, and could be billed).
+            await self._fail(prompt, _tune_gone(tune), charge=None)
+            return
         claimed = await self._store.prompts.claimed_astria_ids(
             prompt.final_text, prompt.seed, except_id=prompt.id
         )
+        if gone:
+            await self._recover_on_gone_tune(prompt, tune, target, claimed)
+            return
         options = prompt.options
         profile = self._config.profiles.get(tune.profile)
         request = PromptRequest(
@@ -555,17 +594,48 @@ class Tracker:
         except AstriaError as exc:
             await self._create_failed(prompt, exc)
             return
+        await self._prompt_started(prompt, tune, created)
+
+    async def _recover_on_gone_tune(
+        self, prompt: PromptRecord, tune: TuneRecord, target: int, claimed: Collection[int]
+    ) -> None:
+        """A create was in flight when the prompt's tune went: look it up, never re-post.
+        Found, it is followed as usual (Astria has it and billed it); not found, the job
+        fails and its credit is released. A checkpoint's prompts go with it at Astria (a
+        404 on its list): nothing is left to follow there either."""
+        try:
+            found = await self._client.find_prompt(
+                target,
+                prompt.final_text,
+                prompt.seed,
+                since=_since(prompt, True),
+                exclude_ids=claimed,
+            )
+        except AstriaNotFound:
+            found = None
+        except AstriaError as exc:
+            log.warning("%s: lookup on a gone tune failed (%s); later", prompt.job, exc.message)
+            self._retry_at[prompt.job] = self._steady() + self._config.resubmit_delay
+            return
+        if found is None:
+            await self._fail(prompt, _tune_gone(tune), charge=None)
+            return
+        await self._prompt_started(prompt, tune, found)
+
+    async def _prompt_started(
+        self, prompt: PromptRecord, tune: TuneRecord, created: Prompt
+    ) -> None:
         # What Astria billed at creation is kept with the id: the operator's cost if the
         # prompt fails and Astria keeps it while reporting 0 on the failed prompt.
         await self._store.prompts.set_astria_id(
             prompt.id, created.id, cost_mc=created.cost_mc or None
         )
         prompt = await self._store.prompts.set_state(prompt.id, PromptState.GENERATING)
-        now = self._clock()
         seconds = self._prompt_seconds(tune.profile)
-        self._follow(prompt.job, created.id, None, now, now, seconds)
+        self._follow(prompt.job, created.id, None, self._clock(), seconds)
         self._note_charge(created.cost_mc)
-        await self._progress(prompt, "generating", eta=now + timedelta(seconds=seconds))
+        eta = self._clock() + timedelta(seconds=seconds)  # shown to the member: wall time
+        await self._progress(prompt, "generating", eta=eta)
 
     async def _create_failed(self, record: TuneRecord | PromptRecord, exc: AstriaError) -> None:
         if isinstance(exc, AstriaPaymentRefused):
@@ -576,8 +646,10 @@ class Tracker:
             return
         if exc.ambiguous:
             # It may exist: stay `submitting`; recovery looks it up before any re-post.
-            log.warning("%s: create unanswered (%s); will look it up", record.job, exc.message)
-            self._retry_at[record.job] = self._clock() + self._config.resubmit_delay
+            self._quiet.warning(
+                "%s: create unanswered (%s); will look it up", record.job, exc.message
+            )
+            self._retry_at[record.job] = self._steady() + self._config.resubmit_delay
             return
         if exc.retryable or isinstance(exc, AstriaAuthError):
             # Nothing was created (refused connection, rate limit, a bad key): queue again.
@@ -638,18 +710,22 @@ class Tracker:
         astria_id: int,
         eta: datetime | None,
         submitted_at: datetime,
-        now: datetime,
         prompt_seconds: float = 0.0,
     ) -> None:
+        """Follow `job`. `eta` and `submitted_at` are wall times (Astria's, the store's):
+        what is left until them counts on the steady timeline from now on."""
+        offset = self._offset()
+        eta = None if eta is None else eta + offset
+        submitted_at = submitted_at + offset
         expected = expected_done(job.kind, submitted_at, eta, prompt_seconds)
-        first = max(first_check(job.kind, submitted_at, expected, self._poll), now)
+        first = max(first_check(job.kind, submitted_at, expected, self._poll), self._steady())
         self._watch[job] = _Watch(job, astria_id, expected, first)
         # A create that finished in the background may be due sooner than the loop's
         # current wait: let the loop work out its wait again.
         self._wake.set()
 
     async def _refresh_due(self, report: PollReport) -> None:
-        now = self._clock()
+        now = self._steady()
         due = [w for w in self._watch.values() if w.next_at <= now]
         if not due:
             return
@@ -694,7 +770,7 @@ class Tracker:
                 try:
                     items = await page(cursor)
                 except AstriaError as exc:
-                    log.warning("status page failed (%s)", exc.message)
+                    self._quiet.warning("status page failed (%s)", exc.message)
                     break
                 pages += 1
                 for item in items:
@@ -711,17 +787,17 @@ class Tracker:
             except AstriaNotFound:
                 found[astria_id] = None
             except AstriaError as exc:
-                log.warning("status of %s unknown this round (%s)", astria_id, exc.message)
+                self._quiet.warning("status of %s unknown this round (%s)", astria_id, exc.message)
         return found
 
     def _missed(self, watch: _Watch) -> None:
         watch.misses += 1
         watch.next_at = next_check(
-            watch.job.kind, self._clock(), watch.misses, self._poll, stuck=watch.stuck
+            watch.job.kind, self._steady(), watch.misses, self._poll, stuck=watch.stuck
         )
 
     async def _mark_stuck(self, watch: _Watch, record: TuneRecord | PromptRecord) -> None:
-        now = self._clock()
+        now = self._steady()
         if watch.stuck or not is_stuck(watch.job.kind, now, watch.expected, self._poll):
             return
         watch.stuck = True
@@ -749,7 +825,7 @@ class Tracker:
         if not tune.is_trained:
             if tune.eta is not None and tune.eta != record.eta:
                 await self._store.tunes.set_progress(record.id, eta=tune.eta)
-                watch.expected = tune.eta
+                watch.expected = tune.eta + self._offset()
             self._missed(watch)
             await self._mark_stuck(watch, record)
             return
@@ -1023,7 +1099,7 @@ class Tracker:
         return not self._balance_due
 
     async def _refresh_balance(self) -> None:
-        now = self._clock()
+        now = self._steady()
         stale = (
             self._balance_read_at is None
             or now - self._balance_read_at >= self._config.balance_refresh
@@ -1032,13 +1108,17 @@ class Tracker:
             return
         busy = bool(self._tasks)  # creates (and recoveries) in flight
         charged = self._charged_since_read
+        sent_at = self._clock()
+        mark = await self._store.ledger.last_id()  # settles after it count as exposure
         try:
             user = await self._client.get_user()
         except AstriaError as exc:
-            log.warning("balance not read (%s)", exc.message)
+            self._quiet.warning("balance not read (%s)", exc.message)
             return
         busy = busy or bool(self._tasks) or self._charged_since_read != charged
-        await self._store.account.record_balance(user.usd_balance_mc, read_at=now)
+        await self._store.account.record_balance(
+            user.usd_balance_mc, read_at=sent_at, ledger_mark=mark
+        )
         if self._balance_mc is not None and not (busy or self._balance_unsure):
             # Anything else that moves it is spend the bot did not make (another client
             # on the key) or a price surprise.
@@ -1077,6 +1157,27 @@ class Tracker:
                 "true" if stated == "refunded" else "false",
                 "given back" if found == "refunded" else "kept",
                 "true" if found == "refunded" else "false",
+            )
+
+    async def _prune_due(self) -> None:
+        """Retention once a day, from the first round: finished jobs' events and old
+        prompts' image links, older than `retention` (bot/store/retention.py)."""
+        now = self._steady()
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        try:
+            pruned = await self._store.retention.prune(
+                before=self._clock() - self._config.retention
+            )
+        except StoreError as exc:
+            log.warning("retention not run (%s); tomorrow again", exc)
+            return
+        if pruned.events or pruned.prompts_compacted:
+            log.info(
+                "retention: %d events of finished jobs deleted, %d prompts' links dropped",
+                pruned.events,
+                pruned.prompts_compacted,
             )
 
     # ------------------------------------------------------------------ reporting
@@ -1252,6 +1353,13 @@ class Tracker:
             await self._delivery.progress(update)
         except Exception:
             log.exception("progress of %s not shown", update.job)
+
+
+def _tune_gone(tune: TuneRecord) -> str:
+    """Why a prompt whose tune went while it waited failed, in the member's words."""
+    if tune.state in (TuneState.DELETED, TuneState.EXPIRED):
+        return f"its tune was {tune.state} before it started; your credit was given back"
+    return "its tune is not available any more; your credit was given back"
 
 
 def _since(record: TuneRecord | PromptRecord, maybe_created: bool) -> datetime | None:

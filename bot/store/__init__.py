@@ -37,9 +37,11 @@ from bot.store.ledger import (
 )
 from bot.store.meta import IdempotencyProbe, Meta
 from bot.store.prompts import UNFINISHED_PROMPTS, PromptRecord, Prompts, PromptState
-from bot.store.tunes import UNFINISHED_TUNES, TuneRecord, Tunes, TuneState
+from bot.store.retention import Pruned, Retention
+from bot.store.tunes import GONE_TUNES, UNFINISHED_TUNES, TuneRecord, Tunes, TuneState
 
 __all__ = [
+    "GONE_TUNES",
     "UNFINISHED_PROMPTS",
     "UNFINISHED_TUNES",
     "Account",
@@ -64,11 +66,13 @@ __all__ = [
     "PromptRecord",
     "PromptState",
     "Prompts",
+    "Pruned",
     "RecordedEvent",
     "Refund",
     "RefundOutcome",
     "Refusal",
     "Reservation",
+    "Retention",
     "SchemaTooNew",
     "Settlement",
     "Store",
@@ -90,7 +94,8 @@ def _base_tunes(settings: Settings) -> dict[str, int]:
 
 class Store:
     """One open database and its repositories: `guilds`, `tunes`, `prompts`, `ledger`,
-    `account`, `events`, `meta`. Open it once (in `setup_hook`) and close it on shutdown."""
+    `account`, `events`, `meta`, `retention`. Open it once (in `setup_hook`) and close it
+    on shutdown."""
 
     def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
         self._db = db
@@ -102,6 +107,7 @@ class Store:
         self.account = Account(db, clock, safety_margin_mc=policy.safety_margin_mc)
         self.events = Events(db, clock)
         self.meta = Meta(db)
+        self.retention = Retention(db)
 
     @classmethod
     async def open(

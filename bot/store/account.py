@@ -44,24 +44,42 @@ class Account:
         self._margin = safety_margin_mc
 
     async def record_balance(
-        self, balance_mc: int, *, read_at: datetime | None = None
+        self,
+        balance_mc: int,
+        *,
+        read_at: datetime | None = None,
+        ledger_mark: int | None = None,
     ) -> AccountBalance:
         """Keep `balance_mc` unless a reading sent later is already stored.
 
-        Pass the time the request was *sent*: a settle written after that instant may not
-        be in the balance yet, so the account check counts it again (erring on the safe side).
+        Pass `ledger_mark`, the last ledger id before the request was *sent*
+        (`Ledger.last_id()`): every settle written after it may not be in the balance
+        yet, so the account check counts it again (erring on the safe side). Ids only grow,
+        so a clock set back cannot hide a settle. Without a mark, the last row stamped
+        before `read_at` stands in (wall time: the old way). "Later" is the larger mark,
+        then the later `read_at`; a reading sent at the same mark is as good as another,
+        since nothing the bot spent lies between them.
 
         A reading sent after a shortage began that covers what was refused (above the
         safety margin) ends the shortage: paid intake and the queue go on by themselves.
         """
         at_ms = to_ms(read_at or self._clock())
         async with self._db.write() as tx:
+            if ledger_mark is None:
+                row = await tx.fetchone(
+                    "SELECT COALESCE(MAX(id), 0) FROM ledger WHERE at_ms < ?", (at_ms,)
+                )
+                assert row is not None
+                ledger_mark = int(row[0])
             await tx.execute(
-                "INSERT INTO account_balance (id, balance_mc, read_at_ms) VALUES (1, ?, ?)"
+                "INSERT INTO account_balance (id, balance_mc, read_at_ms, ledger_mark)"
+                " VALUES (1, ?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET balance_mc = excluded.balance_mc,"
-                " read_at_ms = excluded.read_at_ms"
-                " WHERE excluded.read_at_ms >= account_balance.read_at_ms",
-                (balance_mc, at_ms),
+                " read_at_ms = excluded.read_at_ms, ledger_mark = excluded.ledger_mark"
+                " WHERE excluded.ledger_mark > account_balance.ledger_mark"
+                " OR (excluded.ledger_mark = account_balance.ledger_mark"
+                " AND excluded.read_at_ms >= account_balance.read_at_ms)",
+                (balance_mc, at_ms, ledger_mark),
             )
             await tx.execute(
                 "UPDATE account_balance SET short_since_ms = NULL, short_need_mc = NULL"

@@ -119,7 +119,8 @@ class Refused(Exception):
 # Every budget a reservation must fit, in one statement so it reads one snapshot. Spend in a
 # period is the sum of the non-grant rows whose period instant falls in it; grants add to
 # the allowance. The account's exposure is every open hold plus the real cost of every
-# settle written since the balance was read (Astria may have charged it after the read).
+# settle written since the balance was read (Astria may have charged it after the read):
+# the rows after the reading's ledger mark, which a clock set back cannot reorder.
 _SNAPSHOT_SQL = """
 SELECT
     (SELECT monthly_budget_mc FROM guild_settings WHERE guild_id = :guild) AS guild_budget,
@@ -153,7 +154,7 @@ SELECT
     (SELECT COALESCE(SUM(CASE WHEN kind = 'settle' THEN cost_mc ELSE amount_mc END), 0)
         FROM ledger
         WHERE (kind = 'settle' OR (kind = 'adjust' AND guild_id = 0))
-          AND at_ms >= (SELECT read_at_ms FROM account_balance WHERE id = 1)) AS settled_since
+          AND id > (SELECT ledger_mark FROM account_balance WHERE id = 1)) AS settled_since
 """
 
 
@@ -524,6 +525,13 @@ class Ledger:
             (guild_id, to_ms(start), to_ms(end)),
         )
         return {int(r["user_id"]): int(r["spent"]) for r in rows}
+
+    async def last_id(self) -> int:
+        """The newest ledger row's id (0 for none): a balance reading's mark, taken before
+        its request is sent."""
+        row = await self._db.fetchone("SELECT COALESCE(MAX(id), 0) FROM ledger")
+        assert row is not None
+        return int(row[0])
 
     async def reservation(self, job: JobRef) -> Reservation | None:
         row = await self._db.fetchone(

@@ -65,6 +65,7 @@ async def make_bot(
         bot = AstriaBot(
             settings,
             clock=lambda: datetime.fromtimestamp(clock.now(), UTC),
+            monotonic=clock.now,
             run_tracker=False,
             astria=astria,
         )

@@ -223,6 +223,32 @@ async def test_reroll_on_a_deleted_tune_says_why(scene: Scene):
     assert len(await prompts_of(scene, scene.alice)) == 1
 
 
+@pytest.mark.parametrize("how", [TuneState.DELETED, TuneState.EXPIRED])
+async def test_a_tune_gone_between_the_check_and_the_queue_is_refused_clearly(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch, how: TuneState
+):
+    """The tune goes (deleted by its owner, expired at Astria) after `/imagine` read it as
+    ready and before the prompt row is written: the store refuses in its transaction, and
+    the member reads why, not an error."""
+    prompt, post = await delivered(scene)
+    store = scene.bot.store
+    ready = await store.tunes.get(prompt.tune_id)
+    await store.tunes.set_state(prompt.tune_id, how)
+
+    async def stale(user_id: int, guild_id: int, tune_id: int) -> Any:
+        return ready  # what was read just before the tune went
+
+    monkeypatch.setattr(store.tunes, "get_usable", stale)
+    said = await scene.alice.click(post, custom_id=f"job:reroll:{prompt.id}")
+    assert f"was {how}" in said.response.content, said.response.content
+    queued = await scene.alice.slash(
+        scene.channel, "imagine", prompt="again", tune=str(prompt.tune_id)
+    )
+    assert f"was {how}" in reply(queued), reply(queued)
+    assert len(await prompts_of(scene, scene.alice)) == 1
+    assert await store.ledger.open_reservations() == []
+
+
 async def test_training_from_a_message_in_a_thread_follows_the_parents_rule(scene: Scene):
     await paid(scene)
     parent = scene.bot.get_channel(scene.channel.id)

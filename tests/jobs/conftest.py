@@ -1,5 +1,6 @@
 """A tracker wired to the emulator over HTTP, a real SQLite file and a recording Delivery,
-all on one manual clock: tests move time with `Rig.step()` instead of sleeping."""
+all on one manual clock: tests move time with `Rig.step()` instead of sleeping. The bot's
+wall clock can be set forward or back without moving its monotonic one (`Rig.jump_wall`)."""
 
 from __future__ import annotations
 
@@ -75,6 +76,18 @@ class RecordingDelivery:
         return [e for e in self.reports if e.kind == kind]
 
 
+@dataclass
+class WallClock:
+    """The bot's wall clock: the manual clock plus a skew (a clock jump on the bot's host;
+    Astria's clock and the bot's monotonic one stay on the manual clock)."""
+
+    clock: ManualClock
+    skew: float = 0.0
+
+    def __call__(self) -> datetime:
+        return datetime.fromtimestamp(self.clock.now() + self.skew, UTC)
+
+
 def settings_for(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "astria_branch": BRANCH,
@@ -102,9 +115,14 @@ class Rig:
     settings: Settings
     photos: Path
     fake_time: FakeTime
+    wall: WallClock
 
     def now(self) -> datetime:
-        return datetime.fromtimestamp(self.clock.now(), UTC)
+        return self.wall()
+
+    def jump_wall(self, seconds: float) -> None:
+        """Set the bot's wall clock forward (or back, when negative) by `seconds`."""
+        self.wall.skew += seconds
 
     async def step(self, seconds: float = 5.0, rounds: int = 1) -> None:
         for _ in range(rounds):
@@ -207,7 +225,12 @@ class Rig:
         base = TrackerConfig.from_settings(self.settings)
         values = {**base.__dict__, **config}
         return Tracker(
-            self.store, self.client, self.delivery, TrackerConfig(**values), clock=self.now
+            self.store,
+            self.client,
+            self.delivery,
+            TrackerConfig(**values),
+            clock=self.now,
+            monotonic=self.clock.now,
         )
 
 
@@ -225,9 +248,7 @@ async def rig(
     emulator: Emulator, clock: ManualClock, tmp_path: Path, fake_time: FakeTime
 ) -> AsyncIterator[Rig]:
     settings = settings_for(database_path=tmp_path / "bot.sqlite3")
-
-    def now() -> datetime:
-        return datetime.fromtimestamp(clock.now(), UTC)
+    now = WallClock(clock)
 
     store = await Store.open(settings.database_path, settings=settings, clock=now)
     await store.account.record_balance(emulator.balance_mc, read_at=now() - timedelta(seconds=1))
@@ -244,7 +265,10 @@ async def rig(
             wall_clock=now,
         )
         delivery = RecordingDelivery(clock=now)
-        tracker = Tracker(store, client, delivery, TrackerConfig.from_settings(settings), clock=now)
-        yield Rig(emulator, clock, store, client, delivery, tracker, settings, photos, fake_time)
+        config = TrackerConfig.from_settings(settings)
+        tracker = Tracker(store, client, delivery, config, clock=now, monotonic=clock.now)
+        yield Rig(
+            emulator, clock, store, client, delivery, tracker, settings, photos, fake_time, now
+        )
         await tracker.stop()
     await store.close()

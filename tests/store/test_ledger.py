@@ -174,6 +174,28 @@ async def test_the_account_counts_holds_and_settles_since_the_balance_was_read(
     assert account is not None and (account.allowance_mc, account.used_mc) == (250_000, 100_000)
 
 
+async def test_settles_after_the_readings_mark_count_whatever_the_clock_says(
+    stores: Stores, clock: ManualClock
+):
+    """The exposure is measured against the ledger row the reading was sent after, not
+    the wall time: a clock set back after the reading does not hide the next settles,
+    and a later reading at a later mark replaces it though it is stamped earlier."""
+    store = await stores.open(clock=clock, balance_mc=500_000)
+    assert isinstance(await reserve(store, 1, 100_000), Reservation)
+    mark = await store.ledger.last_id()
+    await store.account.record_balance(400_000, read_at=clock.now, ledger_mark=mark)
+    clock.advance(hours=-1)
+    await store.ledger.settle(job(1), 90_000)
+    account = (await store.ledger.budget(1, 7)).account
+    assert account is not None and account.used_mc == 90_000
+    later = await store.account.record_balance(
+        310_000, read_at=clock.now, ledger_mark=await store.ledger.last_id()
+    )
+    assert later.balance_mc == 310_000
+    account = (await store.ledger.budget(1, 7)).account
+    assert account is not None and (account.allowance_mc, account.used_mc) == (310_000, 0)
+
+
 async def test_an_older_balance_reading_does_not_replace_a_newer_one(
     stores: Stores, clock: ManualClock
 ):

@@ -194,3 +194,30 @@ async def test_prompts_from_before_schema_5_get_where_they_were_posted(tmp_path:
     targets = {i: (await store.prompts.get(i)).target_tune_id for i in (1, 2, 3, 4)}  # type: ignore[union-attr]
     assert targets == {1: 1504944, 2: 22, 3: 33, 4: None}
     await store.close()
+
+
+async def test_a_balance_reading_from_before_schema_8_keeps_counting_the_same_settles(
+    tmp_path: Path,
+):
+    """The reading's mark is the last ledger row stamped before it: the settles it counted
+    by time it counts by id after the upgrade."""
+    path = tmp_path / "bot.sqlite3"
+    seven = tuple(m for m in bundled_migrations() if m.version <= 7)
+    await (await Store.open(path, settings=make_settings(), migrations=seven)).close()
+    with sqlite3.connect(path) as conn:
+        for row_id, at_ms in ((1, 1_000), (2, 2_000), (3, 3_000)):
+            conn.execute(
+                "INSERT INTO ledger (id, kind, guild_id, job, amount_mc, at_ms, period_at_ms)"
+                " VALUES (?, 'adjust', 0, ?, 5, ?, ?)",
+                (row_id, f"prompt:{row_id}", at_ms, at_ms),
+            )
+        conn.execute(
+            "INSERT INTO account_balance (id, balance_mc, read_at_ms) VALUES (1, 100, 2000)"
+        )
+    store = await Store.open(path, settings=make_settings())
+    assert pragma(path, "user_version") == LATEST
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT ledger_mark FROM account_balance").fetchone()[0] == 1
+    account = (await store.ledger.budget(1, 7)).account
+    assert account is not None and account.used_mc == 10  # rows 2 and 3, as before
+    await store.close()
