@@ -186,7 +186,12 @@ class Rig:
         base = TrackerConfig.from_settings(self.settings)
         values = {**base.__dict__, **config}
         return Tracker(
-            self.store, self.client, self.delivery, TrackerConfig(**values), clock=self.now
+            self.store,
+            self.client,
+            self.delivery,
+            TrackerConfig(**values),
+            clock=self.now,
+            sleep=self.fake_time.sleep,
         )
 
 
@@ -223,7 +228,14 @@ async def rig(
             wall_clock=now,
         )
         delivery = RecordingDelivery()
-        tracker = Tracker(store, client, delivery, TrackerConfig.from_settings(settings), clock=now)
+        tracker = Tracker(
+            store,
+            client,
+            delivery,
+            TrackerConfig.from_settings(settings),
+            clock=now,
+            sleep=fake_time.sleep,
+        )
         yield Rig(emulator, clock, store, client, delivery, tracker, settings, photos, fake_time)
         await tracker.stop()
     await store.close()
