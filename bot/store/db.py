@@ -354,6 +354,7 @@ class Database:
                     raise
                 try:
                     if self.fault is not None and self.fault():
+                        log.warning("a write fails on purpose: %s", INJECTED_FAULT)
                         raise sqlite3.OperationalError(INJECTED_FAULT)
                     await self._writer.execute_fetchall("COMMIT")
                 except sqlite3.Error as exc:

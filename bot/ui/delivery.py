@@ -22,7 +22,7 @@ import discord
 
 from bot.astria import AstriaClient, AstriaError
 from bot.jobs.delivery import WAITING_FOR_CREDIT, EventKind, JobEvent, Outcome, Progress
-from bot.store import JobKind, JobRef, Store
+from bot.store import JobKind, JobRef, Store, StoreFault
 from bot.ui.files import Limits, batches, fit
 from bot.ui.nonce import nonce_for
 from bot.ui.text import progress_line, result_text
@@ -251,6 +251,8 @@ class DiscordDelivery:
                 await self._show(update)
             except discord.HTTPException as exc:
                 log.info("status of %s not shown (%s)", job, exc.text)
+            except StoreFault as exc:  # the next update of the job shows it again
+                log.warning("status of %s not recorded (%s)", job, exc)
 
     async def _show(self, update: Progress) -> None:
         ref = JobRef.parse(update.job)
