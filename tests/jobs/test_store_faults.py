@@ -28,9 +28,7 @@ FLOW_WRITES = sorted(
     - {
         "account.mark_short",  # test_credit_runs_out_with_a_store_fault
         "meta.record_refund_finding",  # best effort: suppressed (a later reading repeats it)
-        # The expiry step runs under the same guard as the round's others (a fault
-        # leaves it to the next round); not driven here (it needs the auto-extend reading).
-        "tunes.renew_expiry",
+        "tunes.renew_expiry",  # tests/jobs/test_expiry.py (the auto-extend reading)
         "ledger.repair",  # tests/jobs/test_repair.py
     }
 )
