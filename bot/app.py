@@ -153,6 +153,10 @@ class AstriaBot(commands.Bot):
             except TimeoutError:
                 log.warning("the Astria balance was not read at start; the tracker retries")
             await self._start_callbacks()
+            # Tests only: the chaos run's store faults, once the bot is up.
+            self.store.inject_faults(
+                settings.chaos_store_fault_rate, seed=settings.chaos_store_fault_seed
+            )
             self._tracker_task = asyncio.create_task(self.tracker.run(), name="tracker")
 
     async def _settle_idempotency(self, session: aiohttp.ClientSession) -> bool:

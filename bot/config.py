@@ -245,6 +245,12 @@ class Settings(BaseSettings):
     discord_api_base: str | None = None
     discord_gateway_url: str | None = None
 
+    # For tests only (the chaos run's store faults): the share of the running bot's
+    # database writes that fail with an I/O error (nothing written), drawn from a
+    # generator seeded with CHAOS_STORE_FAULT_SEED. Leave it 0 in production.
+    chaos_store_fault_rate: float = Field(default=0.0, ge=0.0, le=0.5)
+    chaos_store_fault_seed: int = 0
+
     @field_validator("astria_idempotency", mode="before")
     @classmethod
     def _idempotency(cls, value: object) -> bool | str:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -59,6 +60,7 @@ from bot.store import (
     RecordedEvent,
     Store,
     StoreError,
+    StoreFault,
     TuneRecord,
     TuneState,
 )
@@ -75,6 +77,14 @@ class _HasId(Protocol):
 
 
 T = TypeVar("T", bound=_HasId)
+W = TypeVar("W")
+Sleep = Callable[[float], Awaitable[None]]
+
+# A write the database fails (an I/O error, a lock held too long) is tried this many times
+# in all, waiting 0.1 s, then 0.2 s between; then the job is left where the tracker takes
+# it up again (recovery, the next round, the next start's repair).
+STORE_TRIES = 3
+STORE_BACKOFF_SECONDS = 0.1
 
 REPORT_GRACE_SECONDS = 10.0
 PRUNE_EVERY = timedelta(days=1)
@@ -172,8 +182,11 @@ class Tracker:
         *,
         clock: Clock,
         monotonic: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._store = store
+        self._sleep = sleep  # between tries of a failed write (tests inject theirs)
+        self._repair_due = False  # a write failed for good: reconcile the ledger next round
         self._client = client
         self._delivery = delivery
         self._config = config
@@ -224,6 +237,7 @@ class Tracker:
     async def start(self) -> None:
         """Schedule every unfinished job at once; creates that were in flight when the
         process stopped are recovered (looked up before any re-post) in the background."""
+        await self._repair()
         now = self._clock()
         for tune in await self._store.tunes.unfinished():
             if tune.state in (TuneState.TRAINING, TuneState.STUCK) and tune.astria_id:
@@ -250,6 +264,46 @@ class Tracker:
             elif prompt.state == PromptState.SUBMITTING:
                 self._spawn(self._submit_prompt(prompt, maybe_created=True))
         await self._settle_recent_statuses(now)
+
+    async def _repair(self) -> None:
+        """Close the reservations a crash left open between a job's steps (an ended job's
+        the way its end says, a missing job's released): at start, and after a write
+        that failed for good."""
+        self._repair_due = False
+        try:
+            repairs = await self._write(None, "ledger repair", self._store.ledger.repair)
+        except StoreFault:
+            self._repair_due = True
+            return
+        for done in repairs:
+            log.warning(
+                "%s: its reservation was still open (the job %s); %s it%s",
+                done.job,
+                done.state or "does not exist",
+                done.closing,
+                f" at {done.cost_mc} mc" if done.closing == "settled" else "",
+            )
+
+    async def _write(self, job: JobRef | None, what: str, write: Callable[[], Awaitable[W]]) -> W:
+        """Run one store write, trying it again (bounded, with a short backoff) when the
+        database fails it; the last failure is raised for the caller to leave the job
+        where something takes it up again."""
+        for attempt in range(1, STORE_TRIES + 1):
+            try:
+                return await write()
+            except StoreFault as exc:
+                if attempt == STORE_TRIES:
+                    log.error(
+                        "%s: %s failed %d times (%s); left for the tracker to take up again",
+                        job or "tracker",
+                        what,
+                        attempt,
+                        exc,
+                    )
+                    raise
+                log.warning("%s: %s failed (%s); trying again", job or "tracker", what, exc)
+                await self._sleep(STORE_BACKOFF_SECONDS * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
 
     async def _settle_recent_statuses(self, now: datetime) -> None:
         """A kill between a report and its status edit leaves a status message saying
@@ -355,14 +409,22 @@ class Tracker:
         report recorded events (unless `report` is False: `run` reports from its own
         loop). With `wait`, submissions finish before it returns."""
         outcome = PollReport()
+        if self._repair_due:
+            await self._repair()
         started = await self._submit_queued()
         outcome.submitted = [str(j) for j in started]
         if wait:
             await self.settle_background()
-        await self._refresh_due(outcome)
-        await self._check_expiry()
-        await self._refresh_balance()
-        await self._prune_due()
+        # A write that failed for good (logged) leaves the rest of that step to the next
+        # round: every step there repeats safely.
+        with contextlib.suppress(StoreFault):
+            await self._refresh_due(outcome)
+        with contextlib.suppress(StoreFault):
+            await self._check_expiry()
+        with contextlib.suppress(StoreFault):
+            await self._refresh_balance()
+        with contextlib.suppress(StoreFault):
+            await self._prune_due()
         self._quiet.flush()
         if report:
             outcome.reported = await self._dispatch()
@@ -489,13 +551,23 @@ class Tracker:
         try:
             async with self._create_slots:
                 if not maybe_created:
-                    moved = await self._store.tunes.transition(
-                        tune.id, TuneState.QUEUED, TuneState.SUBMITTING
-                    )
+                    try:
+                        moved = await self._write(
+                            tune.job,
+                            "queued -> submitting",
+                            lambda: self._store.tunes.transition(
+                                tune.id, TuneState.QUEUED, TuneState.SUBMITTING
+                            ),
+                        )
+                    except StoreFault:
+                        return  # still queued: a later round submits it
                     if moved is None:
                         return  # cancelled meanwhile, or taken by another round
                     tune = moved
-                await self._create_tune(tune, maybe_created)
+                try:
+                    await self._create_tune(tune, maybe_created)
+                except StoreFault:
+                    self._recover_later(tune.job)
         finally:
             self._busy.discard(tune.job)
 
@@ -524,13 +596,27 @@ class Tracker:
         except AstriaError as exc:
             await self._create_failed(tune, exc)
             return
-        await self._store.tunes.set_astria_id(tune.id, created.id)
-        await self._store.tunes.set_progress(tune.id, eta=created.eta)
-        tune = await self._store.tunes.set_state(tune.id, TuneState.TRAINING)
-        await self._forget_photos(tune.id)
+        # Astria has it (and charged): a write failing from here leaves the tune
+        # `submitting`, and recovery finds it at Astria (never a second post).
+        await self._write(
+            tune.job,
+            f"recording Astria tune {created.id}",
+            lambda: self._store.tunes.set_astria_id(tune.id, created.id),
+        )
+        await self._write(
+            tune.job,
+            "recording its eta",
+            lambda: self._store.tunes.set_progress(tune.id, eta=created.eta),
+        )
+        tune = await self._write(
+            tune.job,
+            "submitting -> training",
+            lambda: self._store.tunes.set_state(tune.id, TuneState.TRAINING),
+        )
         now = self._steady()
         self._follow(tune.job, created.id, created.eta, self._clock())
         self._note_charge(created.cost_mc)
+        await self._forget_photos(tune.id)
         await self._progress(tune, "training", eta=created.eta)
         if created.is_trained:  # FaceID tunes are ready at once
             self._watch[tune.job].next_at = now
@@ -542,13 +628,23 @@ class Tracker:
         try:
             async with self._create_slots:
                 if not maybe_created:
-                    moved = await self._store.prompts.transition(
-                        prompt.id, PromptState.QUEUED, PromptState.SUBMITTING
-                    )
+                    try:
+                        moved = await self._write(
+                            prompt.job,
+                            "queued -> submitting",
+                            lambda: self._store.prompts.transition(
+                                prompt.id, PromptState.QUEUED, PromptState.SUBMITTING
+                            ),
+                        )
+                    except StoreFault:
+                        return  # still queued: a later round submits it
                     if moved is None:
                         return
                     prompt = moved
-                await self._create_prompt(prompt, maybe_created)
+                try:
+                    await self._create_prompt(prompt, maybe_created)
+                except StoreFault:
+                    self._recover_later(prompt.job)
         finally:
             self._busy.discard(prompt.job)
 
@@ -627,15 +723,32 @@ class Tracker:
     ) -> None:
         # What Astria billed at creation is kept with the id: the operator's cost if the
         # prompt fails and Astria keeps it while reporting 0 on the failed prompt.
-        await self._store.prompts.set_astria_id(
-            prompt.id, created.id, cost_mc=created.cost_mc or None
+        # Astria has it (and charged): a write failing from here leaves the prompt
+        # `submitting`, and recovery finds it at Astria (never a second post).
+        await self._write(
+            prompt.job,
+            f"recording Astria prompt {created.id}",
+            lambda: self._store.prompts.set_astria_id(
+                prompt.id, created.id, cost_mc=created.cost_mc or None
+            ),
         )
-        prompt = await self._store.prompts.set_state(prompt.id, PromptState.GENERATING)
+        prompt = await self._write(
+            prompt.job,
+            "submitting -> generating",
+            lambda: self._store.prompts.set_state(prompt.id, PromptState.GENERATING),
+        )
         seconds = self._prompt_seconds(tune.profile)
         self._follow(prompt.job, created.id, None, self._clock(), seconds)
         self._note_charge(created.cost_mc)
         eta = self._clock() + timedelta(seconds=seconds)  # shown to the member: wall time
         await self._progress(prompt, "generating", eta=eta)
+
+    def _recover_later(self, job: JobRef) -> None:
+        """A store write in the job's submission failed for good: it stays `submitting`
+        (or `queued`), and recovery looks it up at Astria before any re-post."""
+        log.warning("%s: left submitting after a store failure; recovery looks it up", job)
+        self._retry_at[job] = self._clock() + self._config.resubmit_delay
+        self._balance_unsure = True  # Astria may have charged for it already
 
     async def _create_failed(self, record: TuneRecord | PromptRecord, exc: AstriaError) -> None:
         if isinstance(exc, AstriaPaymentRefused):
@@ -668,7 +781,12 @@ class Tracker:
         intake pauses, and the balance is read again at once."""
         reservation = await self._store.ledger.reservation(record.job)
         need = max(1, reservation.amount_mc if reservation else 1)
-        if await self._store.account.mark_short(need, at=self._clock()):
+        short = await self._write(
+            record.job,
+            "marking the account short",
+            lambda: self._store.account.mark_short(need, at=self._clock()),
+        )
+        if short:
             log.error(
                 "Astria refused %s for lack of credit (%s): paid commands are paused and "
                 "paid jobs wait until the balance covers %d mc above the safety margin",
@@ -687,10 +805,20 @@ class Tracker:
 
     async def _requeue(self, record: TuneRecord | PromptRecord) -> None:
         if isinstance(record, TuneRecord):
-            await self._store.tunes.transition(record.id, TuneState.SUBMITTING, TuneState.QUEUED)
+            await self._write(
+                record.job,
+                "submitting -> queued",
+                lambda: self._store.tunes.transition(
+                    record.id, TuneState.SUBMITTING, TuneState.QUEUED
+                ),
+            )
         else:
-            await self._store.prompts.transition(
-                record.id, PromptState.SUBMITTING, PromptState.QUEUED
+            await self._write(
+                record.job,
+                "submitting -> queued",
+                lambda: self._store.prompts.transition(
+                    record.id, PromptState.SUBMITTING, PromptState.QUEUED
+                ),
             )
 
     def _callback(self, job: JobRef) -> str | None:
@@ -800,17 +928,28 @@ class Tracker:
         now = self._steady()
         if watch.stuck or not is_stuck(watch.job.kind, now, watch.expected, self._poll):
             return
-        watch.stuck = True
+        job = record.job
         if isinstance(record, TuneRecord):
-            record = await self._store.tunes.set_state(record.id, TuneState.STUCK)
+            tune_id = record.id
+            record = await self._write(
+                job,
+                "marking it stuck",
+                lambda: self._store.tunes.set_state(tune_id, TuneState.STUCK),
+            )
         else:
-            record = await self._store.prompts.set_state(record.id, PromptState.STUCK)
+            prompt_id = record.id
+            record = await self._write(
+                job,
+                "marking it stuck",
+                lambda: self._store.prompts.set_state(prompt_id, PromptState.STUCK),
+            )
         await self._record(
             record,
             EventKind.STUCK,
             message="Astria is taking much longer than expected; the bot keeps checking, "
             "and the credit stays held until it finishes or an admin cancels it",
         )
+        watch.stuck = True  # only once both are written: a failed write is tried again
 
     async def _on_tune(self, watch: _Watch, tune: Tune | None, report: PollReport) -> None:
         record = await self._store.tunes.get(watch.job.id)
@@ -824,17 +963,34 @@ class Tracker:
             return
         if not tune.is_trained:
             if tune.eta is not None and tune.eta != record.eta:
-                await self._store.tunes.set_progress(record.id, eta=tune.eta)
+                eta = tune.eta
+                await self._write(
+                    record.job,
+                    "recording its eta",
+                    lambda: self._store.tunes.set_progress(record.id, eta=eta),
+                )
                 watch.expected = tune.eta + self._offset()
             self._missed(watch)
             await self._mark_stuck(watch, record)
             return
-        await self._store.ledger.settle(record.job, tune.cost_mc)
-        await self._store.tunes.set_progress(
-            record.id, trained_at=tune.trained_at, expires_at=tune.expires_at
+        await self._write(
+            record.job, "settling", lambda: self._store.ledger.settle(record.job, tune.cost_mc)
+        )
+        await self._write(
+            record.job,
+            "recording its times",
+            lambda: self._store.tunes.set_progress(
+                record.id, trained_at=tune.trained_at, expires_at=tune.expires_at
+            ),
         )
         await self._record(record, EventKind.READY, cost_mc=tune.cost_mc)
-        await self._store.tunes.set_state(record.id, TuneState.READY)
+        await self._write(
+            record.job,
+            "-> ready",
+            lambda: self._store.tunes.set_state(record.id, TuneState.READY),
+        )
+        if record.photo_paths:  # not forgotten at submission (a store failure then)
+            await self._forget_photos(record.id)
         self._watch.pop(watch.job, None)
         report.finished.append(str(watch.job))
 
@@ -847,9 +1003,19 @@ class Tracker:
             await self._fail(record, "Astria no longer has this prompt", charge="reserved")
         elif prompt.is_done:
             cost = 0 if await self._charged_to_another(record) else prompt.cost_mc
-            settlement = await self._store.ledger.settle(record.job, cost)
-            await self._store.prompts.set_images(record.id, prompt.images)
-            await self._store.prompts.set_cost(record.id, settlement.cost_mc)
+            settlement = await self._write(
+                record.job, "settling", lambda: self._store.ledger.settle(record.job, cost)
+            )
+            await self._write(
+                record.job,
+                "recording its images",
+                lambda: self._store.prompts.set_images(record.id, prompt.images),
+            )
+            await self._write(
+                record.job,
+                "recording its cost",
+                lambda: self._store.prompts.set_cost(record.id, settlement.cost_mc),
+            )
             await self._record(
                 record, EventKind.DONE, images=tuple(prompt.images), cost_mc=settlement.cost_mc
             )
@@ -859,18 +1025,22 @@ class Tracker:
             # the operator's cost (docs/architecture.md §3).
             self._balance_unsure = True
             another = await self._charged_to_another(record)
-            if not another:
-                self._refunds.failed(prompt.cost_mc or record.cost_mc or 0)
             if not self._config.refunds_failed_prompts and not another:
                 # Booked first (once per job), so a crash before the end repeats nothing.
                 kept = prompt.cost_mc or record.cost_mc
                 if kept is None:
                     reservation = await self._store.ledger.reservation(record.job)
                     kept = reservation.amount_mc if reservation is not None else 0
-                await self._store.ledger.absorb(
-                    record.job, kept, note="kept by Astria for a failed prompt"
+                await self._write(
+                    record.job,
+                    "booking what Astria kept",
+                    lambda: self._store.ledger.absorb(
+                        record.job, kept, note="kept by Astria for a failed prompt"
+                    ),
                 )
             await self._fail(record, f"Astria could not make it: {prompt.user_error}", None)
+            if not another:  # after the writes: a failed one repeats this branch
+                self._refunds.failed(prompt.cost_mc or record.cost_mc or 0)
         else:
             self._missed(watch)
             await self._mark_stuck(watch, record)
@@ -890,22 +1060,45 @@ class Tracker:
     ) -> None:
         """End a job as failed. `charge`: what Astria billed (an int), "reserved" when it
         may have billed the price, or None when it billed nothing (released)."""
+        job = record.job
         if isinstance(charge, int):
-            await self._store.ledger.settle(record.job, charge)
+            cost = charge
+            await self._write(job, "settling", lambda: self._store.ledger.settle(job, cost))
         elif charge == "reserved":
-            await self._store.ledger.settle(record.job, None, note=reason)
+            await self._write(
+                job, "settling", lambda: self._store.ledger.settle(job, None, note=reason)
+            )
         else:
-            await self._store.ledger.release(record.job, note=reason)
+            await self._write(
+                job, "releasing", lambda: self._store.ledger.release(job, note=reason)
+            )
         await self._record(record, EventKind.FAILED, message=reason)
         if isinstance(record, TuneRecord):
-            await self._store.tunes.set_state(record.id, TuneState.FAILED, error=reason)
+            tune_id = record.id
+            await self._write(
+                job,
+                "-> failed",
+                lambda: self._store.tunes.set_state(tune_id, TuneState.FAILED, error=reason),
+            )
             await self._forget_photos(record.id)
         else:
-            await self._store.prompts.set_state(record.id, PromptState.FAILED, error=reason)
+            prompt_id = record.id
+            await self._write(
+                job,
+                "-> failed",
+                lambda: self._store.prompts.set_state(prompt_id, PromptState.FAILED, error=reason),
+            )
 
     async def _forget_photos(self, tune_id: int) -> None:
-        """Delete a tune's photos from disk: Astria has them, or the tune will never run."""
-        paths = await self._store.tunes.clear_photos(tune_id)
+        """Delete a tune's photos from disk: Astria has them, or the tune will never run.
+        A store failure leaves them recorded (a ready tune forgets them then)."""
+        job = JobRef(JobKind.TUNE, tune_id)
+        try:
+            paths = await self._write(
+                job, "forgetting its photos", lambda: self._store.tunes.clear_photos(tune_id)
+            )
+        except StoreFault:
+            return
         await asyncio.to_thread(_unlink_all, paths)
 
     # ------------------------------------------------------------------ cancelling
@@ -916,19 +1109,34 @@ class Tracker:
             tune = await self._store.tunes.get_owned(owner_id, job.id)
             if tune is None:
                 return False
-            moved: TuneRecord | PromptRecord | None = await self._store.tunes.transition(
-                job.id, TuneState.QUEUED, TuneState.CANCELLED
+            moved: TuneRecord | PromptRecord | None = await self._write(
+                job,
+                "queued -> cancelled",
+                lambda: self._store.tunes.transition(job.id, TuneState.QUEUED, TuneState.CANCELLED),
             )
         else:
             prompt = await self._store.prompts.get_owned(owner_id, job.id)
             if prompt is None:
                 return False
-            moved = await self._store.prompts.transition(
-                job.id, PromptState.QUEUED, PromptState.CANCELLED
+            moved = await self._write(
+                job,
+                "queued -> cancelled",
+                lambda: self._store.prompts.transition(
+                    job.id, PromptState.QUEUED, PromptState.CANCELLED
+                ),
             )
         if moved is None:
             return False
-        await self._store.ledger.release(job, actor_id=owner_id, note="cancelled in the queue")
+        try:
+            await self._write(
+                job,
+                "releasing",
+                lambda: self._store.ledger.release(
+                    job, actor_id=owner_id, note="cancelled in the queue"
+                ),
+            )
+        except StoreFault:
+            self._repair_due = True  # cancelled: the next round's repair releases it
         if isinstance(moved, TuneRecord):
             await self._forget_photos(moved.id)
         await self._record(moved, EventKind.CANCELLED, message="cancelled before it started")
@@ -975,17 +1183,37 @@ class Tracker:
             if tune is None or tune.state != TuneState.STUCK or tune.astria_id is None:
                 return False
             cost = await self._cost_then_delete(tune.astria_id, tune=True)
-            await self._store.ledger.settle(job, cost, actor_id=actor_id, note="stuck; cancelled")
+            await self._write(
+                job,
+                "settling",
+                lambda: self._store.ledger.settle(
+                    job, cost, actor_id=actor_id, note="stuck; cancelled"
+                ),
+            )
             await self._record(tune, EventKind.CANCELLED, message="cancelled by an admin")
-            await self._store.tunes.set_state(tune.id, TuneState.CANCELLED)
+            await self._write(
+                job,
+                "-> cancelled",
+                lambda: self._store.tunes.set_state(job.id, TuneState.CANCELLED),
+            )
         else:
             prompt = await self._store.prompts.get(job.id)
             if prompt is None or prompt.state != PromptState.STUCK or prompt.astria_id is None:
                 return False
             cost = await self._cost_then_delete(prompt.astria_id, tune=False)
-            await self._store.ledger.settle(job, cost, actor_id=actor_id, note="stuck; cancelled")
+            await self._write(
+                job,
+                "settling",
+                lambda: self._store.ledger.settle(
+                    job, cost, actor_id=actor_id, note="stuck; cancelled"
+                ),
+            )
             await self._record(prompt, EventKind.CANCELLED, message="cancelled by an admin")
-            await self._store.prompts.set_state(prompt.id, PromptState.CANCELLED)
+            await self._write(
+                job,
+                "-> cancelled",
+                lambda: self._store.prompts.set_state(job.id, PromptState.CANCELLED),
+            )
         if watch is not None:
             self._watch.pop(job, None)
         return True
@@ -1042,11 +1270,20 @@ class Tracker:
                 continue  # deleted by its owner while Astria was asked
             if expires is not None and expires <= now:
                 await self._record(tune, EventKind.EXPIRED, message="Astria deleted it")
-                await self._store.tunes.set_state(tune.id, TuneState.EXPIRED)
+                await self._write(
+                    tune.job,
+                    "-> expired",
+                    partial(self._store.tunes.set_state, tune.id, TuneState.EXPIRED),
+                )
                 continue
             if expires != stored:
                 await self._book_extension(tune, stored, expires)
-                if await self._store.tunes.renew_expiry(tune.id, expires) is None:
+                renewed = await self._write(
+                    tune.job,
+                    "recording its new expiry",
+                    partial(self._store.tunes.renew_expiry, tune.id, expires),
+                )
+                if renewed is None:
                     continue  # deleted or expired meanwhile
                 log.info("Astria keeps tune %s until %s (auto-extend)", tune.id, expires)
                 # Astria charges for the extension: the next balance reading may move by
@@ -1071,7 +1308,12 @@ class Tracker:
         periods = max(1, round((expires - stored) / timedelta(days=30)))
         fee = periods * self._config.extension_price_mc
         note = f"Astria kept it until {expires:%Y-%m-%d %H:%M} UTC (auto-extend)"
-        if await self._store.ledger.absorb(tune.job, fee, note=note) is not None:
+        booked = await self._write(
+            tune.job,
+            "booking the extension",
+            lambda: self._store.ledger.absorb(tune.job, fee, note=note),
+        )
+        if booked is not None:
             self._refunds.charged(fee)
 
     async def _expiry_at_astria(self, tune: TuneRecord) -> datetime | None:
@@ -1095,7 +1337,8 @@ class Tracker:
         """Read the Astria balance now (at start-up, before members can ask for anything:
         paid reservations wait for a known balance). False if Astria did not answer."""
         self._balance_due = True
-        await self._refresh_balance()
+        with contextlib.suppress(StoreFault):  # logged; the tracker's rounds read it again
+            await self._refresh_balance()
         return not self._balance_due
 
     async def _refresh_balance(self) -> None:
@@ -1116,8 +1359,12 @@ class Tracker:
             self._quiet.warning("balance not read (%s)", exc.message)
             return
         busy = busy or bool(self._tasks) or self._charged_since_read != charged
-        await self._store.account.record_balance(
-            user.usd_balance_mc, read_at=sent_at, ledger_mark=mark
+        await self._write(
+            None,
+            "recording the balance",
+            lambda: self._store.account.record_balance(
+                user.usd_balance_mc, read_at=sent_at, ledger_mark=mark
+            ),
         )
         if self._balance_mc is not None and not (busy or self._balance_unsure):
             # Anything else that moves it is spend the bot did not make (another client
@@ -1149,7 +1396,12 @@ class Tracker:
         if found is None:
             return
         stated = "refunded" if self._config.refunds_failed_prompts else "kept"
-        await self._store.meta.record_refund_finding(found, stated, self._clock())
+        with contextlib.suppress(StoreFault):  # logged; a later reading finds it again
+            await self._write(
+                None,
+                "recording the refund finding",
+                lambda: self._store.meta.record_refund_finding(found, stated, self._clock()),
+            )
         if found != stated:
             log.warning(
                 "ASTRIA_REFUNDS_FAILED_PROMPTS is %s, but the Astria balance shows failed "
@@ -1205,8 +1457,12 @@ class Tracker:
             cost_mc=cost_mc,
             at=self._clock(),
         )
-        await self._store.events.record(
-            key=event.key, job=job, kind=str(kind), payload=_event_payload(event)
+        await self._write(
+            record.job,
+            f"recording its {kind} event",
+            lambda: self._store.events.record(
+                key=event.key, job=job, kind=str(kind), payload=_event_payload(event)
+            ),
         )
         self._report_due.set()
 
@@ -1256,8 +1512,20 @@ class Tracker:
                     if outcome == Outcome.DELIVERED
                     else PromptState.UNDELIVERABLE
                 )
-                await self._store.prompts.set_state(ref.id, state)
-            await self._store.events.mark_reported(event.key, str(outcome))
+                try:
+                    await self._write(
+                        ref, f"-> {state}", partial(self._store.prompts.set_state, ref.id, state)
+                    )
+                except StoreFault:
+                    continue  # reported again later: the delivery finds its own posts
+            try:
+                await self._write(
+                    JobRef.parse(event.job),
+                    "marking its report",
+                    partial(self._store.events.mark_reported, event.key, str(outcome)),
+                )
+            except StoreFault:
+                continue  # reported again later: the delivery finds its own posts
             self._traced.discard(event.key)
             done.append(event.key)
         if attempted:

@@ -17,7 +17,10 @@ images posted twice, and the ledger equal to what the emulator charged and to th
 of its balance, to the millicent.
 
     python -m bot.offline.chaos [--short] [--seed N] [--no-idempotency] [--reading NAME]
-                                [--output DIR]
+                                [--store-faults] [--output DIR]
+
+`--store-faults` also makes the bot's own database fail a share of its writes (an I/O
+error at commit, nothing written; the test-only CHAOS_STORE_FAULT_RATE setting).
 
 `--short` is the form CI runs (tests/e2e/test_chaos.py): 30 jobs from 6 members, one kill.
 Runs are reproducible in what members do and which requests fail (the emulator's and the
@@ -90,6 +93,8 @@ BOT_SETTINGS: dict[str, str] = {
 
 PROGRESS = ("⏳", "⚙️")  # how bot/ui/text.progress_line starts an unfinished status
 LOST_ANSWERS = frozenset({"http_504_after", "drop_after"})
+STORE_FAULT_RATE = 0.1  # with --store-faults: the share of the bot's writes that fail
+STORE_FAULT_LOGGED = "a write fails on purpose"  # bot/store/db.py logs each one
 IN_FLIGHT = frozenset({"submitting", "training", "generating", "stuck"})
 
 
@@ -109,6 +114,7 @@ class ChaosPlan:
     ready_timeout: float = 120.0  # a member waits this long for their tune
     drain_timeout: float = 240.0  # after the last command, for every job to end
     balance_mc: int = 50_000_000
+    store_faults: bool = False  # the bot's database fails a write now and then
 
     @classmethod
     def short(cls, seed: int = 7) -> ChaosPlan:
@@ -188,6 +194,7 @@ class ChaosReport:
     audit: list[str] = field(default_factory=list)
     kills: list[Kill] = field(default_factory=list)
     faults: collections.Counter[str] = field(default_factory=collections.Counter)
+    store_faults: int = 0  # the bot's writes failed on purpose (from its logs)
     astria_requests: int = 0
     discord_429s: int = 0
     drained: bool = False
@@ -240,6 +247,8 @@ class ChaosReport:
             found.append("no kill came while jobs were in flight")
         if self.accepted == 0:
             found.append("no job was accepted")
+        if self.plan.store_faults and self.store_faults == 0:
+            found.append("no store fault was injected")
         return found
 
     def lines(self) -> list[str]:
@@ -249,7 +258,8 @@ class ChaosReport:
             "",
             f"Chaos run, seed {plan.seed}: {plan.members} members, {plan.jobs} jobs planned, "
             f"{plan.kills} kills, idempotency {'on' if plan.idempotency else 'off'}, "
-            f"reading {plan.reading} ({self.seconds:.0f} s)",
+            f"reading {plan.reading}{', store faults' if plan.store_faults else ''} "
+            f"({self.seconds:.0f} s)",
             f"  commands issued          {self.issued} (answered {self.answered}, "
             f"unanswered {self.unanswered}, refused {sum(self.refusals.values())})",
             f"  jobs accepted            {self.accepted} ({self.accepted_tunes} tunes, "
@@ -278,6 +288,8 @@ class ChaosReport:
                 + (f"; right after a lost {kill.lost_create}" if kill.lost_create else "")
             )
         out.append(f"  faults injected          {faults} (of {self.astria_requests} requests)")
+        if plan.store_faults:
+            out.append(f"  store faults             {self.store_faults} failed writes in the bot")
         out.append(f"  Discord 429s             {self.discord_429s}")
         for reason, n in self.refusals.most_common(5):
             out.append(f"  refused x{n}: {reason[:150]}")
@@ -315,7 +327,7 @@ class ChaosRun:
             fake=FakeDiscordConfig(
                 send_limit=10, send_per=1.0, edit_limit=10, edit_per=1.0, advertise_ratelimits=False
             ),
-            bot_settings=dict(BOT_SETTINGS),
+            bot_settings={**BOT_SETTINGS, **self._store_fault_settings()},
         )
         self.stage = Stage(options)
         self._up = asyncio.Event()
@@ -323,6 +335,14 @@ class ChaosRun:
         self._issued_more = asyncio.Event()
         self._started = 0.0
         self._photos = [(f"IMG_{i}.jpg", demo_photo(i, size=600)) for i in range(1, 5)]
+
+    def _store_fault_settings(self) -> dict[str, str]:
+        if not self.plan.store_faults:
+            return {}
+        return {
+            "CHAOS_STORE_FAULT_RATE": str(STORE_FAULT_RATE),
+            "CHAOS_STORE_FAULT_SEED": str(self.plan.seed),
+        }
 
     def say(self, line: str) -> None:
         if self.out is not None:
@@ -688,6 +708,8 @@ class ChaosRun:
         """Errors and tracebacks in the bot's logs, by message (ids and numbers folded)."""
         for log in sorted(self.folder.glob("bot-*.log")):
             for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+                if STORE_FAULT_LOGGED in line:
+                    self.report.store_faults += 1
                 if " ERROR " in line or " CRITICAL " in line or line.startswith("Traceback"):
                     message = line.split(" ERROR ", 1)[-1].split(" CRITICAL ", 1)[-1]
                     self.report.log_errors[re.sub(r"\d+", "N", message)] += 1
@@ -756,6 +778,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="ours",
         help="how the emulator plays what Astria leaves undocumented (docs/emulator.md)",
     )
+    parser.add_argument(
+        "--store-faults",
+        action="store_true",
+        help="the bot's database also fails a write now and then (tests only)",
+    )
     parser.add_argument("--output", type=Path, help="the stage's folder (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder on success")
     args = parser.parse_args(argv)
@@ -764,6 +791,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan,
         idempotency=not args.no_idempotency,
         reading=args.reading,
+        store_faults=args.store_faults,
         members=plan.members if args.members is None else args.members,
         jobs=plan.jobs if args.jobs is None else args.jobs,
         kills=plan.kills if args.kills is None else args.kills,

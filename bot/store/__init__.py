@@ -4,6 +4,7 @@ credit ledger. Callers see repositories and typed records, never SQL or a connec
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from types import TracebackType
 
@@ -20,6 +21,7 @@ from bot.store.errors import (
     SchemaTooNew,
     StoreBusy,
     StoreError,
+    StoreFault,
     TuneUnavailable,
 )
 from bot.store.events import Events, RecordedEvent
@@ -32,6 +34,7 @@ from bot.store.ledger import (
     LedgerKind,
     Refund,
     RefundOutcome,
+    Repair,
     Reservation,
     Settlement,
 )
@@ -71,6 +74,7 @@ __all__ = [
     "Refund",
     "RefundOutcome",
     "Refusal",
+    "Repair",
     "Reservation",
     "Retention",
     "SchemaTooNew",
@@ -78,6 +82,7 @@ __all__ = [
     "Store",
     "StoreBusy",
     "StoreError",
+    "StoreFault",
     "TuneRecord",
     "TuneState",
     "TuneUnavailable",
@@ -135,6 +140,15 @@ class Store:
     @property
     def schema_version(self) -> int:
         return self._db.schema_version
+
+    def inject_faults(self, rate: float, *, seed: int) -> None:
+        """Tests only (CHAOS_STORE_FAULT_RATE): from now on, fail about `rate` of the
+        writes at their commit, as a failing disk would (rolled back, `StoreFault`)."""
+        if rate <= 0:
+            self._db.fault = None
+            return
+        draw = random.Random(f"store-faults:{seed}").random
+        self._db.fault = lambda: draw() < rate
 
     async def integrity_problems(self) -> list[str]:
         """SQLite's own integrity and foreign-key checks; empty when the file is sound."""

@@ -26,6 +26,7 @@ from bot.store.errors import (
     SchemaTooNew,
     StoreBusy,
     StoreError,
+    StoreFault,
 )
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ Clock: TypeAlias = Callable[[], datetime]
 BUSY_TIMEOUT_SECONDS = 10.0
 # Upserts (ON CONFLICT DO UPDATE) arrived in 3.24; nothing newer is used.
 MIN_SQLITE = (3, 24, 0)
+
+INJECTED_FAULT = "disk I/O error (injected: CHAOS_STORE_FAULT_RATE)"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -128,6 +131,8 @@ def translate(exc: sqlite3.Error) -> StoreError:
         return StoreBusy(
             f"the database stayed locked for more than {BUSY_TIMEOUT_SECONDS:g} s ({text})"
         )
+    if isinstance(exc, sqlite3.OperationalError):
+        return StoreFault(f"database error: {text}")
     return StoreError(f"database error: {text}")
 
 
@@ -308,6 +313,8 @@ class Database:
         self._write_lock = asyncio.Lock()
         self._closed = False
         self._in_write: ContextVar[bool] = ContextVar(f"store_write_{id(self)}", default=False)
+        # Tests only (Store.inject_faults): True fails this write at its commit.
+        self.fault: Callable[[], bool] | None = None
 
     @classmethod
     async def open(
@@ -381,6 +388,9 @@ class Database:
                     await _rollback(self._writer, "an error in a write transaction")
                     raise
                 try:
+                    if self.fault is not None and self.fault():
+                        log.warning("a write fails on purpose: %s", INJECTED_FAULT)
+                        raise sqlite3.OperationalError(INJECTED_FAULT)
                     await self._writer.execute_fetchall("COMMIT")
                 except sqlite3.Error as exc:
                     await _rollback(self._writer, "a failed commit")

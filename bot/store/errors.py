@@ -23,7 +23,12 @@ class MigrationFailed(StoreError):
     """A migration could not be applied; its transaction was rolled back."""
 
 
-class StoreBusy(StoreError):
+class StoreFault(StoreError):
+    """A passing failure of the database (an I/O error, a lock held too long): the write
+    did not happen, and the same write may succeed if tried again."""
+
+
+class StoreBusy(StoreFault):
     """Another writer held the database for longer than the busy timeout."""
 
 

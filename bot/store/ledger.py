@@ -4,6 +4,7 @@ millicents, and every budget's spend as sums over them.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -85,6 +86,53 @@ class Settlement:
     def overage_mc(self) -> int:
         """What Astria charged beyond the reservation; it counts against later ones."""
         return max(0, self.cost_mc - self.reserved_mc)
+
+
+@dataclass(frozen=True)
+class Repair:
+    """A reservation the start-up repair closed: its job had ended (`state`), or there is
+    no such job (`state` None), and nothing had closed it (a crash between the steps)."""
+
+    job: JobRef
+    state: str | None
+    closing: Closing
+    cost_mc: int  # 0 for a release
+
+
+# Open holds whose job has ended, with what the job's end says it cost: a prompt's stored
+# cost, a tune's cost as its ready event recorded it (none: the reserved price).
+_ENDED_OPEN_SQL = """
+SELECT r.job AS job, t.state AS state, NULL AS cost_mc, e.payload AS ready
+    FROM open_holds AS h JOIN ledger AS r ON r.id = h.reserve_id
+    JOIN tunes AS t ON r.job LIKE 'tune:%' AND t.id = CAST(substr(r.job, 6) AS INTEGER)
+    LEFT JOIN job_events AS e ON e.key = r.job || ':ready'
+    WHERE t.state IN ('ready', 'failed', 'cancelled', 'deleted', 'expired')
+UNION ALL
+SELECT r.job, p.state, p.cost_mc, NULL
+    FROM open_holds AS h JOIN ledger AS r ON r.id = h.reserve_id
+    JOIN prompts AS p ON r.job LIKE 'prompt:%' AND p.id = CAST(substr(r.job, 8) AS INTEGER)
+    WHERE p.state IN ('delivered', 'undeliverable', 'failed', 'cancelled')
+"""
+# Open holds whose job does not exist (nothing will ever close them).
+_JOBLESS_OPEN_SQL = """
+SELECT r.job AS job FROM open_holds AS h JOIN ledger AS r ON r.id = h.reserve_id
+    WHERE NOT EXISTS (SELECT 1 FROM tunes AS t
+                      WHERE r.job LIKE 'tune:%' AND t.id = CAST(substr(r.job, 6) AS INTEGER))
+      AND NOT EXISTS (SELECT 1 FROM prompts AS p
+                      WHERE r.job LIKE 'prompt:%' AND p.id = CAST(substr(r.job, 8) AS INTEGER))
+"""
+# The ends that cost what Astria charged; the others (failed, cancelled) cost nothing.
+_CHARGED_ENDS = frozenset({"ready", "deleted", "expired", "delivered", "undeliverable"})
+
+
+def _ready_cost(payload: object) -> int | None:
+    if not isinstance(payload, str):
+        return None
+    try:
+        cost = json.loads(payload).get("cost_mc")
+    except (ValueError, AttributeError):
+        return None
+    return cost if isinstance(cost, int) and cost >= 0 else None
 
 
 # The operator's own costs (what Astria kept for a failed job) are booked on server 0:
@@ -351,6 +399,31 @@ class Ledger:
             applied=True,
         )
 
+    async def repair(self) -> list[Repair]:
+        """Close every reservation left open by a crash between a job's steps (the start-up
+        repair): an ended job's the way its end says (settled at its recorded cost when it
+        delivered, released when it failed or was cancelled), and one whose job does not
+        exist released. One transaction; what it closed is returned (empty when sound)."""
+        done: list[Repair] = []
+        async with self._db.write() as tx:
+            for row in await tx.fetchall(_ENDED_OPEN_SQL):
+                job, state = JobRef.parse(str(row["job"])), str(row["state"])
+                charged = state in _CHARGED_ENDS
+                cost = row["cost_mc"] if row["cost_mc"] is not None else _ready_cost(row["ready"])
+                note = f"repaired at start: the job was {state}"
+                closed = await self._close(
+                    tx, job, None if cost is None else int(cost), None, note, settle=charged
+                )
+                if closed.applied:
+                    done.append(Repair(job, state, closed.closing, closed.cost_mc))
+            for row in await tx.fetchall(_JOBLESS_OPEN_SQL):
+                job = JobRef.parse(str(row["job"]))
+                note = "repaired at start: no such job"
+                closed = await self._close(tx, job, None, None, note, settle=False)
+                if closed.applied:
+                    done.append(Repair(job, None, closed.closing, 0))
+        return done
+
     async def grant(
         self,
         *,
@@ -562,8 +635,11 @@ class Ledger:
         )
         return [_entry(r) for r in rows]
 
-    async def audit(self) -> list[str]:
-        """Problems in the ledger's bookkeeping; empty when it is consistent."""
+    async def audit(self, *, jobs: bool = True) -> list[str]:
+        """Problems in the ledger's bookkeeping; empty when it is consistent. With `jobs`
+        (the default) reservations are checked against their jobs too: one still open
+        for an ended job, or for no job at all, is a step a crash cut short (`repair`).
+        False is for a ledger used without job rows (its own unit tests)."""
         problems = await self._db.integrity_problems()
         checks: tuple[tuple[str, str], ...] = (
             (
@@ -596,6 +672,16 @@ class Ledger:
             if rows:
                 ids = ", ".join(str(r[0]) for r in rows[:10])
                 problems.append(f"{problem} (ledger ids {ids})")
+        if not jobs:
+            return problems
+        ended = await self._db.fetchall(_ENDED_OPEN_SQL)
+        if ended:
+            listed = ", ".join(f"{r['job']} {r['state']}" for r in ended[:10])
+            problems.append(f"an ended job's reservation is still open ({listed})")
+        jobless = await self._db.fetchall(_JOBLESS_OPEN_SQL)
+        if jobless:
+            listed = ", ".join(str(r["job"]) for r in jobless[:10])
+            problems.append(f"an open reservation has no job ({listed})")
         return problems
 
     # --- helpers ------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from bot.jobs.delivery import (
     Outcome,
     Progress,
 )
-from bot.store import JobKind, JobRef, Store
+from bot.store import JobKind, JobRef, Store, StoreFault
 from bot.ui.files import MULTIPART_SLACK, CannotFit, Limits, batches, fit
 from bot.ui.nonce import nonce_for
 from bot.ui.text import progress_line, result_text
@@ -266,6 +266,8 @@ class DiscordDelivery:
                 await self._show(update)
             except discord.HTTPException as exc:
                 log.info("status of %s not shown (%s)", job, exc.text)
+            except StoreFault as exc:  # the next update of the job shows it again
+                log.warning("status of %s not recorded (%s)", job, exc)
 
     async def _show(self, update: Progress) -> None:
         ref = JobRef.parse(update.job)

@@ -231,6 +231,7 @@ class Rig:
             TrackerConfig(**values),
             clock=self.now,
             monotonic=self.clock.now,
+            sleep=self.fake_time.sleep,
         )
 
 
@@ -266,7 +267,15 @@ async def rig(
         )
         delivery = RecordingDelivery(clock=now)
         config = TrackerConfig.from_settings(settings)
-        tracker = Tracker(store, client, delivery, config, clock=now, monotonic=clock.now)
+        tracker = Tracker(
+            store,
+            client,
+            delivery,
+            config,
+            clock=now,
+            monotonic=clock.now,
+            sleep=fake_time.sleep,
+        )
         yield Rig(
             emulator, clock, store, client, delivery, tracker, settings, photos, fake_time, now
         )

@@ -11,10 +11,12 @@ from datetime import datetime, timedelta
 import pytest
 
 from bot.jobs import EventKind
+from bot.jobs.tracker import STORE_TRIES
 from bot.offline.emulator import EmulatorConfig, Fault
 from bot.store import LedgerKind, PromptState, TuneRecord, TuneState
 from tests.conftest import KEY
 from tests.jobs.conftest import GUILD, Rig
+from tests.jobs.faults import StoreFaults
 
 DAY = 86_400.0
 EXTENSION_MC = 50_000
@@ -181,3 +183,27 @@ async def test_the_reminder_uses_the_date_astria_gives(rig: Rig):
     await to_moment(rig, new + timedelta(seconds=1))
     assert (await stored(rig, tune)).state == TuneState.EXPIRED
     assert len(rig.delivery.ends(EventKind.EXPIRED)) == 1
+
+
+@AUTO_EXTEND
+@pytest.mark.parametrize("method", ["tunes.renew_expiry", "ledger.absorb"])
+async def test_an_extension_whose_write_fails_for_good_is_booked_once_next_round(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, method: str
+):
+    """The expiry step's writes fail for good once (issue 13): the next round does it
+    again, the tune stays ready with its new date, and the fee is booked once."""
+    tune = await rig.ready_tune(owner=1)
+    first = (await stored(rig, tune)).expires_at
+    assert first is not None
+    faults = StoreFaults(rig.store, monkeypatch)
+    # The first call at or after the expiry date (the reminder came before it).
+    await to_moment(rig, first - timedelta(days=2))
+    faults.fail(method, times=STORE_TRIES)
+    await to_moment(rig, first + timedelta(seconds=1))
+    assert faults.raised[method] == STORE_TRIES
+    await rig.step(60, rounds=2)
+    kept = await stored(rig, tune)
+    assert kept.state == TuneState.READY
+    assert kept.expires_at == first + timedelta(days=30)
+    assert await extensions_booked_for_the_operator(rig) == EXTENSION_MC == extension_charges(rig)
+    await rig.ledger_matches_charges()

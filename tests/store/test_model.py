@@ -261,7 +261,7 @@ async def run(ops: list[Op], path: Path, start_balance: int | None) -> None:
             for user in USERS:
                 assert await store.ledger.budget(GUILD, user) == model.snapshot(user, clock.now)
             await check_within_budget(store, clock.now)
-        assert await store.ledger.audit() == []
+        assert await store.ledger.audit(jobs=False) == []
         assert {r.job for r in await store.ledger.open_reservations()} == set(model.held)
         # Looking back at every day touched, the sums still agree with the model.
         day = clock.now
