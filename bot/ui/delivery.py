@@ -59,6 +59,17 @@ _SETTLES_STATUS = frozenset(
 )
 
 
+# Every channel type whose messages discord.py can address by id.
+_EDITABLE = (
+    discord.TextChannel,
+    discord.Thread,
+    discord.VoiceChannel,
+    discord.StageChannel,
+    discord.DMChannel,
+    discord.PartialMessageable,
+)
+
+
 class ChannelGone(Exception):
     """The job's channel is not a place the bot can post in any more."""
 
@@ -281,17 +292,19 @@ class DiscordDelivery:
         if record.status_message_id is None and update.state in _SETTLES_STATUS:
             return  # never shown a status: the result post says it all
         channel: object = self._bot.get_channel(update.channel_id)
+        if record.status_message_id is not None:
+            message = self._status_message(
+                channel, record.status_channel_id or update.channel_id, record.status_message_id
+            )
+            with contextlib.suppress(discord.NotFound):
+                await message.edit(content=content, view=view)
+                self.edits_sent += 1
+                return
         if channel is None:  # not in the cache yet (before READY, just after a restart)
             with contextlib.suppress(discord.HTTPException):
                 channel = await self._bot.fetch_channel(update.channel_id)
         if not isinstance(channel, discord.abc.Messageable):
             return
-        if record.status_message_id is not None and isinstance(channel, discord.TextChannel):
-            message = channel.get_partial_message(record.status_message_id)
-            with contextlib.suppress(discord.NotFound):
-                await message.edit(content=content, view=view)
-                self.edits_sent += 1
-                return
         # A status sent but not recorded before a crash is deduplicated when sent again.
         nonce = nonce_for(f"{update.job}:status")
         sent = await channel.send(content, view=view or discord.utils.MISSING, nonce=nonce)
@@ -302,6 +315,20 @@ class DiscordDelivery:
             else self._store.prompts.set_status_message
         )
         await setter(ref.id, sent.channel.id, sent.id)
+
+    def _status_message(
+        self, channel: object, channel_id: int, message_id: int
+    ) -> discord.PartialMessage:
+        """The status message, to edit in place wherever it is: a text channel, a thread or
+        forum post, a voice or stage channel's chat, a DM; by channel id alone when the
+        channel is not cached (an archived thread, just after a restart). Never sent again
+        instead: Discord would answer a resend with the first message (enforce_nonce), so
+        the status would never change."""
+        if isinstance(channel, _EDITABLE) and channel.id == channel_id:
+            return channel.get_partial_message(message_id)
+        guild_id = getattr(getattr(channel, "guild", None), "id", None)
+        messageable = self._bot.get_partial_messageable(channel_id, guild_id=guild_id)
+        return messageable.get_partial_message(message_id)
 
 
 def _failure(exc: BaseException) -> DeliveryFailed:
