@@ -123,6 +123,7 @@ class AstriaBot(commands.Bot):
             result_view=result_view,
             status_view=status_view,
             post_links=settings.post_image_links,
+            clock=self._clock,
         )
         self.tracker = Tracker(
             self.store,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import random
+import re
 import shutil
 import sys
 import time
@@ -114,7 +115,7 @@ async def _script(stage: Stage, folder: Path, say: _Narrator, failures: list[str
             line = message.content.splitlines()[0] if message.content else ""
             if line and line not in seen:
                 seen.add(line)
-                say(f"  | {line}")
+                say(f"  | {_render(stage, line)}")
         return any("is ready" in m.content for m in stage.posts())
 
     await stage.wait_for(ready, "the tune to be ready", timeout=120.0)
@@ -126,11 +127,19 @@ async def _script(stage: Stage, folder: Path, say: _Narrator, failures: list[str
     )
     say(_indent(answer))
     _expect(failures, "Queued 4 images" in answer, "/imagine was not queued")
-    first = await stage.wait_for(
-        lambda: stage.image_posts(), "the images to be posted", timeout=120.0
-    )
+    say("  its status in #art, then its result in the same place:")
+
+    def images() -> list[Message]:
+        for message in stage.posts():
+            line = message.content.splitlines()[0] if message.content else ""
+            if line and line not in seen and not message.attachments:
+                seen.add(line)
+                say(f"  | {_render(stage, line)}")
+        return stage.image_posts()
+
+    first = await stage.wait_for(images, "the images to be posted", timeout=120.0, every=0.02)
     post = first[0]
-    _describe_post(post, say)
+    _describe_post(stage, post, say)
     _save(post, folder, "imagine", say)
     _expect(failures, len(post.attachments) == 4, "four images were not posted")
 
@@ -141,7 +150,7 @@ async def _script(stage: Stage, folder: Path, say: _Narrator, failures: list[str
     second = await stage.wait_for(
         lambda: stage.image_posts()[1:], "the reroll to be posted", timeout=120.0
     )
-    _describe_post(second[0], say)
+    _describe_post(stage, second[0], say)
     _save(second[0], folder, "reroll", say)
 
     say("\n> alice: /balance")
@@ -171,9 +180,33 @@ async def _script(stage: Stage, folder: Path, say: _Narrator, failures: list[str
     say(_indent(theirs))
     _expect(failures, "not yours" in theirs, "bob could use alice's tune")
 
+    # One message per job (the tune, three prompts): each status gave way to its result.
+    jobs = 4
+    try:
+        await stage.wait_for(lambda: len(stage.posts()) == jobs, "one message per job", timeout=15)
+    except StageError as exc:
+        failures.append(str(exc))
+    say("\n  #art as members see it now, one message per job:")
+    for message in stage.posts():
+        files = f"  [{len(message.attachments)} images]" if message.attachments else ""
+        say(f"  | {_render(stage, message.content.splitlines()[0])}{files}")
+    mention = f"<@{alice.id}>"
+    named = [m for m in stage.posts() if mention in m.content and "“" in m.content]
+    _expect(failures, len(named) == jobs, "a job's message does not name its member and prompt")
 
-def _describe_post(post: Message, say: _Narrator) -> None:
-    say(f"  | {post.content.splitlines()[0] if post.content else ''}")
+
+def _render(stage: Stage, text: str) -> str:
+    """Mentions as a Discord client shows them: `<@id>` becomes @name."""
+
+    def name(match: re.Match[str]) -> str:
+        user = stage.fake.world.users.get(int(match.group(1)))
+        return f"@{user.name}" if user is not None else match.group(0)
+
+    return re.sub(r"<@!?(\d+)>", name, text)
+
+
+def _describe_post(stage: Stage, post: Message, say: _Narrator) -> None:
+    say(f"  | {_render(stage, post.content.splitlines()[0]) if post.content else ''}")
     say(f"  | {len(post.attachments)} files, buttons: {', '.join(post.labels())}")
 
 

@@ -267,9 +267,12 @@ class Stage:
         *,
         subject: str = "man",
         timeout: float = 30.0,  # noqa: ASYNC109
+        channel: Channel | None = None,
     ) -> str:
-        """`/tune create`, then the form with these photos; the bot's answer."""
-        shown = await self.fake.slash(member, self.channel, "tune create")
+        """`/tune create`, then the form with these photos; the bot's answer. In the
+        stage's channel, or another (a thread, a forum post, a voice channel's chat)."""
+        where = channel or self.channel
+        shown = await self.fake.slash(member, where, "tune create")
         reply = await shown.response(timeout)
         if reply.modal is None:
             return reply.content or ""
@@ -282,7 +285,7 @@ class Stage:
         }
         if second:
             values["photos2"] = second
-        submitted = await self.fake.submit_modal(member, self.channel, shown, values)
+        submitted = await self.fake.submit_modal(member, where, shown, values)
         return await answer_of(submitted, timeout)
 
     async def command(
@@ -290,10 +293,11 @@ class Stage:
         member: Member,
         name: str,
         timeout: float = 30.0,  # noqa: ASYNC109
+        channel: Channel | None = None,
         **options: Any,
     ) -> str:
-        """A slash command; the bot's (ephemeral) answer."""
-        handle = await self.fake.slash(member, self.channel, name, **options)
+        """A slash command (in the stage's channel unless told); the bot's answer."""
+        handle = await self.fake.slash(member, channel or self.channel, name, **options)
         return await answer_of(handle, timeout)
 
     async def tune_choice(self, member: Member, partial: str = "") -> str:

@@ -19,6 +19,7 @@ import io
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import aiohttp
 import discord
@@ -31,11 +32,12 @@ from bot.jobs.delivery import (
     JobEvent,
     Outcome,
     Progress,
+    event_key,
 )
-from bot.store import JobKind, JobRef, Store, StoreFault
+from bot.store import JobKind, JobRef, PromptRecord, Store, StoreFault, TuneRecord
 from bot.ui.files import MULTIPART_SLACK, CannotFit, Limits, batches, fit
 from bot.ui.nonce import nonce_for
-from bot.ui.text import progress_line, result_text
+from bot.ui.text import job_label, progress_line, result_text
 
 # States in which the member may still cancel from the status message.
 WAITING_STATES = frozenset({"queued", WAITING_FOR_CREDIT, "generating"})
@@ -56,6 +58,22 @@ ViewFactory = Callable[[JobRef], discord.ui.View | None]
 
 _SETTLES_STATUS = frozenset(
     {EventKind.READY, EventKind.DONE, EventKind.FAILED, EventKind.CANCELLED, EventKind.STUCK}
+)
+# Ends after which the job's one message is its result: the status message is removed.
+_FINAL = frozenset({EventKind.READY, EventKind.DONE, EventKind.FAILED, EventKind.CANCELLED})
+# A status names its member without pinging them (the result post pings).
+QUIET = discord.AllowedMentions.none()
+ETA_GRACE_SECONDS = 1.0  # past the ETA before the status says "any moment now"
+
+
+# Every channel type whose messages discord.py can address by id.
+_EDITABLE = (
+    discord.TextChannel,
+    discord.Thread,
+    discord.VoiceChannel,
+    discord.StageChannel,
+    discord.DMChannel,
+    discord.PartialMessageable,
 )
 
 
@@ -83,8 +101,12 @@ class DiscordDelivery:
         result_view: ViewFactory | None = None,
         status_view: ViewFactory | None = None,
         post_links: bool = False,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._bot = bot
+        self._clock = clock
+        self._latest: dict[str, Progress] = {}  # the newest update per unfinished job
+        self._eta_timers: dict[str, asyncio.TimerHandle] = {}
         self._store = store
         self._astria = astria
         self._result_view = result_view or (lambda job: None)
@@ -191,7 +213,7 @@ class DiscordDelivery:
     async def _parts(
         self, event: JobEvent, channel_id: int | None
     ) -> list[tuple[str, list[discord.File]]]:
-        text = result_text(event)
+        text = result_text(event, label=await self._label(event.job))
         if event.kind != EventKind.DONE or not event.images:
             return [(text, [])]
         if self._post_links:
@@ -241,10 +263,41 @@ class DiscordDelivery:
         if update.job in lane.edits:
             self.edits_coalesced += 1
         lane.edits[update.job] = update
+        self._latest[update.job] = update
+        timer = self._eta_timers.pop(update.job, None)
+        if timer is not None:
+            timer.cancel()
+        if update.state in _SETTLES_STATUS:
+            self._latest.pop(update.job, None)
         self._kick(update.channel_id)
 
+    def _show_again_at_eta(self, update: Progress, now: datetime) -> None:
+        """Once the ETA has passed, the status says "any moment now" instead of counting
+        up ("expected 2 minutes ago"): the same update is shown again then, unless a newer
+        one came first."""
+        if update.eta is None or update.eta <= now or update.job in self._eta_timers:
+            return
+
+        def again() -> None:
+            self._eta_timers.pop(update.job, None)
+            if self._latest.get(update.job) is not update:
+                return  # a newer state is shown, or the job is over
+            if self._clock() < (update.eta or now):
+                self._show_again_at_eta(update, self._clock())  # the clock is not there yet
+                return
+            lane = self._lane(update.channel_id)
+            lane.edits.setdefault(update.job, update)
+            self._kick(update.channel_id)
+
+        delay = (update.eta - now).total_seconds() + ETA_GRACE_SECONDS
+        self._eta_timers[update.job] = asyncio.get_running_loop().call_later(delay, again)
+
     async def drain(self) -> None:
-        """Wait until every queued status edit is sent (tests and shutdown)."""
+        """Wait until every queued status edit is sent (tests and shutdown); the pending
+        "any moment now" re-renders are dropped (a status still counts down truly)."""
+        for timer in self._eta_timers.values():
+            timer.cancel()
+        self._eta_timers.clear()
         for lane in list(self._lanes.values()):
             if lane.worker is not None:
                 await lane.worker
@@ -269,34 +322,61 @@ class DiscordDelivery:
             except StoreFault as exc:  # the next update of the job shows it again
                 log.warning("status of %s not recorded (%s)", job, exc)
 
+    async def _record(self, ref: JobRef) -> TuneRecord | PromptRecord | None:
+        if ref.kind == JobKind.TUNE:
+            return await self._store.tunes.get(ref.id)
+        return await self._store.prompts.get(ref.id)
+
+    async def _label(self, job: str) -> str:
+        """The prompt or the tune's name, as the status and the result quote it."""
+        record = await self._record(JobRef.parse(job))
+        if record is None:
+            return ""
+        return job_label(record.name if isinstance(record, TuneRecord) else record.user_text)
+
     async def _show(self, update: Progress) -> None:
         ref = JobRef.parse(update.job)
-        content = progress_line(update)
-        view = self._status_view(ref) if update.state in WAITING_STATES else None
-        record = (
-            await self._store.tunes.get(ref.id)
-            if ref.kind == JobKind.TUNE
-            else await self._store.prompts.get(ref.id)
-        )
+        record = await self._record(ref)
         if record is None:
             return
         if record.status_message_id is None and update.state in _SETTLES_STATUS:
             return  # never shown a status: the result post says it all
+        label = job_label(record.name if isinstance(record, TuneRecord) else record.user_text)
+        now = self._clock()
+        content = progress_line(update, label=label, now=now)
+        view = self._status_view(ref) if update.state in WAITING_STATES else None
         channel: object = self._bot.get_channel(update.channel_id)
+        status_channel = record.status_channel_id or update.channel_id
+        if update.state in _FINAL and record.status_message_id is not None:
+            key = event_key(update.job, EventKind(update.state))
+            posted = await self._store.events.messages(key)
+            if not posted:
+                return  # not delivered yet: the status stays until it is
+            if any(where == status_channel for where, _ in posted.values()):
+                # The result is posted beside it: one message per job, so the status goes.
+                message = self._status_message(channel, status_channel, record.status_message_id)
+                with contextlib.suppress(discord.NotFound):
+                    await message.delete()
+                    self.edits_sent += 1
+                return
+        if update.state in ("training", "generating") and update.eta is not None:
+            self._show_again_at_eta(update, now)
+        if record.status_message_id is not None:
+            message = self._status_message(channel, status_channel, record.status_message_id)
+            with contextlib.suppress(discord.NotFound):
+                await message.edit(content=content, view=view, allowed_mentions=QUIET)
+                self.edits_sent += 1
+                return
         if channel is None:  # not in the cache yet (before READY, just after a restart)
             with contextlib.suppress(discord.HTTPException):
                 channel = await self._bot.fetch_channel(update.channel_id)
         if not isinstance(channel, discord.abc.Messageable):
             return
-        if record.status_message_id is not None and isinstance(channel, discord.TextChannel):
-            message = channel.get_partial_message(record.status_message_id)
-            with contextlib.suppress(discord.NotFound):
-                await message.edit(content=content, view=view)
-                self.edits_sent += 1
-                return
         # A status sent but not recorded before a crash is deduplicated when sent again.
         nonce = nonce_for(f"{update.job}:status")
-        sent = await channel.send(content, view=view or discord.utils.MISSING, nonce=nonce)
+        sent = await channel.send(
+            content, view=view or discord.utils.MISSING, nonce=nonce, allowed_mentions=QUIET
+        )
         self.edits_sent += 1
         setter: Callable[[int, int, int], Awaitable[object]] = (
             self._store.tunes.set_status_message
@@ -304,6 +384,20 @@ class DiscordDelivery:
             else self._store.prompts.set_status_message
         )
         await setter(ref.id, sent.channel.id, sent.id)
+
+    def _status_message(
+        self, channel: object, channel_id: int, message_id: int
+    ) -> discord.PartialMessage:
+        """The status message, to edit in place wherever it is: a text channel, a thread or
+        forum post, a voice or stage channel's chat, a DM; by channel id alone when the
+        channel is not cached (an archived thread, just after a restart). Never sent again
+        instead: Discord would answer a resend with the first message (enforce_nonce), so
+        the status would never change."""
+        if isinstance(channel, _EDITABLE) and channel.id == channel_id:
+            return channel.get_partial_message(message_id)
+        guild_id = getattr(getattr(channel, "guild", None), "id", None)
+        messageable = self._bot.get_partial_messageable(channel_id, guild_id=guild_id)
+        return messageable.get_partial_message(message_id)
 
 
 def _failure(exc: BaseException) -> DeliveryFailed:

@@ -26,7 +26,7 @@ async def test_status_then_images_as_files_with_buttons(scene: Scene):
     tune = await scene.ready_tune(scene.alice)
     prompt = await scene.prompt(scene.alice, tune, images=3)
     await scene.step(1)
-    status = [m for m in scene.channel.history() if "Generating" in m.content]
+    status = [m for m in scene.channel.history() if "generating" in m.content]
     assert len(status) == 1 and "<t:" in status[0].content
     for _ in range(10):
         await scene.step(5)
@@ -44,6 +44,10 @@ async def test_status_then_images_as_files_with_buttons(scene: Scene):
     record = await scene.bot.store.prompts.get(prompt.id)
     assert record is not None and record.state == PromptState.DELIVERED
     assert record.result_message_ids == (post.id,)
+    # One message per job: the status is removed once the result is posted beside it.
+    assert record.status_message_id is not None and record.status_message_id != post.id
+    assert all(m.id != record.status_message_id for m in scene.channel.history())
+    assert [m for m in scene.channel.history() if "generating" in m.content] == []
     for message in scene.channel.history():  # the channel as a member sees it (pytest -s)
         files = f"  [{len(message.attachments)} images]" if message.attachments else ""
         buttons = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -14,7 +14,7 @@ from PIL import Image
 from bot.jobs.delivery import EventKind, JobEvent, Progress
 from bot.ui.files import MIB, ImageTooLarge, Limits, batches, fit
 from bot.ui.nonce import MAX_NONCE, marker, nonce_for
-from bot.ui.text import progress_line, result_text
+from bot.ui.text import job_label, progress_line, result_text
 
 
 def event(kind: EventKind, **kw: object) -> JobEvent:
@@ -167,3 +167,29 @@ async def test_fitting_in_a_worker_thread_leaves_the_event_loop_free():
     # Pillow lets go of the GIL while it works, so the loop is never held for long.
     # (JPEG's optimize=True would hold it through a whole encode: a third of the fit here.)
     assert stall < (end - start) / 3, f"loop stalled {stall:.3f}s of a {end - start:.3f}s fit"
+
+
+def test_a_status_names_the_member_and_the_prompt_escaped_on_one_line():
+    label = job_label("a *bold* castle @everyone\nsecond line " + "x" * 200)
+    eta = datetime(2030, 1, 1, tzinfo=UTC)
+    line = progress_line(Progress("prompt:1", "generating", 42, 1, 2, eta=eta), label=label)
+    assert "<@42>" in line and "\\*bold\\*" in line and "@everyone" not in line
+    assert "\n" not in line and "second line" in line and "…" in line and len(label) <= 100
+    tune = progress_line(Progress("tune:1", "queued", 42, 1, 2, queue_position=2), label="me")
+    assert tune.startswith("⏳ Tune for <@42>: “me”.") and "position 2" in tune
+
+
+def test_a_status_counts_down_until_the_eta_and_then_says_any_moment_now():
+    eta = datetime(2030, 1, 1, tzinfo=UTC)
+    update = Progress("prompt:1", "generating", 42, 1, 2, eta=eta)
+    before = progress_line(update, label="x", now=eta - timedelta(seconds=30))
+    after = progress_line(update, label="x", now=eta + timedelta(seconds=1))
+    assert f"expected <t:{int(eta.timestamp())}:R>" in before
+    assert "any moment now" in after and "<t:" not in after
+
+
+def test_a_result_says_which_prompt_it_answers():
+    text = result_text(event(EventKind.DONE), label="a lighthouse")
+    assert "<@42>" in text and "“a lighthouse”" in text
+    ready = result_text(event(EventKind.READY, job="tune:1", key="tune:1:ready"), label="me")
+    assert "your tune “me” is ready" in ready

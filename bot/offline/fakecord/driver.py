@@ -15,6 +15,8 @@ from bot.offline.fakecord.rest import RestApi
 from bot.offline.fakecord.state import (
     ADMINISTRATOR,
     DM,
+    GUILD_TEXT,
+    PRIVATE_THREAD,
     SEND_MESSAGES,
     Channel,
     Guild,
@@ -46,11 +48,54 @@ class Driver:
         return guild
 
     async def create_channel(
-        self, guild: Guild, name: str = "general", *, bot_can_send: bool = True
+        self,
+        guild: Guild,
+        name: str = "general",
+        *,
+        bot_can_send: bool = True,
+        kind: int = GUILD_TEXT,
     ) -> Channel:
-        channel = self.world.add_channel(guild, name, bot_can_send=bot_can_send)
+        """A text channel, or (`kind`) a voice or stage channel (with its text chat) or a
+        forum (whose posts are threads: `create_forum_post`)."""
+        channel = self.world.add_channel(guild, name, bot_can_send=bot_can_send, kind=kind)
         await self.gateway.dispatch("CHANNEL_CREATE", self.world.channel_payload(channel))
         return channel
+
+    async def create_thread(
+        self, parent: Channel, name: str, owner: Actor, *, private: bool = False
+    ) -> Channel:
+        """A member opens a thread under a text channel (the bot is not in it yet)."""
+        user = self._user(owner, parent)
+        thread = self.world.add_thread(parent, name, user, private=private)
+        await self._thread_event("THREAD_CREATE", thread, newly_created=True)
+        return thread
+
+    async def create_forum_post(
+        self, forum: Channel, name: str, owner: Actor, content: str = "a post"
+    ) -> Channel:
+        """A member's forum post: a thread under the forum, opened by a starter message
+        that shares the thread's id."""
+        user = self._user(owner, forum)
+        thread = self.world.add_thread(forum, name, user)
+        self.world.add_message(thread, user, ident=thread.id, content=content)
+        await self._thread_event("THREAD_CREATE", thread, newly_created=True)
+        return thread
+
+    async def set_thread_archived(self, thread: Channel, archived: bool = True) -> None:
+        """Archive a thread (as Discord does after its inactivity window) or unarchive it."""
+        if not thread.is_thread:
+            raise DriverError(f"{thread.name} is not a thread")
+        thread.archived = archived
+        thread.archive_timestamp = self.world.now_iso()
+        await self._thread_event("THREAD_UPDATE", thread)
+
+    async def _thread_event(self, event: str, thread: Channel, **extra: Any) -> None:
+        # The bot gets a thread's events when it may see the thread (a private one: as a
+        # member only).
+        visible = thread.type != PRIVATE_THREAD or self.world.bot.id in thread.thread_members
+        if visible:
+            payload = {**self.world.channel_payload(thread), **extra}
+            await self.gateway.dispatch(event, payload)
 
     async def create_user(self, name: str = "member", *, dms_closed: bool = False) -> User:
         return self.world.add_user(name, dms_closed=dms_closed)
@@ -80,6 +125,15 @@ class Driver:
 
     async def delete_channel(self, channel: Channel) -> None:
         channel.deleted = True
+        if channel.is_thread:
+            gone = {
+                "id": str(channel.id),
+                "guild_id": str(channel.guild_id),
+                "parent_id": str(channel.parent_id),
+                "type": channel.type,
+            }
+            await self.gateway.dispatch("THREAD_DELETE", gone)
+            return
         await self.gateway.dispatch("CHANNEL_DELETE", self.world.channel_payload(channel))
 
     async def drop_gateway(self, code: int = 4000) -> None:

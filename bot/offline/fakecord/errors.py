@@ -56,3 +56,15 @@ def missing_permissions() -> DiscordError:
 
 def too_large() -> DiscordError:
     return DiscordError(413, 40005, "Request entity too large")
+
+
+def archived_thread() -> DiscordError:
+    return DiscordError(400, 50083, "Thread is archived")
+
+
+def not_text() -> DiscordError:
+    return DiscordError(400, 50008, "Cannot send messages in a non-text channel")
+
+
+def missing_access() -> DiscordError:
+    return DiscordError(403, 50001, "Missing Access")

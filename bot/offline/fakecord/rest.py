@@ -16,8 +16,11 @@ from bot.offline.fakecord import interactions as ix
 from bot.offline.fakecord.config import FakeDiscordConfig
 from bot.offline.fakecord.errors import (
     DiscordError,
+    archived_thread,
     invalid_form,
+    missing_access,
     missing_permissions,
+    not_text,
     too_large,
     unknown,
     unknown_channel,
@@ -32,8 +35,12 @@ from bot.offline.fakecord.state import (
     COMPONENTS_V2,
     DM,
     EPHEMERAL,
+    GUILD_FORUM,
     LOADING,
+    MANAGE_THREADS,
+    PRIVATE_THREAD,
     SEND_MESSAGES,
+    SEND_MESSAGES_IN_THREADS,
     SUPPRESS_EMBEDS,
     SUPPRESS_NOTIFICATIONS,
     VIEW_CHANNEL,
@@ -605,9 +612,31 @@ class RestApi:
         channel = self._channel(request)
         return json_response(self.world.message_payload(self._message(channel, request)))
 
+    def _check_thread(self, channel: Channel) -> None:
+        """What a thread asks beyond its parent's permissions: a private one is seen by its
+        members only (or with Manage Threads); an archived one takes no posts, edits or
+        deletes until it is unarchived (Discord's 50083)."""
+        if not channel.is_thread:
+            return
+        bot = self.world.bot.id
+        perms = self.world.permissions(bot, channel)
+        if (
+            channel.type == PRIVATE_THREAD
+            and bot not in channel.thread_members
+            and not perms & MANAGE_THREADS
+        ):
+            raise missing_access()
+        if channel.archived:
+            raise archived_thread()
+
     def _check_can_send(self, channel: Channel, with_files: bool) -> None:
+        if channel.type == GUILD_FORUM:
+            raise not_text()  # a forum's posts are threads: post in one of them
+        self._check_thread(channel)
         perms = self.world.permissions(self.world.bot.id, channel)
-        if perms & (VIEW_CHANNEL | SEND_MESSAGES) != VIEW_CHANNEL | SEND_MESSAGES:
+        # In a thread, Send Messages in Threads stands in for Send Messages.
+        send = SEND_MESSAGES_IN_THREADS if channel.is_thread else SEND_MESSAGES
+        if perms & (VIEW_CHANNEL | send) != VIEW_CHANNEL | send:
             raise missing_permissions()
         if with_files and not perms & ATTACH_FILES:
             raise missing_permissions()
@@ -637,6 +666,12 @@ class RestApi:
         message = self.world.add_message(channel, bot, nonce=nonce, type=kind, **fields)
         if enforce:
             self.nonces.remember(channel.id, bot.id, str(nonce), message.id, self._now())
+        if channel.is_thread and bot.id not in channel.thread_members:
+            # Posting in a thread joins it, as on Discord.
+            channel.thread_members[bot.id] = self.world.now_iso()
+            member = self.world.thread_member_payload(channel, bot.id)
+            member["guild_id"] = str(channel.guild_id)
+            await self.gateway.dispatch("THREAD_MEMBER_UPDATE", member)
         await self._message_event("MESSAGE_CREATE", message)
         if self.stall_posts is not None and self.stall_posts(message):
             self.stalled.append(message)
@@ -649,6 +684,7 @@ class RestApi:
         channel = self._channel(request)
         self._limit(request, "edit", channel)
         message = self._message(channel, request)
+        self._check_thread(channel)
         body = await self._body(request, self.world.file_limit(channel))
         if message.author_id != self.world.bot.id:
             raise DiscordError(403, 50005, "Cannot edit a message authored by another user")
@@ -660,6 +696,7 @@ class RestApi:
         self._auth(request)
         channel = self._channel(request)
         message = self._message(channel, request)
+        self._check_thread(channel)
         if message.author_id != self.world.bot.id and channel.type != DM:
             raise missing_permissions()
         message.deleted = True

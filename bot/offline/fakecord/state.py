@@ -60,8 +60,18 @@ SUPPRESS_NOTIFICATIONS = 1 << 12
 COMPONENTS_V2 = 1 << 15
 SETTABLE_FLAGS = SUPPRESS_EMBEDS | EPHEMERAL | SUPPRESS_NOTIFICATIONS | COMPONENTS_V2
 
+MANAGE_THREADS = 1 << 34
+
+# Channel types (https://discord.com/developers/docs/resources/channel#channel-object-channel-types).
 GUILD_TEXT = 0
 DM = 1
+GUILD_VOICE = 2  # has a text chat beside the voice
+PUBLIC_THREAD = 11
+PRIVATE_THREAD = 12
+GUILD_STAGE_VOICE = 13  # has a text chat too
+GUILD_FORUM = 15  # holds no messages itself: its posts are threads
+THREAD_TYPES = frozenset({PUBLIC_THREAD, PRIVATE_THREAD})
+VOICE_TYPES = frozenset({GUILD_VOICE, GUILD_STAGE_VOICE})
 
 
 def iso(epoch: float) -> str:
@@ -131,6 +141,17 @@ class Channel:
     deny: dict[int, int] = field(default_factory=dict)  # member id -> denied bits
     deleted: bool = False
     last_message_id: int | None = None
+    # Threads (forum posts are threads whose parent is the forum).
+    parent_id: int | None = None
+    owner_id: int | None = None
+    archived: bool = False
+    locked: bool = False
+    archive_timestamp: str = ""
+    thread_members: dict[int, str] = field(default_factory=dict)  # user id -> joined at
+
+    @property
+    def is_thread(self) -> bool:
+        return self.type in THREAD_TYPES
 
 
 @dataclass(eq=False)
@@ -142,6 +163,7 @@ class Guild:
     admin_role_id: int
     bot_role_id: int
     channels: list[int] = field(default_factory=list)
+    threads: list[int] = field(default_factory=list)
     members: dict[int, Member] = field(default_factory=dict)
 
 
@@ -262,13 +284,43 @@ class World:
         guild.members[user.id] = member
         return member
 
-    def add_channel(self, guild: Guild, name: str, *, bot_can_send: bool = True) -> Channel:
-        channel = Channel(self.new_id(), GUILD_TEXT, name, guild.id, position=len(guild.channels))
+    def add_channel(
+        self, guild: Guild, name: str, *, bot_can_send: bool = True, kind: int = GUILD_TEXT
+    ) -> Channel:
+        if kind not in (GUILD_TEXT, GUILD_FORUM, *VOICE_TYPES):
+            raise ValueError(f"channel type {kind} is not a guild channel the fake models")
+        channel = Channel(self.new_id(), kind, name, guild.id, position=len(guild.channels))
         if not bot_can_send:
             channel.deny[self.bot.id] = SEND_MESSAGES
         guild.channels.append(channel.id)
         self.channels[channel.id] = channel
         self.channel_messages[channel.id] = []
+        return channel
+
+    def add_thread(
+        self, parent: Channel, name: str, owner: User, *, private: bool = False
+    ) -> Channel:
+        """A thread under a text channel, or (parent a forum) a forum post, whose starter
+        message shares the thread's id as on Discord."""
+        if parent.type not in (GUILD_TEXT, GUILD_FORUM) or parent.guild_id is None:
+            raise ValueError("threads live under a text or forum channel")
+        if private and parent.type == GUILD_FORUM:
+            raise ValueError("forum posts are public threads")
+        guild = self.guilds[parent.guild_id]
+        kind = PRIVATE_THREAD if private else PUBLIC_THREAD
+        thread = Channel(self.new_id(), kind, name, guild.id, parent_id=parent.id)
+        thread.owner_id = owner.id
+        thread.archive_timestamp = self.now_iso()
+        thread.thread_members[owner.id] = self.now_iso()
+        guild.threads.append(thread.id)
+        self.channels[thread.id] = thread
+        self.channel_messages[thread.id] = []
+        return thread
+
+    def parent_of(self, channel: Channel) -> Channel:
+        """The channel whose permissions apply: a thread's parent, else the channel."""
+        if channel.parent_id is not None and channel.is_thread:
+            return self.channels[channel.parent_id]
         return channel
 
     def dm_channel(self, user: User) -> Channel:
@@ -304,7 +356,8 @@ class World:
             perms |= BOT_PERMISSIONS
         if perms & ADMINISTRATOR:
             return ALL_PERMISSIONS
-        return perms & ~channel.deny.get(user_id, 0)
+        # A thread has no overwrites of its own: its parent's apply.
+        return perms & ~self.parent_of(channel).deny.get(user_id, 0)
 
     # -- messages and attachments -------------------------------------------------------------
 
@@ -327,8 +380,12 @@ class World:
         self.attachments[attachment.id] = attachment
         return attachment
 
-    def add_message(self, channel: Channel, author: User, **fields: Any) -> Message:
-        message = Message(self.new_id(), channel.id, author.id, timestamp=self.now_iso(), **fields)
+    def add_message(
+        self, channel: Channel, author: User, *, ident: int | None = None, **fields: Any
+    ) -> Message:
+        """A new message; `ident` for a forum post's starter (it shares the thread's id)."""
+        message_id = self.new_id() if ident is None else ident
+        message = Message(message_id, channel.id, author.id, timestamp=self.now_iso(), **fields)
         self.messages[message.id] = message
         self.channel_messages.setdefault(channel.id, []).append(message.id)
         if not message.ephemeral:
@@ -438,6 +495,8 @@ class World:
         if channel.type == DM:
             recipient = self.users[channel.recipient_id or 0]
             body["recipients"] = [recipient.payload()]
+        elif channel.is_thread:
+            body.update(self._thread_fields(channel))
         else:
             body.update(
                 guild_id=str(channel.guild_id),
@@ -452,9 +511,53 @@ class World:
                     for uid, bits in channel.deny.items()
                 ],
             )
+            if channel.type in VOICE_TYPES:
+                body.update(bitrate=64000, user_limit=0, rtc_region=None, video_quality_mode=1)
+            if channel.type == GUILD_FORUM:
+                body.update(
+                    available_tags=[],
+                    default_reaction_emoji=None,
+                    default_thread_rate_limit_per_user=0,
+                    default_sort_order=None,
+                    default_forum_layout=0,
+                )
         if for_user is not None:
             body["permissions"] = str(self.permissions(for_user, channel))
         return body
+
+    def _thread_fields(self, thread: Channel) -> dict[str, Any]:
+        messages = len(self.visible_messages(thread))
+        body: dict[str, Any] = {
+            "guild_id": str(thread.guild_id),
+            "parent_id": str(thread.parent_id),
+            "owner_id": str(thread.owner_id),
+            "name": thread.name,
+            "rate_limit_per_user": 0,
+            "message_count": messages,
+            "member_count": min(len(thread.thread_members), 50),
+            "total_message_sent": messages,
+            "applied_tags": [],
+            "thread_metadata": {
+                "archived": thread.archived,
+                "auto_archive_duration": 1440,
+                "archive_timestamp": thread.archive_timestamp,
+                "locked": thread.locked,
+                "invitable": False,
+                "create_timestamp": thread.archive_timestamp,
+            },
+        }
+        joined = thread.thread_members.get(self.bot.id)
+        if joined is not None:
+            body["member"] = self.thread_member_payload(thread, self.bot.id)
+        return body
+
+    def thread_member_payload(self, thread: Channel, user_id: int) -> dict[str, Any]:
+        return {
+            "id": str(thread.id),
+            "user_id": str(user_id),
+            "join_timestamp": thread.thread_members[user_id],
+            "flags": 0,
+        }
 
     def guild_payload(self, guild: Guild, *, all_members: bool) -> dict[str, Any]:
         """The GUILD_CREATE shape; without the members intent only the bot is listed."""
@@ -472,7 +575,12 @@ class World:
             large=False,
             unavailable=False,
             joined_at=guild.members[self.bot.id].joined_at,
-            threads=[],
+            # Active threads only, as Discord sends them.
+            threads=[
+                self.channel_payload(self.channels[t])
+                for t in guild.threads
+                if not self.channels[t].deleted and not self.channels[t].archived
+            ],
             voice_states=[],
             presences=[],
             stage_instances=[],
