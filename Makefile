@@ -8,10 +8,14 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed (found " + sys.version.split()[0] + ")")'
+	@echo "==> [1/3] creating the virtual environment in $(VENV)/ (first use only)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	@echo "==> [2/3] installing the pinned packages from requirements.lock (a minute or two; pip shows each package)"
+	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar on --require-hashes -r requirements.lock
+	@echo "==> [3/3] installing the bot itself (editable)"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
+	@echo "==> the environment is ready; later runs skip these steps"
 
 test: lint types pytest
 

@@ -21,6 +21,7 @@ from bot.config import Settings
 from bot.jobs import CallbackReceiver, Tracker, TrackerConfig
 from bot.jobs.idempotency import settle_idempotency
 from bot.jobs.photosweep import PhotoSweep
+from bot.preflight import Ready
 from bot.registration import register
 from bot.rules.intake import PhotoIntake
 from bot.rules.photos import PhotoRules
@@ -68,6 +69,7 @@ class AstriaBot(commands.Bot):
         astria: AstriaClient | None = None,
         extensions: Sequence[str] = EXTENSIONS,
         commands_only: bool = False,
+        ready: Ready | None = None,
         **options: object,
     ) -> None:
         intents = discord.Intents.none()
@@ -86,6 +88,10 @@ class AstriaBot(commands.Bot):
         self._extensions = tuple(extensions)
         self._commands_only = commands_only  # `astria-bot sync`: the tree, no services
         self._session: aiohttp.ClientSession | None = None
+        self._preflight = ready  # `run`'s checks opened the store and settled idempotency
+        if ready is not None:
+            self.store = ready.store  # closed by close(), even if setup_hook never runs
+            self._session = ready.session
         self._tracker_task: asyncio.Task[None] | None = None
         self._sweep_task: asyncio.Task[None] | None = None
         self._callbacks: CallbackReceiver | None = None
@@ -107,9 +113,17 @@ class AstriaBot(commands.Bot):
                 await self.load_extension(extension)
             return
         settings = self.settings
-        self.store = await Store.open(settings.database_path, settings=settings, clock=self._clock)
+        ready = self._preflight
+        if ready is None:
+            self.store = await Store.open(
+                settings.database_path, settings=settings, clock=self._clock
+            )
         if self._given_astria is not None:
             self.astria = self._given_astria  # its giver chose its idempotency
+        elif ready is not None:
+            self.astria = AstriaClient.from_settings(
+                settings, ready.session, idempotency=ready.idempotency
+            )
         else:
             self._session = aiohttp.ClientSession()
             idempotency = await self._settle_idempotency(self._session)

@@ -13,7 +13,7 @@ import aiohttp
 
 from bot.astria import AstriaAuthError, AstriaClient, AstriaError, RetryPolicy
 from bot.astria.probe import probe_client, probe_idempotency
-from bot.config import ASTRIA_KEY_HELP, Settings, fresh_signing_key
+from bot.config import ASTRIA_KEY_HELP, Settings, env_file_used, fresh_signing_key
 from bot.jobs.idempotency import contradiction, effective_idempotency
 from bot.store import IdempotencyProbe, Store
 
@@ -22,18 +22,41 @@ def _usd(mc: int) -> str:
     return f"${mc / 100_000:,.2f}"
 
 
+DATABASE_FIX = (
+    "set DATABASE_PATH to a file in a writable folder, like DATABASE_PATH=data/bot.sqlite3"
+)
+
+
 def database_problem(path: Path) -> str | None:
-    """Why the bot could not write its database at `path`, or None if it can."""
-    folder = path.parent if str(path.parent) else Path(".")
+    """Why the bot could not keep its database at `path`, or None if it can. Creates
+    nothing: a folder still to be made is judged by its nearest existing parent (a test
+    file is written there and removed at once, which also catches read-only mounts and
+    places such as /proc that even root cannot write)."""
+    if path.is_dir():
+        return f"{path} is a folder, not a database file"
+    if path.exists():
+        if not os.access(path, os.R_OK | os.W_OK):
+            return f"{path} exists but is read-only"
+        return None
+    folder = path.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"cannot create {path.parent}: {folder} is a file, not a folder"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
             pass
     except OSError as exc:
-        return f"cannot write in {folder}: {exc.strerror or exc}"
-    if path.exists() and not os.access(path, os.W_OK):
-        return f"{path} exists but is read-only"
+        return f"cannot create files in {folder} ({exc.strerror or exc})"
     return None
+
+
+def settings_source() -> str:
+    """Which `.env` the settings came from: the current folder's, or none."""
+    env_file = env_file_used()
+    if env_file is None:
+        return f"Settings: no .env found in {Path.cwd()}; using the environment and defaults"
+    return f"Settings: read {env_file} and the environment"
 
 
 def idempotency_meaning(on: bool, lookup_wait: float) -> str:
@@ -70,9 +93,11 @@ async def _probe(settings: Settings, client: AstriaClient, out: TextIO) -> bool:
     return True
 
 
-async def run_check(settings: Settings, out: TextIO = sys.stdout) -> int:
+async def run_check(settings: Settings, out: TextIO | None = None) -> int:
     """Print what works and what is missing; 0 when the bot could start its Astria side."""
+    out = out or sys.stdout  # read at the call: tests and callers may have replaced it
     ok = True
+    print(settings_source(), file=out)
     if settings.astria_api_key is None:
         print(f"Astria: ASTRIA_API_KEY is not set ({ASTRIA_KEY_HELP}).", file=out)
         ok = False
@@ -122,10 +147,15 @@ async def run_check(settings: Settings, out: TextIO = sys.stdout) -> int:
 
     problem = database_problem(settings.database_path)
     if problem:
-        print(f"Database: {problem} (set DATABASE_PATH to a writable file)", file=out)
+        print(f"Database: {problem}; {DATABASE_FIX}", file=out)
         ok = False
-    else:
+    elif settings.database_path.exists():
         print(f"Database: {settings.database_path} is writable", file=out)
+    else:
+        print(
+            f"Database: {settings.database_path} is writable (not there yet: `run` creates it)",
+            file=out,
+        )
 
     todo = []
     if settings.discord_token is None:

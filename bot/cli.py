@@ -16,8 +16,12 @@ def _parser() -> argparse.ArgumentParser:
         prog="astria-bot",
         description="A Discord bot that trains Astria fine-tunes on members' photos.",
     )
+    debug_help = "on a failed start, show the traceback under the one-line reason"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("run", help="run the bot (reads .env)")
+    run = sub.add_parser("run", help="run the bot (reads .env)")
+    # Also after `run`; SUPPRESS keeps `astria-bot --debug run` from being reset to False.
+    run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     sub.add_parser("check", help="check the settings, the Astria key and the database path")
     demo = sub.add_parser("demo", help="the offline demo: a local Astria, one tune, one prompt")
     demo.add_argument("--output", default="demo-output", help="where images and the log go")
@@ -81,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from bot.runner import run_bot
 
-    return asyncio.run(run_bot(settings))
+    return asyncio.run(run_bot(settings, debug=args.debug))
 
 
 def _invite(settings: Settings, application_id: int | None) -> int:
@@ -90,11 +94,16 @@ def _invite(settings: Settings, application_id: int | None) -> int:
     if application_id is None and settings.discord_token is not None:
         application_id = application_id_from_token(settings.discord_token.get_secret_value())
     if application_id is None:
-        print(
-            "Give --application-id (Discord developer portal > your app > General Information), "
-            "or set DISCORD_TOKEN.",
-            file=sys.stderr,
-        )
+        where = "Discord developer portal > your app > General Information"
+        if settings.discord_token is None:
+            print(f"Give --application-id ({where}), or set DISCORD_TOKEN.", file=sys.stderr)
+        else:
+            print(
+                "DISCORD_TOKEN does not start with an application id, so it is not a bot "
+                "token: copy it again (Bot > Reset Token), or give --application-id "
+                f"({where}).",
+                file=sys.stderr,
+            )
         return 2
     print(invite_url(application_id))
     return 0

@@ -430,19 +430,86 @@ _HOW_TO_SET: dict[str, str] = {
 }
 
 
+# Examples for the settings whose default is no value (the others show their default).
+_EXAMPLES: dict[str, str] = {
+    "discord_token": "...",
+    "astria_api_key": "sd_...",
+    "dev_guild_id": "123456789012345678",
+    "discord_api_base": "http://127.0.0.1:8766/api/v10",
+    "discord_gateway_url": "ws://127.0.0.1:8766/gateway",
+    "public_callback_url": "https://bot.example.org/astria",
+    "tune_price_mc": '{"flux1": 150000}',
+    "image_price_mc": '{"flux1": 3000}',
+}
+# Pydantic's words for a wrong type, in the operator's terms.
+_KINDS: dict[str, str] = {
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "int_parsing": "must be a whole number",
+    "int_type": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "dict_type": "must be JSON",
+    "path_type": "must be a file path",
+    "string_type": "must be text",
+}
+_HAS_EXAMPLE = ("like ", "for example", "such as")
+
+
+def setting_example(name: str) -> str | None:
+    """A valid value of the setting `name` (its field name), as it is written in `.env`."""
+    if name in _EXAMPLES:
+        return _EXAMPLES[name]
+    field = Settings.model_fields.get(name)
+    if field is None:
+        return None
+    value = field.get_default(call_default_factory=True)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        return json.dumps(value)
+    if isinstance(value, SecretStr):
+        return None
+    return str(value)
+
+
 def _describe(error: dict[str, Any]) -> str:
     loc = [str(p) for p in error.get("loc", ())]
     msg = str(error.get("msg", "is not valid"))
     for prefix in ("Value error, ", "Assertion failed, "):
         msg = msg.removeprefix(prefix)
-    if error.get("type") == "literal_error":
+    kind = str(error.get("type", ""))
+    if kind == "literal_error":
         expected = (error.get("ctx") or {}).get("expected", "")
         msg = f"must be one of {expected}"
+    elif kind in _KINDS:
+        msg = _KINDS[kind]
+    msg = msg.replace("Input should be", "must be")
     if not loc:
         return msg  # a rule across settings: its message names them
+    name = loc[0]
+    example = setting_example(name)
+    if example is not None and not any(words in msg for words in _HAS_EXAMPLE):
+        joiner = " " if msg.endswith("JSON") else "; " if ";" in msg else ", "
+        msg = f"{msg}{joiner}like {name.upper()}={example}"
     if len(loc) > 1:
         msg = f"{'.'.join(loc[1:])}: {msg}"
-    return f"{loc[0].upper()}: {msg}"
+    return f"{name.upper()}: {msg}"
+
+
+def env_file_used() -> Path | None:
+    """The `.env` the settings read (the current folder's), as an absolute path; None when
+    there is none, so only the environment and the defaults apply."""
+    env_file = Settings.model_config.get("env_file")
+    if not isinstance(env_file, str | Path):
+        return None
+    path = Path(env_file)
+    return path.resolve() if path.is_file() else None
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -458,7 +525,7 @@ def load_settings(**overrides: Any) -> Settings:
     except SettingsError as exc:
         # pydantic-settings raises this when a JSON-valued variable does not parse.
         field = str(exc).split('"')[1] if '"' in str(exc) else "a setting"
-        example = json.dumps(DEFAULT_TUNE_PRICE_MC)
+        example = setting_example(field) or _EXAMPLES["tune_price_mc"]
         raise ConfigError(
-            f"{field.upper()}: could not be read; dictionary settings are JSON, like {example}"
+            f"{field.upper()}: could not be read; it must be JSON, like {field.upper()}={example}"
         ) from None

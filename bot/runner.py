@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
+import traceback
 from typing import TextIO
 
 import discord
@@ -16,6 +17,7 @@ import yarl
 from bot.app import AstriaBot
 from bot.config import Settings
 from bot.jobs.idempotency import IdempotencyContradiction
+from bot.preflight import StartProblem, preflight
 from bot.registration import clear, register
 from bot.store import Store
 
@@ -70,10 +72,17 @@ async def sync_commands(
     return 0
 
 
-async def run_bot(settings: Settings) -> int:
+async def run_bot(settings: Settings, *, debug: bool = False) -> int:
+    """Check everything that can be checked before Discord (bot/preflight.py), then run
+    until SIGTERM or Ctrl-C. A failure is one line on stderr and exit code 2; `debug`
+    prints the traceback above it."""
     assert settings.discord_token is not None
+    try:
+        ready = await preflight(settings)
+    except (StartProblem, IdempotencyContradiction) as exc:
+        return _refuse(str(exc), exc, debug)
     apply_discord_overrides(settings)
-    bot = AstriaBot(settings)
+    bot = AstriaBot(settings, ready=ready)
     loop = asyncio.get_running_loop()
     closing: list[asyncio.Future[None]] = []
 
@@ -87,13 +96,25 @@ async def run_bot(settings: Settings) -> int:
     try:
         async with bot:
             await bot.start(settings.discord_token.get_secret_value())
-    except discord.LoginFailure:
-        print("Discord refused the token: check DISCORD_TOKEN (Bot > Reset Token).")
-        return 2
+    except discord.LoginFailure as exc:
+        return _refuse("DISCORD_TOKEN: Discord refused the token (Bot > Reset Token)", exc, debug)
     except IdempotencyContradiction as exc:
-        print(exc, file=sys.stderr)
-        return 2
+        return _refuse(str(exc), exc, debug)
+    except Exception as exc:
+        if bot.is_ready():  # a crash after the start: the log keeps the whole story
+            log.exception("the bot stopped")
+            return 1
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        line = f"astria-bot run could not start: {reason}"
+        return _refuse(line if debug else f"{line} (--debug shows the traceback)", exc, debug)
     finally:
         if closing:  # the signal's close finishes (store, HTTP) before the loop ends
             await closing[0]
     return 0
+
+
+def _refuse(line: str, exc: BaseException, debug: bool) -> int:
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    print(line, file=sys.stderr)
+    return 2

@@ -43,7 +43,8 @@ async def test_check_reports_balance_idempotency_and_what_is_missing(
     assert "ASTRIA_IDEMPOTENCY=auto): off" in text and "looks the tune or prompt up" in text
     assert emulator.our_tunes() == []  # the probe's tunes are gone
     assert "training preset: flux-lora-portrait" in text
-    assert "is writable" in text and (tmp_path / "db").is_dir()
+    assert "is writable (not there yet" in text
+    assert not (tmp_path / "db").exists()  # check creates nothing
     assert "DISCORD_TOKEN" in text and "PUBLIC_CALLBACK_URL" in text
     assert KEY not in text
     assert emulator.counters["GET /users"] == 1
@@ -112,10 +113,40 @@ async def test_check_without_a_key_says_how_to_set_it():
 
 def test_database_problem_names_an_unwritable_folder(tmp_path: Path):
     assert database_problem(tmp_path / "x.sqlite3") is None
+    assert database_problem(tmp_path / "new" / "deeper" / "x.sqlite3") is None
     blocker = tmp_path / "file"
     blocker.write_text("")
     problem = database_problem(blocker / "sub" / "x.sqlite3")
-    assert problem is not None and "cannot write" in problem
+    assert problem is not None and "is a file, not a folder" in problem
+    # Even root cannot create files in /proc: the nearest existing parent is tried.
+    problem = database_problem(Path("/proc/x/db"))
+    assert problem is not None and "cannot create files in /proc" in problem
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing was created
+
+
+async def test_check_refuses_a_folder_as_the_database(tmp_path: Path):
+    code, text = await check_output(database_path=tmp_path)
+    assert code == 1
+    assert f"Database: {tmp_path} is a folder, not a database file" in text
+
+
+def test_check_creates_nothing_and_says_no_env_file_was_found(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    assert main(["check"]) == 1  # no key
+    out = capsys.readouterr().out
+    assert f"Settings: no .env found in {tmp_path}; using the environment and defaults" in out
+    assert "Database: data/bot.sqlite3 is writable (not there yet" in out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_names_the_env_file_it_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    (tmp_path / ".env").write_text("DATABASE_PATH=elsewhere/bot.sqlite3\n")
+    main(["check"])
+    out = capsys.readouterr().out
+    assert f"Settings: read {tmp_path / '.env'} and the environment" in out
+    assert "Database: elsewhere/bot.sqlite3 is writable" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".env"]
 
 
 def test_cli_turns_bad_settings_into_one_message(
@@ -186,7 +217,19 @@ def test_invite_link_has_the_scopes_and_only_the_needed_permissions(
     assert token not in url
     monkeypatch.delenv("DISCORD_TOKEN")
     assert main(["invite"]) == 2
+    assert "or set DISCORD_TOKEN" in capsys.readouterr().err
     assert main(["invite", "--application-id", "42"]) == 0
+
+
+def test_invite_with_a_malformed_token_says_the_token_is_wrong(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    monkeypatch.setenv("DISCORD_TOKEN", "not-a-bot-token")
+    assert main(["invite"]) == 2
+    err = capsys.readouterr().err
+    assert "DISCORD_TOKEN does not start with an application id" in err
+    assert "Reset Token" in err and "--application-id" in err
+    assert "set DISCORD_TOKEN" not in err and "not-a-bot-token" not in err
 
 
 async def test_check_without_a_signing_key_prints_a_fresh_strong_one():

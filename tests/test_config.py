@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, Settings, load_settings, signing_key_bits
+from bot.config import (
+    ConfigError,
+    Settings,
+    env_file_used,
+    fresh_signing_key,
+    load_settings,
+    setting_example,
+    signing_key_bits,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -226,3 +234,55 @@ def test_env_example_documents_every_setting_and_loads_as_is(tmp_path: Path):
     (tmp_path / ".env").write_text(text)
     s = load_settings()
     assert s.discord_token is None and s.dev_guild_id is None and s.tune_price() == 0
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        (
+            "ASTRIA_IDEMPOTENCY",
+            "maybe",
+            "must be auto, true or false, like ASTRIA_IDEMPOTENCY=auto",
+        ),
+        ("TUNE_PRICE_MC", "150000", 'must be JSON like TUNE_PRICE_MC={"flux1": 150000}'),
+        ("IMAGE_PRICE_MC", '{"flux1": "x"}', "flux1: must be a whole number, like IMAGE_PRICE_MC="),
+        ("MAX_JOBS_IN_FLIGHT", "many", "must be a whole number, like MAX_JOBS_IN_FLIGHT=50"),
+        (
+            "MAX_JOBS_IN_FLIGHT",
+            "0",
+            "must be greater than or equal to 1, like MAX_JOBS_IN_FLIGHT=50",
+        ),
+        ("POLL_MAX_SECONDS", "soon", "must be a number, like POLL_MAX_SECONDS=600"),
+        ("POST_IMAGE_LINKS", "perhaps", "must be true or false, like POST_IMAGE_LINKS=false"),
+        ("ASTRIA_BRANCH", "gold", "or 'sdxl1', like ASTRIA_BRANCH=fast"),
+        ("DEV_GUILD_ID", "abc", "must be a whole number, like DEV_GUILD_ID=123456789012345678"),
+        ("ASTRIA_BASE_URL", "http://10.0.0.1", "like ASTRIA_BASE_URL=https://api.astria.ai"),
+        ("DISCORD_API_BASE", "https://x.example", "like DISCORD_API_BASE=http://127.0.0.1:"),
+    ],
+)
+def test_every_kind_of_bad_value_comes_with_a_valid_example(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, words: str
+):
+    monkeypatch.setenv(variable, value)
+    text = problem()
+    assert f"{variable}: " in text and words in text, text
+    assert "Input should" not in text
+
+
+def test_every_example_a_setting_error_offers_is_itself_valid(monkeypatch: pytest.MonkeyPatch):
+    offered = {name: setting_example(name) for name in Settings.model_fields}
+    # Every setting has one, but the signing key: its own error prints a fresh random key.
+    assert [name for name, value in offered.items() if value is None] == ["callback_signing_key"]
+    for name, value in offered.items():
+        if value is not None:
+            monkeypatch.setenv(name.upper(), value)
+    monkeypatch.setenv("CALLBACK_SIGNING_KEY", fresh_signing_key())
+    settings = load_settings()
+    assert settings.dev_guild_id == 123456789012345678
+    assert settings.tune_price_mc["flux1"] == 150_000
+
+
+def test_the_env_file_read_is_named_only_when_there_is_one(tmp_path: Path):
+    assert env_file_used() is None
+    (tmp_path / ".env").write_text("ASTRIA_BRANCH=fast\n")
+    assert env_file_used() == (tmp_path / ".env").resolve()
