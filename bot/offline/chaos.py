@@ -93,6 +93,7 @@ BOT_SETTINGS: dict[str, str] = {
 
 PROGRESS = ("⏳", "⚙️")  # how bot/ui/text.progress_line starts an unfinished status
 LOST_ANSWERS = frozenset({"http_504_after", "drop_after"})
+INTAKE_DELAY = 0.3  # with an intake kill: seconds per attachment download
 STORE_FAULT_RATE = 0.1  # with --store-faults: the share of the bot's writes that fail
 STORE_FAULT_LOGGED = "a write fails on purpose"  # bot/store/db.py logs each one
 IN_FLIGHT = frozenset({"submitting", "training", "generating", "stuck"})
@@ -115,6 +116,9 @@ class ChaosPlan:
     drain_timeout: float = 240.0  # after the last command, for every job to end
     balance_mc: int = 50_000_000
     store_faults: bool = False  # the bot's database fails a write now and then
+    # An extra kill while a member's form photos are being read (slow attachments): no
+    # photo may be left on disk at the end.
+    intake_kill: bool = False
 
     @classmethod
     def short(cls, seed: int = 7) -> ChaosPlan:
@@ -182,6 +186,7 @@ class ChaosReport:
     lost: list[LostJob] = field(default_factory=list)
     duplicates_at_astria: int = 0
     orphans_at_astria: int = 0  # Astria objects no job owns
+    orphan_photos: int = 0  # photo files left on disk when every job has ended
     double_posts: int = 0  # a job's images posted more than once
     repeated_notices: int = 0  # a ready or failed line posted more than once
     stale_statuses: int = 0  # status messages still showing progress when all has ended
@@ -224,6 +229,8 @@ class ChaosReport:
             found.append(f"{len(self.lost)} accepted jobs lost")
         if self.duplicates_at_astria:
             found.append(f"{self.duplicates_at_astria} duplicate objects at Astria")
+        if self.orphan_photos:
+            found.append(f"{self.orphan_photos} photo files left on disk")
         if self.orphans_at_astria:
             found.append(f"{self.orphans_at_astria} Astria objects that no job owns")
         if self.double_posts:
@@ -241,7 +248,7 @@ class ChaosReport:
             found.append("jobs were still unfinished when the drain timed out")
         if self.exit_code not in (0, None):
             found.append(f"the bot exited with {self.exit_code} on SIGTERM")
-        if len(self.kills) < self.plan.kills:
+        if len(self.kills) < self.plan.kills + int(self.plan.intake_kill):
             found.append(f"only {len(self.kills)} of {self.plan.kills} kills happened")
         if self.kills and not self.killed_mid_flight:
             found.append("no kill came while jobs were in flight")
@@ -269,7 +276,8 @@ class ChaosReport:
             f"  failed with release      {self.failed_released}",
             f"  lost                     {len(self.lost)}",
             f"  duplicates at Astria     {self.duplicates_at_astria} "
-            f"(objects no job owns: {self.orphans_at_astria})",
+            f"(objects no job owns: {self.orphans_at_astria}; photo files left: "
+            f"{self.orphan_photos})",
             f"  double posts             {self.double_posts} "
             f"(repeated notices: {self.repeated_notices}; status messages left showing "
             f"progress: {self.stale_statuses})",
@@ -325,9 +333,18 @@ class ChaosRun:
             # Wider windows than Discord's 5 per 5 s (hundreds of posts in one channel would
             # otherwise take minutes), not announced in headers: the bot meets real 429s.
             fake=FakeDiscordConfig(
-                send_limit=10, send_per=1.0, edit_limit=10, edit_per=1.0, advertise_ratelimits=False
+                send_limit=10,
+                send_per=1.0,
+                edit_limit=10,
+                edit_per=1.0,
+                advertise_ratelimits=False,
+                attachment_delay=INTAKE_DELAY if plan.intake_kill else 0.0,
             ),
-            bot_settings={**BOT_SETTINGS, **self._store_fault_settings()},
+            bot_settings={
+                **BOT_SETTINGS,
+                **self._store_fault_settings(),
+                **({"PHOTO_SWEEP_GRACE_SECONDS": "1"} if plan.intake_kill else {}),
+            },
         )
         self.stage = Stage(options)
         self._up = asyncio.Event()
@@ -335,6 +352,8 @@ class ChaosRun:
         self._issued_more = asyncio.Event()
         self._started = 0.0
         self._photos = [(f"IMG_{i}.jpg", demo_photo(i, size=600)) for i in range(1, 5)]
+        self._training = 0  # forms being submitted now
+        self._form_sent = asyncio.Event()
 
     def _store_fault_settings(self) -> dict[str, str]:
         if not self.plan.store_faults:
@@ -446,11 +465,16 @@ class ChaosRun:
             train = functools.partial(
                 self.stage.train, member, name, self._photos, timeout=self.plan.answer_timeout
             )
-            outcome = await self._issue(
-                train,
-                ("Training", "already have a tune named"),
-                count=False,
-            )
+            self._training += 1
+            self._form_sent.set()
+            try:
+                outcome = await self._issue(
+                    train,
+                    ("Training", "already have a tune named"),
+                    count=False,
+                )
+            finally:
+                self._training -= 1
             if outcome == "accepted":
                 self._count_issued()
                 return True
@@ -512,8 +536,26 @@ class ChaosRun:
 
     # ------------------------------------------------------------------ the monkey
 
+    async def _kill_during_intake(self) -> None:
+        """Kill the bot while a form's photos are being read, down long enough for the
+        start-up sweep's grace to pass over what the cut intake wrote."""
+        await self._form_sent.wait()
+        await asyncio.sleep(INTAKE_DELAY * 1.5)  # a photo or two in
+        self._up.clear()
+        await self.stage.kill_bot()
+        at = self.elapsed()
+        states = await self._unfinished_states()
+        kill = Kill(0, at, states, 2.0, None)
+        self.report.kills.append(kill)
+        self.say(f"  {at:5.1f} s  kill -9 during intake ({self._training} forms in flight)")
+        await asyncio.sleep(kill.down)
+        await self.stage.start_bot(timeout=60.0)
+        self._up.set()
+
     async def _monkey(self) -> None:
         rng = random.Random(f"chaos:{self.plan.seed}:monkey")
+        if self.plan.intake_kill:
+            await self._kill_during_intake()
         for number, point in enumerate(self.plan.kill_points(), start=1):
             while self.report.issued < point and not self._members_done.is_set():
                 self._issued_more.clear()
@@ -666,6 +708,8 @@ class ChaosRun:
 
         self._astria_duplicates(tunes, prompts)
         report.settled_mc = sum(e.cost_mc or 0 for e in entries if e.kind == LedgerKind.SETTLE)
+        photos = self.stage.folder / "photos"
+        report.orphan_photos = sum(1 for p in photos.rglob("*") if p.is_file())
         report.absorbed_mc = sum(
             e.amount_mc
             for e in entries
@@ -783,6 +827,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="the bot's database also fails a write now and then (tests only)",
     )
+    parser.add_argument(
+        "--intake-kill",
+        action="store_true",
+        help="one more kill while a form's photos are being read (none may be left)",
+    )
     parser.add_argument("--output", type=Path, help="the stage's folder (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder on success")
     args = parser.parse_args(argv)
@@ -792,6 +841,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         idempotency=not args.no_idempotency,
         reading=args.reading,
         store_faults=args.store_faults,
+        intake_kill=args.intake_kill,
         members=plan.members if args.members is None else args.members,
         jobs=plan.jobs if args.jobs is None else args.jobs,
         kills=plan.kills if args.kills is None else args.kills,

@@ -33,9 +33,12 @@ async def test_short_chaos_run_with_store_faults_loses_nothing_and_doubles_nothi
     tmp_path: Path,
 ) -> None:
     """The bot's own database also fails some of its writes (an I/O error at commit):
-    retried, or left where the tracker takes the job up again (issue 13)."""
-    report = await _passes(dataclasses.replace(ChaosPlan.short(SEED), store_faults=True), tmp_path)
+    retried, or left where the tracker takes the job up again (issue 13); and the bot is
+    killed once more while a member's form photos are being read: no photo is left."""
+    plan = dataclasses.replace(ChaosPlan.short(SEED), store_faults=True, intake_kill=True)
+    report = await _passes(plan, tmp_path)
     assert report.store_faults > 0
+    assert report.kills[0].number == 0  # the intake kill came first
 
 
 async def _passes(plan: ChaosPlan, tmp_path: Path) -> ChaosReport:
@@ -53,6 +56,8 @@ async def _passes(plan: ChaosPlan, tmp_path: Path) -> ChaosReport:
     assert report.ledger_difference_mc == 0, figures
     assert report.settled_mc > 0, figures  # a paid branch: 0 == 0 would prove nothing
     assert report.failed_charged == 0, figures
-    assert len(report.kills) == 1 and report.killed_mid_flight, figures
+    assert len(report.kills) == plan.kills + plan.intake_kill, figures
+    assert report.killed_mid_flight, figures
+    assert report.orphan_photos == 0, figures
     assert report.problems() == [], figures
     return report
