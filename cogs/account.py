@@ -3,22 +3,31 @@ the Astria account."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.jobs.delivery import EventKind, event_key
 from bot.rules.credits import Allowance, can_still_spend, format_mc
 from bot.rules.prompts import display_text
-from bot.store import UNFINISHED_PROMPTS, UNFINISHED_TUNES, PromptState
+from bot.store import (
+    UNFINISHED_PROMPTS,
+    UNFINISHED_TUNES,
+    JobRef,
+    PromptRecord,
+    PromptState,
+    Store,
+    TuneRecord,
+)
 from bot.ui.door import entry
 from bot.ui.text import timestamp
 
 if TYPE_CHECKING:
     from bot.app import AstriaBot
     from bot.jobs import Tracker
-    from bot.store import JobRef
 
 
 def _line(label: str, allowance: Allowance) -> str:
@@ -53,7 +62,7 @@ class Account(commands.Cog):
             _line("You this month", snapshot.user_month),
             _line("This server this month", snapshot.guild_month),
             f"**You can still spend:** {can_still_spend(snapshot, paid=paid)}",
-            f"**In progress:** {len(training)} training, {len(in_flight)} generating",
+            f"**In progress:** {await _in_progress(store, training, in_flight)}",
         ]
         if interaction.permissions.manage_guild:
             known = await store.account.last_known()
@@ -98,11 +107,15 @@ class Account(commands.Cog):
             lines.append(
                 f"🧠 tune **{name}**: {_state(tune.state, tune.job, tracker)} `{tune.job}`"
             )
-        for prompt in await store.prompts.list_for(
-            interaction.user.id, guild_id=guild_id, limit=10
-        ):
+        recent = await store.prompts.list_for(interaction.user.id, guild_id=guild_id, limit=10)
+        posting = await _posting(store, recent)
+        for prompt in recent:
             what = display_text(prompt.user_text, 60)
-            state = _state(prompt.state, prompt.job, tracker)
+            state = (
+                "done, being posted"
+                if prompt.job in posting
+                else _state(prompt.state, prompt.job, tracker)
+            )
             line = f"🖼️ {what} ({prompt.num_images}): {state} `{prompt.job}`"
             if prompt.state == PromptState.UNDELIVERABLE:
                 # Discord refused the post: the result is here instead.
@@ -141,6 +154,28 @@ class Account(commands.Cog):
             ]
         )
         await interaction.followup.send(text, ephemeral=True)
+
+
+async def _posting(store: Store, prompts: Sequence[PromptRecord]) -> set[JobRef]:
+    """Prompts Astria has finished whose images are being posted (their end is recorded):
+    the channel may show them already, so they are no longer "generating"."""
+    unfinished = [p for p in prompts if p.state in UNFINISHED_PROMPTS]
+    keys = {event_key(str(p.job), EventKind.DONE): p.job for p in unfinished}
+    found = await store.events.existing(list(keys))
+    return {keys[k] for k in found}
+
+
+async def _in_progress(
+    store: Store, training: Sequence[TuneRecord], prompts: Sequence[PromptRecord]
+) -> str:
+    """The member's jobs by where they are, in the words the channel uses."""
+    posting = await _posting(store, prompts)
+    waiting = sum(1 for p in prompts if p.state in (PromptState.QUEUED, PromptState.SUBMITTING))
+    generating = len(prompts) - waiting - len(posting)
+    parts = [f"{len(training)} training", f"{waiting} waiting", f"{generating} generating"]
+    if posting:
+        parts.append(f"{len(posting)} being posted")
+    return ", ".join(parts)
 
 
 def _state(state: str, job: JobRef, tracker: Tracker) -> str:

@@ -73,8 +73,23 @@ async def test_balance_shows_the_ledger_figures(scene: Scene):
     assert snapshot.user_month.used_mc == spent  # the tune and the three images
     text = reply(await scene.alice.slash(scene.channel, "balance"))
     assert f"**You this month:** {format_mc(spent)} of" in text
-    assert "0 training, 0 generating" in text
+    assert "0 training, 0 waiting, 0 generating" in text
     assert "Astria balance" not in text  # members do not see the account
+
+
+async def test_balance_and_jobs_say_being_posted_once_astria_is_done(scene: Scene):
+    tune = await scene.ready_tune(scene.alice)
+    await scene.alice.slash(scene.channel, "imagine", prompt="a", tune=str(tune.id))
+    text = reply(await scene.alice.slash(scene.channel, "balance"))
+    assert "1 waiting, 0 generating" in text, text
+    # Astria finishes; the end is recorded but not posted yet (a busy channel).
+    for _ in range(10):
+        await scene.emulator.advance(5)
+        await scene.bot.tracker.poll_once(report=False)
+    text = reply(await scene.alice.slash(scene.channel, "balance"))
+    assert "0 waiting, 0 generating, 1 being posted" in text, text
+    jobs = reply(await scene.alice.slash(scene.channel, "jobs"))
+    assert "done, being posted" in jobs, jobs
 
 
 async def test_jobs_lists_states_and_the_results_discord_refused(scene: Scene):
