@@ -25,8 +25,13 @@ async def stage(tmp_path: Path) -> AsyncIterator[Stage]:
         folder=tmp_path / "stage",
         train_seconds=2.0,
         # Each photo download waits: the kill lands between two photos of one form.
-        fake=FakeDiscordConfig(attachment_delay=0.4),
-        bot_settings={"PHOTO_SWEEP_GRACE_SECONDS": str(GRACE_SECONDS)},
+        # One download at a time: six photos take 3 s, so a loaded machine's late kill
+        # still lands mid-intake.
+        fake=FakeDiscordConfig(attachment_delay=0.5),
+        bot_settings={
+            "PHOTO_SWEEP_GRACE_SECONDS": str(GRACE_SECONDS),
+            "MAX_CONCURRENT_DOWNLOADS": "1",
+        },
     )
     async with Stage(options) as stage:
         yield stage
