@@ -76,6 +76,12 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Budgets an
         await interaction.response.defer(ephemeral=True, thinking=True)
         await reply(interaction, await admin.spend_report(*_who(interaction)))
 
+    @app_commands.command(name="settings", description="Everything that governs this server")
+    @entry("admin")
+    async def settings(self, interaction: discord.Interaction[AstriaBot]) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await reply(interaction, await admin.settings_report(*_who(interaction)))
+
     @app_commands.command(name="refund", description="Give a finished job's cost back")
     @app_commands.describe(job="The job's reference, like prompt:12 (members see it in /jobs)")
     @entry("admin")

@@ -284,3 +284,81 @@ async def refresh_balance(svc: Services, actor: Actor, place: Place) -> Outcome[
         text += " Paid commands are going again, and the jobs that waited start now."
         svc.tracker.nudge()
     return Done(text, user.usd_balance_mc)
+
+
+SHOWN: Final = 5  # ids listed per section before "and N more"
+
+
+def _listed(ids: list[str]) -> str:
+    shown = ", ".join(ids[:SHOWN])
+    return shown if len(ids) <= SHOWN else f"{shown} and {len(ids) - SHOWN} more"
+
+
+async def settings_report(svc: Services, actor: Actor, place: Place) -> Outcome[GuildSettings]:
+    """Everything that governs this server in one view, each part with the command that
+    changes it."""
+    guild = _guild(actor, place)
+    if isinstance(guild, Refused):
+        return guild
+    store = svc.store
+    rules = await store.guilds.get(guild)
+    snapshot = await store.ledger.budget(guild, actor.user_id)
+    grants = await store.ledger.grants_by_member(guild)
+    shared = [t for t in await store.tunes.list_in_guild(guild) if t.shared]
+    known = await store.account.last_known()
+    cfg = svc.settings
+    server = snapshot.guild_month
+    lines = [
+        "**Settings of this server**",
+        f"**Server budget:** {format_mc(rules.monthly_budget_mc)} a month; "
+        f"{format_mc(server.used_mc)} used this month. Change with `/admin budget server`.",
+        f"**Member limits:** {format_mc(rules.user_daily_limit_mc)} a day, "
+        f"{format_mc(rules.user_monthly_limit_mc)} a month. Change with `/admin budget user`.",
+    ]
+    if grants:
+        given = [
+            f"{'the server' if user is None else f'<@{user}>'} {format_mc(mc)}"
+            for user, mc in sorted(grants.items(), key=lambda i: -i[1])
+        ]
+        lines.append(f"**Grants this month:** {_listed(given)}. Add with `/admin grant`.")
+    else:
+        lines.append("**Grants this month:** none. Add with `/admin grant`.")
+    channels = [f"<#{i}>" for i in sorted(rules.allowed_channel_ids)]
+    lines.append(
+        f"**Channels:** {_listed(channels) if channels else 'every channel'}. "
+        "Change with `/admin channels`."
+    )
+    roles = [f"<@&{i}>" for i in sorted(rules.allowed_role_ids)]
+    lines.append(
+        f"**Roles:** {_listed(roles) if roles else 'every role'}. Change with `/admin roles`."
+    )
+    banned = [f"<@{i}>" for i in sorted(rules.banned_user_ids)]
+    lines.append(
+        f"**Banned:** {len(banned)}{': ' + _listed(banned) if banned else ''}. "
+        "Change with `/admin ban` and `/admin unban`."
+    )
+    lines.append(
+        f"**Paused:** {'yes, new jobs are refused' if rules.paused else 'no'}. "
+        "Change with `/admin pause` and `/admin resume`."
+    )
+    names = [f"**{display_text(t.name, 32)}** (<@{t.owner_id}>)" for t in shared]
+    lines.append(
+        f"**Shared tunes:** {_listed(names) if names else 'none'}. "
+        "Change with `/admin share` and `/admin unshare`."
+    )
+    lines.append(
+        f"**Branch:** `{cfg.astria_branch}`; a tune {format_mc(cfg.tune_price())}, an image "
+        f"{format_mc(cfg.image_price())}. Set by the operator (ASTRIA_BRANCH, "
+        "TUNE_PRICE_MC, IMAGE_PRICE_MC)."
+    )
+    if known is None:
+        account = "not read yet."
+    else:
+        account = f"{format_mc(known.balance_mc)} when last read."
+        if known.short_since is not None:
+            account += (
+                f" Paid commands are paused for lack of credit since "
+                f"<t:{int(known.short_since.timestamp())}:R>."
+            )
+    lines.append(f"**Astria balance:** {account} Re-read with `/admin refresh-balance`.")
+    return Done("\n".join(lines)[:2000], rules)

@@ -599,6 +599,21 @@ class Ledger:
         )
         return {int(r["user_id"]): int(r["spent"]) for r in rows}
 
+    async def grants_by_member(
+        self, guild_id: int, at: datetime | None = None
+    ) -> dict[int | None, int]:
+        """What was granted in the month holding `at`, per member (None: to the server)."""
+        start, end = month_bounds(at or self._clock(), self._policy.zone)
+        rows = await self._db.fetchall(
+            "SELECT user_id, SUM(amount_mc) AS granted FROM ledger"
+            " WHERE guild_id = ? AND period_at_ms >= ? AND period_at_ms < ?"
+            " AND kind = 'grant' GROUP BY user_id",
+            (guild_id, to_ms(start), to_ms(end)),
+        )
+        return {
+            None if r["user_id"] is None else int(r["user_id"]): int(r["granted"]) for r in rows
+        }
+
     async def last_id(self) -> int:
         """The newest ledger row's id (0 for none): a balance reading's mark, taken before
         its request is sent."""

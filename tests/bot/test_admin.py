@@ -241,3 +241,45 @@ async def test_balance_names_the_limit_that_binds_the_member(scene: Scene, boss:
     await boss.slash(scene.channel, "admin budget user", daily="2.00", monthly="5")
     mine = reply(await scene.alice.slash(scene.channel, "balance"))
     assert "**You can still spend:** $0.50: what is left of your limit for today" in mine, mine
+
+
+async def test_settings_shows_every_rule_with_the_command_that_changes_it(scene: Scene, boss: Any):
+    tune = await scene.ready_tune(scene.alice)
+    before = reply(await boss.slash(scene.channel, "admin settings"))
+    assert "every channel" in before and "**Banned:** 0." in before, before
+    assert "**Paused:** no" in before and "**Shared tunes:** none" in before
+    await boss.slash(scene.channel, "admin budget server", amount="25")
+    await boss.slash(scene.channel, "admin budget user", daily="2", monthly="7.50")
+    await boss.slash(scene.channel, "admin grant", member=scene.bob, amount="3")
+    await boss.slash(scene.channel, "admin channels", action="allow", channel=scene.channel)
+    await boss.slash(scene.channel, "admin ban", member=scene.alice)
+    await boss.slash(scene.channel, "admin pause")
+    await boss.slash(scene.channel, "admin share", tune=str(tune.id))
+    await scene.bot.store.account.mark_short(10_000)
+    shown = await boss.slash(scene.channel, "admin settings")
+    text = reply(shown)
+    assert shown.response.ephemeral, "the settings view is for the admin only"
+    assert "$25.00 a month; $1.50 used this month" in text, text
+    assert "$2.00 a day, $7.50 a month" in text
+    assert f"<@{scene.bob.id}> $3.00" in text
+    assert f"**Channels:** <#{scene.channel.id}>." in text
+    assert f"**Banned:** 1: <@{scene.alice.id}>." in text
+    assert "**Paused:** yes" in text
+    assert f"**me** (<@{scene.alice.id}>)" in text
+    settings = scene.bot.settings
+    assert f"`{settings.astria_branch}`" in text
+    assert f"a tune {format_mc(settings.tune_price())}" in text
+    assert "paused for lack of credit" in text
+    for command in ("budget server", "budget user", "channels", "ban", "pause", "share"):
+        assert f"`/admin {command}`" in text, command
+    assert len(text) < 2000
+
+
+async def test_settings_cuts_long_lists(scene: Scene, boss: Any):
+    for i in range(40):
+        await scene.bot.store.guilds.ban(scene.guild.id, 10**17 + i, actor_id=boss.id, reason=None)
+    text = reply(await boss.slash(scene.channel, "admin settings"))
+    assert "**Banned:** 40:" in text and "and 35 more" in text, text
+    assert len(text) < 2000
+    with pytest.raises(SetupError, match="default-member-permissions"):
+        await scene.alice.slash(scene.channel, "admin settings")
