@@ -40,6 +40,7 @@ EXTENSIONS: tuple[str, ...] = (
     "cogs.account",
     "cogs.tunes",
     "cogs.admin",
+    "cogs.privacy",
 )
 BALANCE_AT_START_SECONDS = 10.0
 DRAIN_AT_STOP_SECONDS = 5.0

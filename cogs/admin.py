@@ -10,9 +10,10 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.actions import Actor, Place, Services, admin
+from bot.actions import Actor, Place, Services, admin, privacy
 from bot.store import TuneState
-from bot.ui.door import actor_of, entry, place_of, reply, services
+from bot.ui.buttons import erase_question_view
+from bot.ui.door import actor_of, done, entry, place_of, reply, services
 
 if TYPE_CHECKING:
     from bot.app import AstriaBot
@@ -168,6 +169,26 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Budgets an
     async def unshare(self, interaction: discord.Interaction[AstriaBot], tune: str) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         await reply(interaction, await admin.share(*_who(interaction), tune, False))
+
+    @app_commands.command(name="erase", description="Erase a member's data in this server")
+    @app_commands.describe(
+        member="The member whose data to erase",
+        user_id="Or the numeric id of someone who left the server",
+    )
+    @entry("admin")
+    async def erase(
+        self,
+        interaction: discord.Interaction[AstriaBot],
+        member: discord.Member | None = None,
+        user_id: str | None = None,
+    ) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        picked = None if member is None else member.id
+        mention = "" if member is None else member.mention
+        asked = done(await privacy.ask_admin_erase(*_who(interaction), picked, user_id, mention))
+        await interaction.followup.send(
+            asked.text, view=erase_question_view(asked.value), ephemeral=True
+        )
 
     @share.autocomplete("tune")
     @unshare.autocomplete("tune")

@@ -7,7 +7,18 @@ tune's own branch, and the reservation with the job row in one store transaction
 outside this package and `bot.store` creates a job or a ledger row.
 """
 
-from bot.actions import admin, prompts, tunes
+from bot.actions import admin, privacy, prompts, tunes
 from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services
 
-__all__ = ["Actor", "Done", "Outcome", "Place", "Refused", "Services", "admin", "prompts", "tunes"]
+__all__ = [
+    "Actor",
+    "Done",
+    "Outcome",
+    "Place",
+    "Refused",
+    "Services",
+    "admin",
+    "privacy",
+    "prompts",
+    "tunes",
+]

@@ -12,6 +12,7 @@ from bot.config import ProfileName, Settings
 from bot.rules.credits import BudgetLimit, BudgetPolicy, BudgetSnapshot, Refusal
 from bot.store.account import Account, AccountBalance
 from bot.store.db import Clock, Database, Migration, utc_now
+from bot.store.erasure import ERASED, Erasure, Scrubbed
 from bot.store.errors import (
     IntegrityViolation,
     InvalidTransition,
@@ -44,6 +45,7 @@ from bot.store.retention import Pruned, Retention
 from bot.store.tunes import GONE_TUNES, UNFINISHED_TUNES, TuneRecord, Tunes, TuneState
 
 __all__ = [
+    "ERASED",
     "GONE_TUNES",
     "UNFINISHED_PROMPTS",
     "UNFINISHED_TUNES",
@@ -52,6 +54,7 @@ __all__ = [
     "BudgetLimit",
     "BudgetSnapshot",
     "Closing",
+    "Erasure",
     "Events",
     "GuildSettings",
     "Guilds",
@@ -78,6 +81,7 @@ __all__ = [
     "Reservation",
     "Retention",
     "SchemaTooNew",
+    "Scrubbed",
     "Settlement",
     "Store",
     "StoreBusy",
@@ -99,7 +103,7 @@ def _base_tunes(settings: Settings) -> dict[str, int]:
 
 class Store:
     """One open database and its repositories: `guilds`, `tunes`, `prompts`, `ledger`,
-    `account`, `events`, `meta`, `retention`. Open it once (in `setup_hook`) and close it
+    `account`, `events`, `meta`, `retention`, `erasure`. Open it once (in `setup_hook`) and close it
     on shutdown."""
 
     def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
@@ -113,6 +117,7 @@ class Store:
         self.events = Events(db, clock)
         self.meta = Meta(db)
         self.retention = Retention(db)
+        self.erasure = Erasure(db)
 
     @classmethod
     async def open(

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import discord
 
-from bot.actions import prompts, tunes
+from bot.actions import privacy, prompts, tunes
 from bot.actions.context import Done
 from bot.store import JobKind, JobRef
 from bot.ui.base import SafeView, answer, answer_error
@@ -240,6 +240,102 @@ def status_view(job: JobRef) -> discord.ui.View | None:
     return view
 
 
+class EraseButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"privacy:erase:(?P<user>[0-9]+)-(?P<guild>[0-9]+)",
+):
+    """Under "Erase your data?": whose and where are in the custom_id, so the question
+    still works after a restart; the action checks who presses."""
+
+    entry: ClassVar[EntryKind] = "removes"
+    action: ClassVar[str] = "erase"
+    label: ClassVar[str] = "Erase"
+    style: ClassVar[discord.ButtonStyle] = discord.ButtonStyle.danger
+
+    def __init__(self, request: privacy.EraseRequest) -> None:
+        self.request = request
+        super().__init__(
+            discord.ui.Button(
+                label=self.label,
+                style=self.style,
+                custom_id=f"privacy:{self.action}:{request.user_id}-{request.guild_id}",
+            )
+        )
+
+    @classmethod
+    def for_job(cls, job: JobRef) -> EraseButton:
+        """For the entry-point walk: a button naming someone (the job's id as a user id)."""
+        return cls(privacy.EraseRequest(job.id, privacy.EVERYWHERE))
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+    ) -> EraseButton:
+        return cls(privacy.EraseRequest(int(match["user"]), int(match["guild"])))
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        try:
+            await self.press(interaction)
+        except Exception as exc:  # discord.py would swallow it unanswered
+            await answer_error(interaction, exc)
+
+    async def press(self, interaction: discord.Interaction[Any]) -> None:
+        svc, actor, place = services(interaction), actor_of(interaction), place_of(interaction)
+        refused = privacy.may_erase(actor, place, self.request)
+        if refused is not None:  # before the defer: a stranger is answered at once
+            done(refused)
+        in_place = _on_the_question(interaction)
+        if in_place:
+            await interaction.response.edit_message(content="Erasing…", view=None)
+        else:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+        outcome = await privacy.erase(svc, actor, place, self.request)
+        if isinstance(outcome, Done):
+            await _delete_posts(interaction.client, outcome.value.messages)
+            text = outcome.text
+        else:
+            text = outcome.reason
+        if in_place:
+            await interaction.edit_original_response(content=text)
+        else:
+            await answer(interaction, text)
+
+
+class EraseKeepButton(EraseButton, template=r"privacy:keep:(?P<user>[0-9]+)-(?P<guild>[0-9]+)"):
+    entry: ClassVar[EntryKind] = "reads"
+    action: ClassVar[str] = "keep"
+    label: ClassVar[str] = "Keep my data"
+    style: ClassVar[discord.ButtonStyle] = discord.ButtonStyle.secondary
+
+    async def press(self, interaction: discord.Interaction[Any]) -> None:
+        if _on_the_question(interaction):
+            await interaction.response.edit_message(content="Nothing was erased.", view=None)
+        else:
+            await answer(interaction, "Nothing was erased.")
+
+
+async def _delete_posts(client: discord.Client, messages: tuple[tuple[int, int], ...]) -> None:
+    """Delete the posts the bot made for an erased member, where it still can (a channel
+    gone or a permission taken away leaves the post: said in the README)."""
+    for channel_id, message_id in messages:
+        channel = client.get_partial_messageable(channel_id)
+        try:
+            await channel.get_partial_message(message_id).delete()
+        except discord.HTTPException as exc:
+            log.info("erase: message %s in %s not deleted (%s)", message_id, channel_id, exc)
+
+
+def erase_question_view(request: privacy.EraseRequest) -> discord.ui.View:
+    """Erase / Keep under "Erase your data?"; works after a restart."""
+    view = SafeView(timeout=None)
+    view.add_item(EraseButton(request))
+    view.add_item(EraseKeepButton(request))
+    return view
+
+
 DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
     RerollButton,
     DetailsButton,
@@ -247,4 +343,6 @@ DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
     CancelButton,
     TuneDeleteButton,
     TuneKeepButton,
+    EraseButton,
+    EraseKeepButton,
 )

@@ -87,7 +87,9 @@ async def test_a_kill_during_intake_leaves_no_photo_after_the_restart(stage: Sta
     await stage.wait_for(
         lambda: any("is ready" in m.content for m in stage.posts()), "the tune to be ready"
     )
-    assert photo_files(stage) == []  # gone once Astria had them
+    # Gone once Astria had them (deleted in the create's task, which a loaded machine can
+    # finish after the ready post: waited for, not assumed).
+    await stage.wait_for(lambda: not photo_files(stage), "the photos to be deleted", timeout=10)
     assert stat_mode(stage.folder / "photos") == 0o700
     assert stat_mode(stage.database) == 0o600
     assert await stage.stop_bot() == 0

@@ -115,6 +115,27 @@ async def test_the_ledger_refuses_updates_and_deletes(tmp_path: Path):
                 conn.execute(statement)
 
 
+async def test_the_ledger_lets_an_erased_member_lose_their_id_and_nothing_else(tmp_path: Path):
+    # Schema 9: the one UPDATE allowed puts 0 ("an erased member") in place of the member
+    # or actor id; every other change, or another id, is refused as before.
+    path = tmp_path / "bot.sqlite3"
+    store = await open_store(path)
+    await store.ledger.reserve(guild_id=1, user_id=2, job=job(1), amount_mc=5)
+    await store.close()
+    with sqlite3.connect(path) as conn:
+        for statement in (
+            "UPDATE ledger SET user_id = 3",
+            "UPDATE ledger SET user_id = 0, amount_mc = 4",
+            "UPDATE ledger SET actor_id = 0, note = 'x'",
+        ):
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                conn.execute(statement)
+        conn.execute("UPDATE ledger SET user_id = 0, actor_id = 0")
+        assert conn.execute("SELECT user_id, actor_id, amount_mc FROM ledger").fetchall() == [
+            (0, 0, 5)
+        ]
+
+
 async def test_a_write_inside_a_write_is_an_error_not_a_deadlock(tmp_path: Path):
     db = await Database.open(tmp_path / "bot.sqlite3")
     try:
