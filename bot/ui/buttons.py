@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 import discord
@@ -22,8 +23,24 @@ from bot.ui.nonce import marker
 log = logging.getLogger(__name__)
 
 
+class _Answered:
+    """Every press is answered: `press` does the work, and an error in it becomes the
+    member's answer (discord.py would swallow it unanswered)."""
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        try:
+            await self.press(interaction)
+        except Exception as exc:
+            await answer_error(interaction, exc)
+
+    async def press(self, interaction: discord.Interaction[Any]) -> None:
+        raise NotImplementedError
+
+
 class JobButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"job:unused:(?P<id>[0-9]+)"
+    _Answered,
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"job:unused:(?P<id>[0-9]+)",
 ):
     """Base: parses the id, never raises out of a callback, answers every press."""
 
@@ -58,15 +75,6 @@ class JobButton(
         match: re.Match[str],
     ) -> JobButton:
         return cls(int(match["id"]))
-
-    async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        try:
-            await self.press(interaction)
-        except Exception as exc:  # discord.py would swallow it unanswered
-            await answer_error(interaction, exc)
-
-    async def press(self, interaction: discord.Interaction[Any]) -> None:
-        raise NotImplementedError
 
 
 class RerollButton(JobButton, template=r"job:reroll:(?P<id>[0-9]+)"):
@@ -130,6 +138,7 @@ _POSTABLE = (
 
 
 class CancelButton(
+    _Answered,
     discord.ui.DynamicItem[discord.ui.Button[Any]],
     template=r"job:cancel:(?P<kind>tune|prompt)-(?P<id>[0-9]+)",
 ):
@@ -160,20 +169,42 @@ class CancelButton(
     ) -> CancelButton:
         return cls(JobRef(JobKind(match["kind"]), int(match["id"])))
 
-    async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        try:
-            outcome = await tunes.cancel_waiting(
-                services(interaction), actor_of(interaction), place_of(interaction), self.job
-            )
-            await reply(interaction, outcome)
-        except Exception as exc:  # discord.py would swallow it unanswered
-            await answer_error(interaction, exc)
+    async def press(self, interaction: discord.Interaction[Any]) -> None:
+        outcome = await tunes.cancel_waiting(
+            services(interaction), actor_of(interaction), place_of(interaction), self.job
+        )
+        await reply(interaction, outcome)
 
 
 def _on_the_question(interaction: discord.Interaction[Any]) -> bool:
     """True when pressed on the member's own ephemeral question (edited in place)."""
     message = interaction.message
     return message is not None and message.flags.ephemeral
+
+
+async def _answer_question(
+    interaction: discord.Interaction[Any], working: str, act: Callable[[], Awaitable[str]]
+) -> None:
+    """Do the slow part of a confirmed question: the question itself says `working` (or
+    the press is deferred when it was not on the question), then the result's words."""
+    in_place = _on_the_question(interaction)
+    if in_place:
+        await interaction.response.edit_message(content=working, view=None)
+    else:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+    text = await act()
+    if in_place:
+        await interaction.edit_original_response(content=text)
+    else:
+        await answer(interaction, text)
+
+
+async def _close_question(interaction: discord.Interaction[Any], text: str) -> None:
+    """The member said no: the question becomes `text` (or `text` is the answer)."""
+    if _on_the_question(interaction):
+        await interaction.response.edit_message(content=text, view=None)
+    else:
+        await answer(interaction, text)
 
 
 class TuneDeleteButton(JobButton, template=r"job:tune-delete:(?P<id>[0-9]+)"):
@@ -189,17 +220,12 @@ class TuneDeleteButton(JobButton, template=r"job:tune-delete:(?P<id>[0-9]+)"):
     async def press(self, interaction: discord.Interaction[Any]) -> None:
         svc, actor, place = services(interaction), actor_of(interaction), place_of(interaction)
         done(await tunes.may_delete_tune(svc, actor, place, self.job_id))
-        in_place = _on_the_question(interaction)
-        if in_place:
-            await interaction.response.edit_message(content="Deleting…", view=None)
-        else:
-            await interaction.response.defer(ephemeral=True, thinking=True)
-        deleted = await tunes.delete_tune(svc, actor, place, self.job_id)
-        text = deleted.text if isinstance(deleted, Done) else deleted.reason
-        if in_place:
-            await interaction.edit_original_response(content=text)
-        else:
-            await answer(interaction, text)
+
+        async def delete() -> str:
+            deleted = await tunes.delete_tune(svc, actor, place, self.job_id)
+            return deleted.text if isinstance(deleted, Done) else deleted.reason
+
+        await _answer_question(interaction, "Deleting…", delete)
 
 
 class TuneKeepButton(JobButton, template=r"job:tune-keep:(?P<id>[0-9]+)"):
@@ -209,10 +235,7 @@ class TuneKeepButton(JobButton, template=r"job:tune-keep:(?P<id>[0-9]+)"):
     label = "Keep it"
 
     async def press(self, interaction: discord.Interaction[Any]) -> None:
-        if _on_the_question(interaction):
-            await interaction.response.edit_message(content="Nothing was changed.", view=None)
-        else:
-            await answer(interaction, "Nothing was changed.")
+        await _close_question(interaction, "Nothing was changed.")
 
 
 def delete_question_view(tune_id: int) -> discord.ui.View:
@@ -241,6 +264,7 @@ def status_view(job: JobRef) -> discord.ui.View | None:
 
 
 class EraseButton(
+    _Answered,
     discord.ui.DynamicItem[discord.ui.Button[Any]],
     template=r"privacy:erase:(?P<user>[0-9]+)-(?P<guild>[0-9]+)",
 ):
@@ -276,32 +300,20 @@ class EraseButton(
     ) -> EraseButton:
         return cls(privacy.EraseRequest(int(match["user"]), int(match["guild"])))
 
-    async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        try:
-            await self.press(interaction)
-        except Exception as exc:  # discord.py would swallow it unanswered
-            await answer_error(interaction, exc)
-
     async def press(self, interaction: discord.Interaction[Any]) -> None:
         svc, actor, place = services(interaction), actor_of(interaction), place_of(interaction)
         refused = privacy.may_erase(actor, place, self.request)
         if refused is not None:  # before the defer: a stranger is answered at once
             done(refused)
-        in_place = _on_the_question(interaction)
-        if in_place:
-            await interaction.response.edit_message(content="Erasing…", view=None)
-        else:
-            await interaction.response.defer(ephemeral=True, thinking=True)
-        outcome = await privacy.erase(svc, actor, place, self.request)
-        if isinstance(outcome, Done):
+
+        async def erase() -> str:
+            outcome = await privacy.erase(svc, actor, place, self.request)
+            if not isinstance(outcome, Done):
+                return outcome.reason
             await _delete_posts(interaction.client, outcome.value.messages)
-            text = outcome.text
-        else:
-            text = outcome.reason
-        if in_place:
-            await interaction.edit_original_response(content=text)
-        else:
-            await answer(interaction, text)
+            return outcome.text
+
+        await _answer_question(interaction, "Erasing…", erase)
 
 
 class EraseKeepButton(EraseButton, template=r"privacy:keep:(?P<user>[0-9]+)-(?P<guild>[0-9]+)"):
@@ -311,10 +323,7 @@ class EraseKeepButton(EraseButton, template=r"privacy:keep:(?P<user>[0-9]+)-(?P<
     style: ClassVar[discord.ButtonStyle] = discord.ButtonStyle.secondary
 
     async def press(self, interaction: discord.Interaction[Any]) -> None:
-        if _on_the_question(interaction):
-            await interaction.response.edit_message(content="Nothing was erased.", view=None)
-        else:
-            await answer(interaction, "Nothing was erased.")
+        await _close_question(interaction, "Nothing was erased.")
 
 
 async def _delete_posts(client: discord.Client, messages: tuple[tuple[int, int], ...]) -> None:
