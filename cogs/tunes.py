@@ -20,7 +20,7 @@ from bot.store import TuneRecord, TuneState
 from bot.ui.base import UserError
 from bot.ui.buttons import delete_question_view
 from bot.ui.door import actor_of, done, entry, place_of, reply, services
-from bot.ui.forms import TuneForm, TuneFormValues
+from bot.ui.forms import TuneForm, TuneFormValues, open_form
 from bot.ui.text import timestamp
 from cogs.checks import refuse_if_cannot_post
 
@@ -100,7 +100,7 @@ class Tunes(commands.GroupCog, group_name="tune", group_description="Your fine-t
                 services(interaction), actor_of(interaction), place_of(interaction)
             )
         )
-        await interaction.response.send_modal(self._form(quote.value, uploads=True))
+        await open_form(interaction, self._form(quote.value, uploads=True))
 
     @entry("spends")
     async def train_from_message(
@@ -116,7 +116,7 @@ class Tunes(commands.GroupCog, group_name="tune", group_description="Your fine-t
         photos = list(message.attachments)[: quote.photos]
         note = f"Uses the {len(photos)} photos of your message; they are of you or agreed"
         form = self._form(quote, uploads=False, photos_note=note, given_photos=photos)
-        await interaction.response.send_modal(form)
+        await open_form(interaction, form)
 
     async def _train(self, interaction: discord.Interaction[Any], values: TuneFormValues) -> None:
         """The form was submitted: the action reads and checks the photos, then reserves

@@ -79,6 +79,19 @@ class FormRegistry:
         return len(self._open)
 
 
+async def open_form(interaction: discord.Interaction[Any], form: discord.ui.Modal) -> None:
+    """Answer with the form, listening for its submit *before* the answer goes out.
+
+    discord.py starts listening only once Discord's reply to the callback has been read;
+    a submit that arrives on the gateway first (a fast client, a slow read of that reply
+    on a loaded host) is dropped without a word, and the member sees "This interaction
+    failed". Registering first closes that window; a form whose answer then fails simply
+    times out. (discord.py has no public call for this: the state's `store_view` is what
+    `send_modal` itself uses.)"""
+    interaction.client._connection.store_view(form)
+    await interaction.response.send_modal(form)
+
+
 class TuneForm(SafeModal):
     """`uploads=True`: the `/tune create` form; False: photos taken from a posted message,
     counted in `photos_note`."""

@@ -36,6 +36,9 @@ class FakeDiscordConfig:
     nonce_window: float = 300.0
     # Interactions.
     interaction_deadline: float = 3.0
+    # Hold the HTTP answer to an interaction callback this long after it took effect: the
+    # member (and the gateway) then outrun the bot's read of it, as can happen on Discord.
+    callback_answer_delay: float = 0.0
     token_life: float = 15 * 60.0
     # Gateway.
     heartbeat_interval: float = 41.25

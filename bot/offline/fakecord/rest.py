@@ -791,6 +791,8 @@ class RestApi:
             answer["interaction"]["response_message_id"] = str(message.id)
             if kind != ix.DEFERRED_UPDATE:
                 answer["resource"]["message"] = self.world.message_payload(message)
+        if self.config.callback_answer_delay > 0:
+            await asyncio.sleep(self.config.callback_answer_delay)
         return json_response(answer)
 
     def _hook(self, request: web.Request) -> InteractionHandle:
