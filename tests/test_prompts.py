@@ -177,9 +177,60 @@ def test_banned_words_are_refused_without_echoing_them(text: str) -> None:
     assert reason == "Your prompt has a word this server does not allow."
 
 
-@pytest.mark.parametrize("text", ["a class photo", "my passport", "Bassist", "bad phrases"])
+@pytest.mark.parametrize(
+    "text",
+    ["a class photo", "my passport", "Bassist", "a b c d", "bad-phrasebook", "a sassy cat"],
+)
 def test_banned_words_inside_other_words_are_fine(text: str) -> None:
     assert isinstance(build(text, rules=BAN), BuiltPrompt)
+
+
+EVADED = PromptRules(banned_words=frozenset({"nude", "sex", "pussy", "ass", "bad phrase"}))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a n.u.d.e photo",  # separators
+        "a n u d e woman",  # spaced letters, after a one-letter word
+        "n-u-d-e",
+        "n_u_d_e",
+        "nu.de art",  # a mark inside the word
+        "nu*de",
+        "nudes on a beach",  # plurals
+        "two pussies",
+        "asses",
+        "bad phrases",
+        "a nud\u0435 girl",  # Cyrillic е
+        "\u0455\u0435\u0445",  # Cyrillic ѕех
+        "\u0430\u0455\u0455",  # Cyrillic а and ѕ
+        "\U0001d427\U0001d42e\U0001d41d\U0001d41e",  # mathematical bold
+        "ｎｕｄｅ",  # full width
+        "N Ú D É",  # accents, capitals, spaced
+    ],
+)
+def test_the_usual_evasions_of_a_banned_word_are_refused(text: str) -> None:
+    assert refused(build(text, rules=EVADED)) == (
+        "Your prompt has a word this server does not allow."
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a nudist beach", "sussex downs", "a sunset at sea", "i a m here", "assassin's creed"],
+)
+def test_screening_for_evasions_leaves_ordinary_words_alone(text: str) -> None:
+    assert isinstance(build(text, rules=EVADED), BuiltPrompt)
+
+
+@given(
+    word=st.sampled_from(sorted(EVADED.banned_words - {"bad phrase"})),
+    separator=st.sampled_from([".", " ", "-", "_", "*", ". ", " . "]),
+)
+def test_any_banned_word_spelled_out_with_one_separator_is_refused(
+    word: str, separator: str
+) -> None:
+    assert refused(build(f"a photo of {separator.join(word)}", rules=EVADED))
 
 
 # Negative prompts.

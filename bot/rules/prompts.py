@@ -11,6 +11,8 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Literal
 
+from confusable_homoglyphs import confusables
+
 from bot.config import Branch, ModelProfile, ProfileName, Settings
 
 PostTo = Literal["tune", "base"]
@@ -362,16 +364,77 @@ def _drop_angle_brackets(text: str) -> str:
 
 def _has_banned_word(text: str, banned: frozenset[str]) -> bool:
     pattern = _banned_pattern(banned)
-    return pattern is not None and pattern.search(_folded(text)) is not None
+    return pattern is not None and any(pattern.search(form) for form in screened_forms(text))
+
+
+# A letter or digit (not "_"), and a word spelled out to dodge the list, one separator kind
+# throughout: "n.u.d.e", "n u d e", "n-u-d-e", "n_u_d_e".
+_L = r"[^\W_]"
+_SPELLED_OUT = re.compile(
+    rf"(?<!{_L}){_L}(?!{_L})(?P<sep>[\W_]{{1,3}}){_L}(?!{_L})(?:(?P=sep){_L}(?!{_L}))+"
+)
+_INNER_MARKS = re.compile(rf"(?<={_L})(?:[^\w\s]|_)+(?={_L})")
+_NOT_LETTERS = re.compile(r"[\W_]+")
+
+
+def screened_forms(text: str) -> set[str]:
+    """The forms of a member's text that the banned words are matched against.
+
+    Look-alike characters read as the Latin letters they imitate, by Unicode's confusables
+    table (Cyrillic "е" and "ѕ", Greek "ο", full-width and mathematical letters), accents
+    off, case folded; that with marks inside a word removed ("nu.de", "nu*de"); and with
+    words spelled out letter by letter joined up, once whole and once leaving the first
+    letter apart (a spaced "a n u d e" is "a nude")."""
+    base = _latin_lookalikes(_folded(text))
+
+    def joined(match: re.Match[str]) -> str:
+        return _NOT_LETTERS.sub("", match[0])
+
+    def joined_after_first(match: re.Match[str]) -> str:
+        return match[0][0] + " " + _NOT_LETTERS.sub("", match[0][1:])
+
+    return {
+        base,
+        _INNER_MARKS.sub("", base),
+        _SPELLED_OUT.sub(joined, base),
+        _SPELLED_OUT.sub(joined_after_first, base),
+    }
+
+
+def _latin_lookalikes(text: str) -> str:
+    return "".join(c if c.isascii() else _lookalike(c) for c in text)
+
+
+@lru_cache(maxsize=4096)
+def _lookalike(char: str) -> str:
+    """The ASCII character Unicode's confusables table says `char` is mistaken for (its
+    security data, via confusable-homoglyphs), or `char` itself."""
+    found = confusables.is_confusable(char, greedy=True, preferred_aliases=["latin"])
+    for entry in found or []:
+        for glyph in entry["homoglyphs"]:
+            shown = glyph["c"]
+            if shown.isascii() and shown.isalnum():
+                return str(shown).casefold()
+    return char
 
 
 @lru_cache(maxsize=16)
 def _banned_pattern(banned: frozenset[str]) -> re.Pattern[str] | None:
-    words = sorted({w for w in (_folded(_clean(b)) for b in banned) if w})
+    words = sorted(
+        {w for w in (_latin_lookalikes(_folded(_clean(b))) for b in banned) if w.strip()}
+    )
     if not words:
         return None
-    alternatives = "|".join(r"\s+".join(map(re.escape, w.split())) for w in words)
+    alternatives = "|".join(_plural_too(r"\s+".join(map(re.escape, w.split()))) for w in words)
     return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
+
+
+def _plural_too(word: str) -> str:
+    """The word's pattern, its English plural allowed: "nude" → "nudes", "ass" → "asses",
+    "pussy" → "pussies" (a "y" after a consonant), "boob" → "boobs"."""
+    if len(word) > 1 and word.endswith("y") and word[-2] not in "aeiou":
+        return f"{word[:-1]}(?:y|ies)"
+    return f"{word}(?:e?s)?"
 
 
 def _folded(text: str) -> str:
