@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import aiohttp
 import discord
@@ -262,3 +263,41 @@ class AstriaBot(commands.Bot):
                 await self.store.close()
             if self._session is not None:
                 await self._session.close()
+
+
+class ShardedAstriaBot(AstriaBot, commands.AutoShardedBot):
+    """The same bot over SHARD_COUNT shards (Discord requires them past about 2,500
+    servers), each a connection of its own; discord.py routes each event to its shard.
+
+    Identifies follow Discord's session start limit: shards whose `shard_id %
+    max_concurrency` is the same identify at least 5 s apart; the others at once."""
+
+    IDENTIFY_WINDOW = 5.0
+
+    def __init__(self, settings: Settings, **options: Any) -> None:
+        held = list(settings.shards_held) or None
+        super().__init__(settings, shard_count=settings.shard_count, shard_ids=held, **options)
+        self._max_concurrency: int | None = None
+        self._identified: dict[int, float] = {}
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        if self._max_concurrency is None:
+            try:
+                _, _, limits = await self.http.get_bot_gateway()
+                self._max_concurrency = max(1, int(limits.get("max_concurrency", 1)))
+            except (discord.HTTPException, KeyError, TypeError, ValueError):
+                self._max_concurrency = 1
+        key = (shard_id or 0) % self._max_concurrency
+        last = self._identified.get(key)
+        if last is not None:
+            wait = last + self.IDENTIFY_WINDOW - self._monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        self._identified[key] = self._monotonic()
+
+
+def make_bot(settings: Settings, **options: Any) -> AstriaBot:
+    """The bot for these settings: sharded when SHARD_COUNT is set."""
+    if settings.shard_count is not None:
+        return ShardedAstriaBot(settings, **options)
+    return AstriaBot(settings, **options)

@@ -242,6 +242,10 @@ class Settings(BaseSettings):
     sync_commands_on_start: bool = True
     post_image_links: bool = False
     dev_guild_id: int | None = Field(default=None, gt=0)
+    # Sharding: unset, one connection (enough below about 2,500 servers); SHARD_COUNT=N runs
+    # N shards (an AutoShardedBot); SHARD_IDS, comma-separated, the ones this process holds.
+    shard_count: int | None = Field(default=None, ge=1, le=4096)
+    shard_ids: str = ""
     discord_api_base: str | None = None
     discord_gateway_url: str | None = None
 
@@ -340,6 +344,37 @@ class Settings(BaseSettings):
         merged["fast"] = 0  # Astria's fast branch is free whatever the table says
         return merged
 
+    @field_validator("shard_ids")
+    @classmethod
+    def _shard_id_list(cls, value: str) -> str:
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if any(not p.isdigit() for p in parts):
+            raise ValueError("must be shard numbers, comma-separated, like SHARD_IDS=0,1")
+        return ",".join(str(int(p)) for p in parts)
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> Settings:
+        ids = self.shards_held
+        if not ids:
+            return self
+        if self.shard_count is None:
+            raise ValueError(
+                f"SHARD_IDS needs SHARD_COUNT (the shards of all processes together), "
+                f"like SHARD_COUNT={max(ids) + 1} with SHARD_IDS={self.shard_ids}"
+            )
+        outside = [i for i in ids if i >= self.shard_count]
+        if outside or len(set(ids)) != len(ids):
+            raise ValueError(
+                f"SHARD_IDS must be different numbers from 0 to {self.shard_count - 1} "
+                f"(SHARD_COUNT={self.shard_count}), like SHARD_IDS=0"
+            )
+        return self
+
+    @property
+    def shards_held(self) -> tuple[int, ...]:
+        """The shards this process connects (empty: all of SHARD_COUNT, or no sharding)."""
+        return tuple(int(p) for p in self.shard_ids.split(",") if p)
+
     @model_validator(mode="after")
     def _callback_needs_key(self) -> Settings:
         if self.public_callback_url and self.callback_signing_key is None:
@@ -435,6 +470,8 @@ _EXAMPLES: dict[str, str] = {
     "discord_token": "...",
     "astria_api_key": "sd_...",
     "dev_guild_id": "123456789012345678",
+    "shard_count": "2",
+    "shard_ids": "0,1",
     "discord_api_base": "http://127.0.0.1:8766/api/v10",
     "discord_gateway_url": "ws://127.0.0.1:8766/gateway",
     "public_callback_url": "https://bot.example.org/astria",

@@ -120,11 +120,26 @@ def low_balance_warning(settings: Settings, user: User) -> str | None:
     )
 
 
+def refuse_partial_shards(settings: Settings) -> None:
+    """Some shards here and the rest in other processes needs the job leases of a shared
+    store (issue 17, not built yet): two trackers over one SQLite file would both follow
+    every job. All shards in this one process are fine."""
+    held, count = settings.shards_held, settings.shard_count
+    if held and count is not None and len(held) < count:
+        raise StartProblem(
+            f"SHARD_IDS={settings.shard_ids}: this process would hold {len(held)} of "
+            f"{count} shards, and the others need a second process, which needs job leases "
+            "in a shared store that this version does not have yet; leave SHARD_IDS empty "
+            "to run all shards here"
+        )
+
+
 async def preflight(settings: Settings, *, clock: Clock | None = None) -> Ready:
     """Every check `run` makes before Discord; raises StartProblem (or the idempotency
     contradiction, which words its own line) on the first that fails."""
     now = clock or (lambda: datetime.now(UTC))
     log.info("%s", settings_source())
+    refuse_partial_shards(settings)
     store = await open_store(settings, clock=now)
     session = aiohttp.ClientSession()
     try:

@@ -14,7 +14,7 @@ from typing import TextIO
 import discord
 import yarl
 
-from bot.app import AstriaBot
+from bot.app import AstriaBot, make_bot
 from bot.config import Settings
 from bot.jobs.idempotency import IdempotencyContradiction
 from bot.preflight import StartProblem, preflight
@@ -82,7 +82,7 @@ async def run_bot(settings: Settings, *, debug: bool = False) -> int:
     except (StartProblem, IdempotencyContradiction) as exc:
         return _refuse(str(exc), exc, debug)
     apply_discord_overrides(settings)
-    bot = AstriaBot(settings, ready=ready)
+    bot = make_bot(settings, ready=ready)
     loop = asyncio.get_running_loop()
     closing: list[asyncio.Future[None]] = []
 

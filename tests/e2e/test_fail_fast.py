@@ -213,3 +213,14 @@ async def test_an_unreachable_discord_is_one_line_too(
     assert start.code == 2 and "Traceback" not in start.err, start.err
     (line,) = [x for x in start.err.splitlines() if x.startswith("astria-bot run could not")]
     assert "Cannot connect to host 127.0.0.1" in line and "--debug" in line
+
+
+async def test_part_of_the_shards_is_refused_until_processes_can_share_jobs(
+    tmp_path: Path, emulator: Emulator, discord_tripwire: Tripwire
+):
+    start = await start_bot(
+        tmp_path, discord_tripwire, emulator.base_url, SHARD_COUNT="2", SHARD_IDS="1"
+    )
+    line = assert_refused(start, "SHARD_IDS=1", discord_tripwire)
+    assert "1 of 2 shards" in line and "leave SHARD_IDS empty" in line
+    assert not (tmp_path / "bot.sqlite3").exists()  # refused before the store is opened

@@ -40,7 +40,10 @@ class FakeDiscordConfig:
     # member (and the gateway) then outrun the bot's read of it, as can happen on Discord.
     callback_answer_delay: float = 0.0
     token_life: float = 15 * 60.0
-    # Gateway.
+    # Gateway. GET /gateway/bot's advice: how many shards, and how many may identify at
+    # once (Discord gives large bots 16 or more; most get 1, that is one every 5 s).
+    recommended_shards: int = 1
+    max_concurrency: int = 16
     heartbeat_interval: float = 41.25
     # A session the fake dropped may RESUME (missed events replayed); else INVALID_SESSION.
     allow_resume: bool = True

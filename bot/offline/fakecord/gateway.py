@@ -46,6 +46,16 @@ class Session:
     dropped: bool = False  # closed by the fake: resumable
     missed: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    shard: tuple[int, int] | None = None  # (shard id, shard count) from IDENTIFY
+    sent: list[tuple[str, int | None]] = field(default_factory=list)  # (event, guild id)
+
+    def covers(self, guild_id: int | None) -> bool:
+        """Discord's rule: a guild's events go to shard (guild_id >> 22) % count; DMs and
+        other guildless events to shard 0."""
+        if self.shard is None:
+            return True
+        shard_id, count = self.shard
+        return shard_id == (0 if guild_id is None else (guild_id >> 22) % count)
 
     async def send(self, op: int, data: Any, event: str | None = None) -> None:
         async with self.lock:
@@ -53,8 +63,20 @@ class Session:
             if op == DISPATCH:
                 self.seq += 1
                 frame.update(s=self.seq, t=event)
+                self.sent.append((event or "", _guild_of(event or "", data)))
             if not self.ws.closed:
                 await self.ws.send_str(json.dumps(frame))
+
+
+_GUILD_EVENTS = frozenset({"GUILD_CREATE", "GUILD_UPDATE", "GUILD_DELETE"})
+
+
+def _guild_of(event: str, payload: dict[str, Any]) -> int | None:
+    raw = payload.get("id") if event in _GUILD_EVENTS else payload.get("guild_id")
+    try:
+        return None if raw is None else int(raw)
+    except (TypeError, ValueError):
+        return None
 
 
 class Gateway:
@@ -141,6 +163,16 @@ class Gateway:
         if not token or (wanted is not None and token.removeprefix("Bot ") != wanted):
             await session.ws.close(code=4004, message=b"Authentication failed.")
             return
+        shard = data.get("shard")
+        if shard is not None:
+            try:
+                shard_id, count = int(shard[0]), int(shard[1])
+            except (TypeError, ValueError, IndexError, KeyError):
+                shard_id, count = -1, 0
+            if not 0 <= shard_id < count:
+                await session.ws.close(code=4010, message=b"Invalid shard.")
+                return
+            session.shard = (shard_id, count)
         self.identifies += 1
         session.intents = int(data.get("intents", 0))
         bot = self.world.bot.payload()
@@ -148,7 +180,9 @@ class Gateway:
         ready: dict[str, Any] = {
             "v": 10,
             "user": bot,
-            "guilds": [{"id": str(g), "unavailable": True} for g in self.world.guilds],
+            "guilds": [
+                {"id": str(g), "unavailable": True} for g in self.world.guilds if session.covers(g)
+            ],
             "session_id": session.session_id,
             "session_type": "normal",
             "resume_gateway_url": self._url(),
@@ -165,6 +199,8 @@ class Gateway:
         await session.send(DISPATCH, ready, "READY")
         everyone = bool(session.intents & INTENT_GUILD_MEMBERS)
         for guild in list(self.world.guilds.values()):
+            if not session.covers(guild.id):
+                continue
             payload = self.world.guild_payload(guild, all_members=everyone)
             await session.send(DISPATCH, payload, "GUILD_CREATE")
         session.ready = True
@@ -173,17 +209,18 @@ class Gateway:
     async def dispatch(
         self, event: str, data: dict[str, Any] | Shape, plain: dict[str, Any] | None = None
     ) -> int:
-        """Send one event to every ready session; `data` may shape it per session (None:
-        not for that one). Dropped sessions keep it for a RESUME. How many got it."""
+        """Send one event to every ready session whose shard has its guild; `data` may
+        shape it per session (None: not for that one). Dropped sessions keep it for a
+        RESUME. How many got it."""
         self.events.append((event, data if isinstance(data, dict) else plain or {}))
         for detached in self.detached.values():
             shaped = data if isinstance(data, dict) else data(detached)
-            if shaped is not None:
+            if shaped is not None and detached.covers(_guild_of(event, shaped)):
                 detached.missed.append((event, shaped))
         sent = 0
         for session in self.ready_sessions:
             shaped = data if isinstance(data, dict) else data(session)
-            if shaped is not None:
+            if shaped is not None and session.covers(_guild_of(event, shaped)):
                 await session.send(DISPATCH, shaped, event)
                 sent += 1
         return sent

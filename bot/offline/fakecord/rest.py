@@ -404,8 +404,14 @@ class RestApi:
 
     async def get_gateway_bot(self, request: web.Request) -> web.StreamResponse:
         self._auth(request)
-        limit = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
-        body = {"url": self.gateway_url, "shards": 1, "session_start_limit": limit}
+        limit = {
+            "total": 1000,
+            "remaining": 1000,
+            "reset_after": 0,
+            "max_concurrency": self.config.max_concurrency,
+        }
+        shards = self.config.recommended_shards
+        body = {"url": self.gateway_url, "shards": shards, "session_start_limit": limit}
         return json_response(body)
 
     async def get_me(self, request: web.Request) -> web.StreamResponse:
