@@ -211,7 +211,22 @@ async def prompt_details(
         f"**Images:** {prompt.num_images}",
         f"**Cost:** {cost}",
     ]
+    made = _made_from(prompt)
+    if made:
+        lines.insert(1, f"**Made by:** {made}")
     return Done("\n".join(lines), None)
+
+
+def _made_from(prompt: PromptRecord) -> str:
+    """How a tool made the prompt from an earlier one, in words ("" for `/imagine`)."""
+    options = prompt.options
+    image = (prompt.image_index or 0) + 1
+    if prompt.tool == "upscale":
+        faces = ", faces repaired" if options.inpaint_faces else ""
+        return f"Upscale of image {image} (super-resolution{faces})"
+    if prompt.tool == "vary":
+        return f"Vary of image {image} (denoising {options.denoising_strength})"
+    return {"reroll": "Reroll", "edit": "Edit prompt"}.get(prompt.tool, "")
 
 
 async def may_delete_result(

@@ -215,3 +215,37 @@ async def test_edit_on_flux_has_no_negative_field(scene: Scene):
     assert prompt.tune_id == scene.bot.settings.flux_base_tune_id
     assert prompt.request.values["super_resolution"] is True
     await ledger_equals_charges(scene)
+
+
+async def test_details_say_which_tool_made_it(scene: Scene):
+    source, post = await delivered(scene)
+    await scene.alice.click(post, custom_id=f"job:vary-subtle:{source.id}-1")
+    done = await finish(scene, await newest(scene))
+    (result,) = posts_of(scene, done.id)
+    shown = await scene.alice.click(result, custom_id=f"job:details:{done.id}")
+    assert f"**Made by:** Vary of image 2 (denoising {VARY_SUBTLE})" in reply(shown)
+
+
+async def test_an_upscale_over_the_budget_is_refused_and_costs_nothing(scene: Scene):
+    source, post = await delivered(scene)
+    spent = sum(e.amount_mc for e in await scene.bot.store.ledger.entries())
+    upscale = scene.bot.settings.upscale_price_mc["sd15"]
+    # Room for one more image, not for an upscale (two images' worth by default).
+    await scene.bot.store.guilds.set_user_daily_limit(scene.guild.id, spent + upscale - 1)
+    before = len(await scene.bot.store.ledger.entries())
+    refused = await scene.alice.click(post, custom_id=f"job:upscale:{source.id}-0")
+    assert "Not queued" in reply(refused)
+    assert len(await scene.bot.store.ledger.entries()) == before
+    varied = await scene.alice.click(post, custom_id=f"job:vary-subtle:{source.id}-0")
+    assert "Not queued" in reply(varied)  # four images are over it too
+    assert len(await scene.bot.store.prompts.list_for(scene.alice.id)) == 1
+
+
+async def test_an_edit_form_left_open_across_a_restart_is_answered(scene: Scene, make_bot: Any):
+    source, post = await delivered(scene)
+    shown = await scene.alice.click(post, custom_id=f"job:edit:{source.id}")
+    assert shown.modal is not None
+    await scene.env.restart_bot(make_bot())
+    late = await scene.alice.submit_modal(shown, {"prompt": "in the snow"})
+    assert "restarted" in reply(late)
+    assert len(await scene.bot.store.prompts.list_for(scene.alice.id)) == 1
