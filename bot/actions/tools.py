@@ -27,6 +27,7 @@ from bot.store import PromptRecord, PromptState, TuneRecord, TuneState, TuneUnav
 
 NO_IMAGES = "That result has no images to work from (yet)."
 NO_SUCH_IMAGE = "That result has no such image."
+UPSCALED_ALREADY = "That image is upscaled already."
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,8 @@ async def _from_image(
         return Refused(NO_IMAGES)
     if not 0 <= index < len(original.image_urls):
         return Refused(NO_SUCH_IMAGE)
+    if tool == "upscale" and original.options.super_resolution:
+        return Refused(UPSCALED_ALREADY)  # 16x would pass any upload limit
     assert original.target_tune_id is not None and place.guild_id is not None
     settings = svc.settings
     negative = original.options.negative_prompt

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from bot.actions import Actor, Place, Refused, tools
+from bot.actions.tools import UPSCALED_ALREADY
 from bot.offline.emulator.account import Prompt
 from bot.rules.tools import UPSCALE_DENOISING, VARY_IMAGES, VARY_STRONG, VARY_SUBTLE
 from bot.store import PromptRecord, PromptState
@@ -101,6 +103,15 @@ async def test_upscale_sends_super_resolution_and_replies_at_full_size(scene: Sc
         assert image.size == (4 * SIZE, 4 * SIZE)  # not shrunk: it fits the limit
     ids = [c.custom_id for row in result.components for c in row.children]
     assert ids == [f"job:details:{done.id}", f"job:delete:{done.id}"]
+    # Not offered, and refused if asked for anyway (an old or hand-made button).
+    again = await tools.upscale(
+        scene.bot.services,
+        Actor(scene.alice.id),
+        Place(scene.guild.id, scene.channel.id),
+        done.id,
+        0,
+    )
+    assert again == Refused(UPSCALED_ALREADY)
     # Settled at what Astria charged: the image and its super-resolution.
     charge = sum(c.cost_mc for c in scene.emulator.charges if c.object_id == done.astria_id)
     assert done.cost_mc == charge == scene.bot.settings.upscale_price_mc["sd15"]
