@@ -58,6 +58,15 @@ DEFAULT_TUNE_PRICE_MC: dict[str, int] = {
     "sdxl1": 150_000,
 }
 DEFAULT_IMAGE_PRICE_MC: dict[str, int] = {"fast": 0, "flux1": 3_000, "sd15": 2_000, "sdxl1": 2_500}
+# An Upscale is one image with Astria's super-resolution (x4), which Astria bills as an
+# extra on the image; it publishes no figure, so the default assumes the extra equals one
+# image (twice the image price). Set it from the invoice line of one upscale.
+DEFAULT_UPSCALE_PRICE_MC: dict[str, int] = {
+    "fast": 0,
+    "flux1": 6_000,
+    "sd15": 4_000,
+    "sdxl1": 5_000,
+}
 
 ASTRIA_KEY_HELP = "find it at https://www.astria.ai/users/edit#api (API settings)"
 
@@ -198,6 +207,7 @@ class Settings(BaseSettings):
     # Money, in millicents (100,000 mc = $1).
     tune_price_mc: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_TUNE_PRICE_MC))
     image_price_mc: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_IMAGE_PRICE_MC))
+    upscale_price_mc: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_UPSCALE_PRICE_MC))
     guild_monthly_budget_mc: int = Field(default=2_000_000, ge=0)
     user_daily_limit_mc: int = Field(default=200_000, ge=0)
     user_monthly_limit_mc: int = Field(default=1_000_000, ge=0)
@@ -327,7 +337,7 @@ class Settings(BaseSettings):
             raise ValueError("must be an IANA time zone such as UTC or Europe/Paris") from None
         return value
 
-    @field_validator("tune_price_mc", "image_price_mc")
+    @field_validator("tune_price_mc", "image_price_mc", "upscale_price_mc")
     @classmethod
     def _prices(cls, value: dict[str, int], info: ValidationInfo) -> dict[str, int]:
         unknown = sorted(set(value) - set(BRANCHES))
@@ -337,9 +347,11 @@ class Settings(BaseSettings):
             )
         if any(v < 0 for v in value.values()):
             raise ValueError("prices cannot be negative")
-        defaults = (
-            DEFAULT_TUNE_PRICE_MC if info.field_name == "tune_price_mc" else DEFAULT_IMAGE_PRICE_MC
-        )
+        defaults = {
+            "tune_price_mc": DEFAULT_TUNE_PRICE_MC,
+            "image_price_mc": DEFAULT_IMAGE_PRICE_MC,
+            "upscale_price_mc": DEFAULT_UPSCALE_PRICE_MC,
+        }[str(info.field_name)]
         merged = {**defaults, **value}
         merged["fast"] = 0  # Astria's fast branch is free whatever the table says
         return merged
@@ -477,6 +489,7 @@ _EXAMPLES: dict[str, str] = {
     "public_callback_url": "https://bot.example.org/astria",
     "tune_price_mc": '{"flux1": 150000}',
     "image_price_mc": '{"flux1": 3000}',
+    "upscale_price_mc": '{"flux1": 6000}',
 }
 # Pydantic's words for a wrong type, in the operator's terms.
 _KINDS: dict[str, str] = {

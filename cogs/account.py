@@ -11,8 +11,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.jobs.delivery import EventKind, event_key
-from bot.rules.credits import Allowance, can_still_spend, format_mc
+from bot.rules.credits import Allowance, can_still_spend, format_mc, upscale_price
 from bot.rules.prompts import display_text
+from bot.rules.tools import VARY_IMAGES
 from bot.store import (
     UNFINISHED_PROMPTS,
     UNFINISHED_TUNES,
@@ -140,12 +141,15 @@ class Account(commands.Cog):
                 "who agreed), or right-click your own message with photos > Apps > "
                 "*Train a tune from these photos*. You are told when it is ready.",
                 "2. `/imagine`: describe a picture and pick your tune; the images are posted "
-                "here with Reroll, Details and Delete buttons.",
+                "here with Reroll, Edit, Details and Delete buttons, and for each image "
+                "Upscale (4x the size, posted as a reply) and Vary, subtle or strong "
+                f"({VARY_IMAGES} new images).",
                 "`/jobs` shows what is in progress, `/balance` what you have spent and left, "
                 "`/tune list` your tunes.",
                 "",
                 f"**Prices**{free}: a tune {format_mc(settings.tune_price())}, "
-                f"an image {format_mc(settings.image_price())}.",
+                f"an image {format_mc(settings.image_price())}, "
+                f"an upscale {format_mc(upscale_price(settings))}.",
                 f"**Limits here:** you {format_mc(guild.user_daily_limit_mc)} a day and "
                 f"{format_mc(guild.user_monthly_limit_mc)} a month; the server "
                 f"{format_mc(guild.monthly_budget_mc)} a month.",

@@ -190,8 +190,12 @@ async def test_demo_runs_the_scripted_session_against_the_real_bot_process(tmp_p
     text = out.getvalue()
     assert code == 0, text
     images = sorted((tmp_path / "out").glob("*.png"))
-    assert len(images) == 16 and all(p.read_bytes().startswith(b"\x89PNG") for p in images)
-    for step in ("too small", "is ready", "Rerolling", "Not queued", "Queued 8 images"):
+    # /imagine 4, Reroll 4, Upscale 1, Vary 4, /imagine 8
+    assert len(images) == 21 and all(p.read_bytes().startswith(b"\x89PNG") for p in images)
+    assert (tmp_path / "out" / "upscale-1.png").exists()
+    assert len(list((tmp_path / "out").glob("vary-*.png"))) == 4
+    steps = ("too small", "is ready", "Rerolling", "Upscaling image 2", "upscaled", "as a reply")
+    for step in (*steps, "variations of image 1", "Not queued", "Queued 8 images"):
         assert step in text, step
     assert "the emulator charged" in text and "all steps passed" in text
     assert (tmp_path / "out" / "transcript.txt").read_text() == text

@@ -10,7 +10,7 @@ from typing import Final
 from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services
 from bot.actions.door import NOT_YOURS, admit, parse_id
 from bot.astria import AstriaError
-from bot.rules.credits import format_mc, images_price
+from bot.rules.credits import format_mc, images_price, prompt_price
 from bot.rules.prompts import (
     PromptOptions,
     PromptRefusal,
@@ -20,6 +20,7 @@ from bot.rules.prompts import (
     prompt_options,
     rules_from,
 )
+from bot.rules.tools import Tool
 from bot.store import PromptRecord, TuneRecord, TuneState, TuneUnavailable
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,13 @@ class PromptOrder:
 
 
 async def queue_prompt(
-    svc: Services, actor: Actor, place: Place, order: PromptOrder
+    svc: Services,
+    actor: Actor,
+    place: Place,
+    order: PromptOrder,
+    *,
+    tool: Tool = "imagine",
+    parent_id: int | None = None,
 ) -> Outcome[PromptRecord]:
     refused = await admit(svc, actor, place)
     if refused is not None:
@@ -100,6 +107,8 @@ async def queue_prompt(
             seed=order.seed,
             target_tune_id=built.target_tune_id,
             max_waiting=settings.max_waiting_per_member,
+            tool=tool,
+            parent_id=parent_id,
         )
     except TuneUnavailable as exc:  # deleted or expired since it was read above
         return _unusable(replace(tune, state=TuneState(exc.state))) or Refused(GONE)
@@ -140,7 +149,10 @@ async def reroll(
         # Made before negatives were refused on Flux: Flux ignored it then, so dropping
         # it changes nothing in the pictures.
         options = replace(options, negative_prompt=None)
-    price = images_price(svc.settings, original.num_images, tune.branch)
+    # An upscale rerolled is an upscale again: priced as one (super-resolution).
+    price = prompt_price(
+        svc.settings, original.num_images, tune.branch, super_resolution=options.super_resolution
+    )
     try:
         created = await store.prompts.create(
             owner_id=actor.user_id,
@@ -154,6 +166,9 @@ async def reroll(
             options=options,
             target_tune_id=original.target_tune_id,
             max_waiting=svc.settings.max_waiting_per_member,
+            tool="reroll",
+            parent_id=original.id,
+            image_index=original.image_index,
         )
     except TuneUnavailable as exc:  # deleted or expired since it was read above
         return _unusable(replace(tune, state=TuneState(exc.state))) or Refused(GONE)
@@ -196,7 +211,22 @@ async def prompt_details(
         f"**Images:** {prompt.num_images}",
         f"**Cost:** {cost}",
     ]
+    made = _made_from(prompt)
+    if made:
+        lines.insert(1, f"**Made by:** {made}")
     return Done("\n".join(lines), None)
+
+
+def _made_from(prompt: PromptRecord) -> str:
+    """How a tool made the prompt from an earlier one, in words ("" for `/imagine`)."""
+    options = prompt.options
+    image = (prompt.image_index or 0) + 1
+    if prompt.tool == "upscale":
+        faces = ", faces repaired" if options.inpaint_faces else ""
+        return f"Upscale of image {image} (super-resolution{faces})"
+    if prompt.tool == "vary":
+        return f"Vary of image {image} (denoising {options.denoising_strength})"
+    return {"reroll": "Reroll", "edit": "Edit prompt"}.get(prompt.tool, "")
 
 
 async def may_delete_result(

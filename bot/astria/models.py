@@ -115,6 +115,9 @@ class PromptRequest:
     steps: int | None = None
     callback: str | None = None
     super_resolution: bool | None = None
+    inpaint_faces: bool | None = None
+    input_image_url: str | None = None
+    denoising_strength: float | None = None
 
     def form(self) -> dict[str, Any]:
         """The prompt's fields without the unset ones, as Astria names them."""
@@ -128,6 +131,9 @@ class PromptRequest:
             "steps": self.steps,
             "callback": self.callback,
             "super_resolution": self.super_resolution,
+            "inpaint_faces": self.inpaint_faces,
+            "input_image_url": self.input_image_url,
+            "denoising_strength": self.denoising_strength,
         }
         return {k: v for k, v in values.items() if v is not None}
 

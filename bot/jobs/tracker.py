@@ -678,6 +678,11 @@ class Tracker:
             # the fast branch, whose tunes are mock checkpoints prompted on themselves.
             cfg_scale=profile.cfg_scale if profile and tune.branch != "fast" else None,
             callback=self._callback(prompt.job),
+            # The per-image tools (bot/rules/tools.py): unset on a plain prompt.
+            input_image_url=options.input_image_url,
+            denoising_strength=options.denoising_strength,
+            super_resolution=options.super_resolution or None,
+            inpaint_faces=options.inpaint_faces or None,
         )
         try:
             created = await self._client.create_prompt(

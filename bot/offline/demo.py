@@ -3,7 +3,8 @@
 It starts the Astria emulator on a paid branch (so money moves) and the Discord fake on
 loopback, runs the real bot as its own process against them, and plays a scripted session
 of two members and an admin with photos it draws itself (no real faces are shipped): a
-refused photo, a tune from six photos and its progress, `/imagine`, Reroll, `/balance`, an
+refused photo, a tune from six photos and its progress, `/imagine`, Reroll, Upscale (posted
+as a reply) and Vary on one of its images, `/balance`, an
 over-budget refusal, `/admin budget`, then `/imagine` again. It prints a transcript, writes
 it and the images to the output folder, ends with the ledger against the emulator's
 charges, and exits non-zero if any step did not produce what it should.
@@ -27,6 +28,8 @@ from bot.offline.fakecord.state import Message
 from bot.offline.stage import Stage, StageError, StageOptions
 from bot.rules.credits import format_mc
 from bot.store.ledger import LedgerKind
+
+REPLY = 19  # Discord's message type for a reply
 
 
 def demo_photo(index: int, size: int = 768) -> bytes:
@@ -153,6 +156,34 @@ async def _script(stage: Stage, folder: Path, say: _Narrator, failures: list[str
     _describe_post(stage, second[0], say)
     _save(second[0], folder, "reroll", say)
 
+    say("\n> alice clicks Upscale 2 under her first images")
+    answer = await stage.click(alice, post, _custom_id(post, "job:upscale:", "-1"))
+    say(_indent(answer))
+    _expect(failures, "Upscaling image 2" in answer, "the upscale was not queued")
+    upscaled = await stage.wait_for(
+        lambda: [m for m in stage.image_posts() if "upscaled" in m.content],
+        "the upscale to be posted",
+        timeout=120.0,
+    )
+    _describe_post(stage, upscaled[0], say)
+    reply = upscaled[0].type == REPLY
+    say("  | (posted as a reply to the images it came from)" if reply else "  | (not a reply)")
+    _expect(failures, reply, "the upscale was not a reply to its source")
+    _save(upscaled[0], folder, "upscale", say)
+    _expect(failures, len(upscaled[0].attachments) == 1, "the upscale is not one image")
+
+    say("\n> alice clicks Subtle 1 (vary image 1, subtly)")
+    answer = await stage.click(alice, post, _custom_id(post, "job:vary-subtle:", "-0"))
+    say(_indent(answer))
+    _expect(failures, "variations of image 1" in answer, "the variation was not queued")
+    varied = await stage.wait_for(
+        lambda: [m for m in stage.image_posts() if "variations of image 1" in m.content],
+        "the variations to be posted",
+        timeout=120.0,
+    )
+    _describe_post(stage, varied[0], say)
+    _save(varied[0], folder, "vary", say)
+
     say("\n> alice: /balance")
     balance = await stage.command(alice, "balance")
     say(_indent(balance))
@@ -171,17 +202,18 @@ async def _script(stage: Stage, folder: Path, say: _Narrator, failures: list[str
     say(_indent(answer))
     _expect(failures, "Queued 8 images" in answer, "/imagine after the raise was not queued")
     third = await stage.wait_for(
-        lambda: stage.image_posts()[2:], "the last images to be posted", timeout=120.0
+        lambda: stage.image_posts()[4:], "the last images to be posted", timeout=120.0
     )
-    _save(third[0], folder, "beach", say)
+    _save(third[-1], folder, "beach", say)
 
     say("\n> bob: /imagine with alice's tune (not shared)")
     theirs = await stage.command(bob, "imagine", prompt="hello", tune=tune_id)
     say(_indent(theirs))
     _expect(failures, "not yours" in theirs, "bob could use alice's tune")
 
-    # One message per job (the tune, three prompts): each status gave way to its result.
-    jobs = 4
+    # One message per job (the tune, three prompts, the upscale and the variations): each
+    # status gave way to its result.
+    jobs = 6
     try:
         await stage.wait_for(lambda: len(stage.posts()) == jobs, "one message per job", timeout=15)
     except StageError as exc:
@@ -210,9 +242,9 @@ def _describe_post(stage: Stage, post: Message, say: _Narrator) -> None:
     say(f"  | {len(post.attachments)} files, buttons: {', '.join(post.labels())}")
 
 
-def _custom_id(post: Message, prefix: str) -> str:
+def _custom_id(post: Message, prefix: str, suffix: str = "") -> str:
     for custom_id in post.custom_ids():
-        if custom_id.startswith(prefix):
+        if custom_id.startswith(prefix) and custom_id.endswith(suffix):
             return custom_id
     raise StageError(f"no {prefix}… button on the post")
 

@@ -30,6 +30,24 @@ def images_price(settings: Settings, count: int, branch: str | None = None) -> i
     return count * settings.image_price_mc[branch or settings.astria_branch]
 
 
+def upscale_price(settings: Settings, branch: str | None = None) -> int:
+    """Millicents reserved for one Upscale: one image with super-resolution
+    (`UPSCALE_PRICE_MC`; the `fast` branch is always 0)."""
+    return settings.upscale_price_mc[branch or settings.astria_branch]
+
+
+def prompt_price(
+    settings: Settings, count: int, branch: str | None = None, *, super_resolution: bool = False
+) -> int:
+    """Millicents reserved for a prompt: an upscale's price per image when it asks for
+    super-resolution, else the image price."""
+    if super_resolution:
+        if count < 1:
+            raise ValueError("a prompt makes at least one image")
+        return count * upscale_price(settings, branch)
+    return images_price(settings, count, branch)
+
+
 def format_mc(amount_mc: int, *, up: bool = False) -> str:
     """Millicents as dollars a member can read, to the cent: 150000 -> "$1.50",
     4826123 -> "$48.26". Below a dollar a price finer than a cent keeps a tenth of a cent

@@ -23,17 +23,30 @@ ASPECT_RATIOS: tuple[AspectRatio, ...] = ("1:1", "3:2", "2:3", "16:9", "9:16")
 @dataclass(frozen=True)
 class PromptOptions:
     """Everything about a prompt besides its text, tune, seed and count: one typed object
-    from the command to the Astria request (stored as JSON with the prompt)."""
+    from the command to the Astria request (stored as JSON with the prompt). The image
+    fields are set by the per-image tools (`bot.rules.tools`), never typed by a member."""
 
     aspect_ratio: AspectRatio | None = None
     negative_prompt: str | None = None
+    input_image_url: str | None = None  # image-to-image from this (an Astria image link)
+    denoising_strength: float | None = None
+    super_resolution: bool = False
+    inpaint_faces: bool = False
 
-    def to_json(self) -> dict[str, str]:
-        data: dict[str, str] = {}
+    def to_json(self) -> dict[str, object]:
+        data: dict[str, object] = {}
         if self.aspect_ratio is not None:
             data["aspect_ratio"] = self.aspect_ratio
         if self.negative_prompt:
             data["negative_prompt"] = self.negative_prompt
+        if self.input_image_url:
+            data["input_image_url"] = self.input_image_url
+        if self.denoising_strength is not None:
+            data["denoising_strength"] = self.denoising_strength
+        if self.super_resolution:
+            data["super_resolution"] = True
+        if self.inpaint_faces:
+            data["inpaint_faces"] = True
         return data
 
     @classmethod
@@ -42,9 +55,19 @@ class PromptOptions:
         left out."""
         aspect = data.get("aspect_ratio")
         negative = data.get("negative_prompt")
+        image = data.get("input_image_url")
+        strength = data.get("denoising_strength")
         return cls(
             aspect_ratio=next((a for a in ASPECT_RATIOS if a == aspect), None),
             negative_prompt=negative if isinstance(negative, str) and negative else None,
+            input_image_url=image if isinstance(image, str) and image else None,
+            denoising_strength=(
+                float(strength)
+                if isinstance(strength, int | float) and not isinstance(strength, bool)
+                else None
+            ),
+            super_resolution=data.get("super_resolution") is True,
+            inpaint_faces=data.get("inpaint_faces") is True,
         )
 
 

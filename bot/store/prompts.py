@@ -13,6 +13,7 @@ from enum import StrEnum
 
 from bot.rules.credits import Denial, QueueFull
 from bot.rules.prompts import PromptOptions
+from bot.rules.tools import Tool
 from bot.store.db import Clock, Database, Row, Transaction, from_ms, opt_from_ms, to_ms
 from bot.store.errors import InvalidTransition, NotFound, StoreError, TuneUnavailable
 from bot.store.jobstate import JobKind, JobRef, move_if, step, waiting_jobs
@@ -65,6 +66,8 @@ UNFINISHED_PROMPTS = frozenset(
     {PromptState.QUEUED, PromptState.SUBMITTING, PromptState.GENERATING, PromptState.STUCK}
 )
 
+TOOLS: tuple[Tool, ...] = ("imagine", "reroll", "edit", "upscale", "vary")
+
 # Astria takes a 32-bit seed; a random one keeps two members' identical prompts apart.
 _SEED_LIMIT = 2**31 - 1
 
@@ -96,6 +99,10 @@ class PromptRecord:
     submitted_at: datetime | None = None  # when it was handed to Astria
     # The Astria tune it is posted to, decided when it was accepted (None: an older row).
     target_tune_id: int | None = None
+    # What made it, and for an upscale or a variation the prompt and image it starts from.
+    tool: Tool = "imagine"
+    parent_id: int | None = None
+    image_index: int | None = None
 
     @property
     def job(self) -> JobRef:
@@ -128,7 +135,14 @@ def _prompt(row: Row) -> PromptRecord:
         updated_at=from_ms(int(row["updated_at_ms"])),
         submitted_at=opt_from_ms(row["submitted_at_ms"]),
         target_tune_id=row["target_tune_id"],
+        tool=_tool(row["tool"]),
+        parent_id=row["parent_id"],
+        image_index=row["image_index"],
     )
+
+
+def _tool(value: object) -> Tool:
+    return next((t for t in TOOLS if t == value), "imagine")
 
 
 class Prompts:
@@ -152,6 +166,9 @@ class Prompts:
         options: PromptOptions | None = None,
         seed: int | None = None,
         max_waiting: int | None = None,
+        tool: Tool = "imagine",
+        parent_id: int | None = None,
+        image_index: int | None = None,
     ) -> PromptRecord | Denial:
         """A queued prompt and its reservation, in one transaction. The tune must be the
         owner's or shared with this guild, and not gone. Without a seed, a random one.
@@ -180,8 +197,8 @@ class Prompts:
                 prompt_id = await tx.insert(
                     "INSERT INTO prompts (owner_id, guild_id, channel_id, tune_id, user_text,"
                     " final_text, params, seed, seed_from_user, num_images, created_at_ms,"
-                    " updated_at_ms, target_tune_id)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " updated_at_ms, target_tune_id, tool, parent_id, image_index)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         owner_id,
                         guild_id,
@@ -196,6 +213,9 @@ class Prompts:
                         now_ms,
                         now_ms,
                         target_tune_id,
+                        tool,
+                        parent_id,
+                        image_index,
                     ),
                 )
                 await self._ledger._reserve_or_roll_back(

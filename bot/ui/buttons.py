@@ -13,11 +13,13 @@ from typing import Any, ClassVar
 
 import discord
 
-from bot.actions import privacy, prompts, tunes
-from bot.actions.context import Done
+from bot.actions import privacy, prompts, tools, tunes
+from bot.actions.context import Done, Outcome
+from bot.rules.tools import BUTTONS_UP_TO, Strength
 from bot.store import JobKind, JobRef
-from bot.ui.base import SafeView, answer, answer_error
+from bot.ui.base import SafeView, UserError, answer, answer_error
 from bot.ui.door import EntryKind, actor_of, done, place_of, reply, services
+from bot.ui.forms import STALE_COMPONENT, EditForm
 from bot.ui.nonce import marker
 
 log = logging.getLogger(__name__)
@@ -246,13 +248,184 @@ def delete_question_view(tune_id: int) -> discord.ui.View:
     return view
 
 
-def result_view(job: JobRef) -> discord.ui.View | None:
-    """The buttons under a prompt's images."""
+class EditButton(JobButton, template=r"job:edit:(?P<id>[0-9]+)"):
+    """Edit prompt: a form with the prompt (and the negative, where the tune's model reads
+    one) filled in; its submit queues the new prompt with the same tune. The form must be
+    the press's first answer, so only the door's checks (fast reads) run before it."""
+
+    action = "edit"
+    entry = "spends"
+    label = "Edit"
+    emoji = "✏️"
+
+    async def press(self, interaction: discord.Interaction[Any]) -> None:
+        svc, actor, place = services(interaction), actor_of(interaction), place_of(interaction)
+        draft = done(await tools.edit_form(svc, actor, place, self.job_id)).value
+        form = EditForm(interaction.client.forms, draft)
+        await interaction.response.send_modal(form)
+
+
+class ImageButton(
+    _Answered,
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"job:image-unused:(?P<id>[0-9]+)-(?P<index>[0-9]+)",
+):
+    """Base of the per-image buttons: the result's id and the image's index (0-based) are
+    in the custom_id (`job:<action>:<id>-<index>`), so they work after a restart."""
+
+    action: ClassVar[str] = "image-unused"
+    entry: ClassVar[EntryKind] = "spends"
+    word: ClassVar[str] = ""
+    emoji: ClassVar[str | None] = None
+    row_offset: ClassVar[int] = 1
+
+    def __init__(self, job_id: int, index: int) -> None:
+        self.job_id = job_id
+        self.index = index
+        super().__init__(
+            discord.ui.Button(
+                label=f"{self.word} {index + 1}",
+                emoji=self.emoji,
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"job:{self.action}:{job_id}-{index}",
+            ),
+            row=self.row_offset,
+        )
+
+    @classmethod
+    def for_job(cls, job: JobRef) -> ImageButton:
+        return cls(job.id, 0)
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+    ) -> ImageButton:
+        return cls(int(match["id"]), int(match["index"]))
+
+    async def press(self, interaction: discord.Interaction[Any]) -> None:
+        outcome = await _use_tool(interaction, self.job_id, self.index, self.action)
+        await reply(interaction, outcome)
+
+
+class UpscaleButton(ImageButton, template=r"job:upscale:(?P<id>[0-9]+)-(?P<index>[0-9]+)"):
+    action = "upscale"
+    word = "Upscale"
+    emoji = "⬆️"
+    row_offset = 1
+
+
+class VarySubtleButton(ImageButton, template=r"job:vary-subtle:(?P<id>[0-9]+)-(?P<index>[0-9]+)"):
+    action = "vary-subtle"
+    word = "Subtle"
+    emoji = "🪄"
+    row_offset = 2
+
+
+class VaryStrongButton(ImageButton, template=r"job:vary-strong:(?P<id>[0-9]+)-(?P<index>[0-9]+)"):
+    action = "vary-strong"
+    word = "Strong"
+    emoji = "🌀"
+    row_offset = 3
+
+
+_IMAGE_TOOLS: dict[str, str] = {
+    "upscale": "Upscale image {n}",
+    "vary-subtle": "Vary image {n} (subtle)",
+    "vary-strong": "Vary image {n} (strong)",
+}
+
+
+async def _use_tool(
+    interaction: discord.Interaction[Any], job_id: int, index: int, action: str
+) -> Outcome[Any]:
+    svc, actor, place = services(interaction), actor_of(interaction), place_of(interaction)
+    if action == "upscale":
+        return await tools.upscale(svc, actor, place, job_id, index)
+    strength: Strength = "subtle" if action == "vary-subtle" else "strong"
+    return await tools.vary(svc, actor, place, job_id, index, strength)
+
+
+class ImageToolSelect(
+    _Answered,
+    discord.ui.DynamicItem[discord.ui.Select[Any]],
+    template=r"job:tools:(?P<id>[0-9]+)",
+):
+    """For results of more than `BUTTONS_UP_TO` images: one menu with Upscale and both
+    Varies for each image (3 x 8 = 24 options, within Discord's 25)."""
+
+    entry: ClassVar[EntryKind] = "spends"
+
+    def __init__(self, job_id: int, images: int) -> None:
+        self.job_id = job_id
+        options = [
+            discord.SelectOption(label=label.format(n=index + 1), value=f"{action}:{index}")
+            for index in range(images)
+            for action, label in _IMAGE_TOOLS.items()
+        ]
+        super().__init__(
+            discord.ui.Select(
+                custom_id=f"job:tools:{job_id}",
+                placeholder="Upscale or vary an image…",
+                options=options[:MAX_SELECT_OPTIONS],
+                min_values=1,
+                max_values=1,
+            ),
+            row=1,
+        )
+
+    @classmethod
+    def for_job(cls, job: JobRef) -> ImageToolSelect:
+        return cls(job.id, 1)
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+    ) -> ImageToolSelect:
+        count = len(getattr(item, "options", ())) // len(_IMAGE_TOOLS)
+        return cls(int(match["id"]), max(count, 1))
+
+    async def press(self, interaction: discord.Interaction[Any]) -> None:
+        picked = self.item.values[0] if self.item.values else ""
+        action, _, index = picked.partition(":")
+        if action not in _IMAGE_TOOLS or not index.isdigit():
+            raise UserError(STALE_COMPONENT)
+        outcome = await _use_tool(interaction, self.job_id, int(index), action)
+        await reply(interaction, outcome)
+
+
+MAX_ROWS = 5
+MAX_BUTTONS_PER_ROW = 5
+MAX_SELECT_OPTIONS = 25
+
+
+def result_view(job: JobRef, images: int = 0, tool: str = "imagine") -> discord.ui.View | None:
+    """The buttons under a prompt's images: Reroll, Edit, Details, Delete on the first row;
+    then, for up to `BUTTONS_UP_TO` images, a row each of Upscale, Vary subtle and Vary
+    strong buttons, one per image; beyond that one select menu with all of them. An
+    upscale's post keeps Details and Delete only (it is one image already at full size)."""
     if job.kind != JobKind.PROMPT:
         return None
     view = SafeView(timeout=None)
-    for button in (RerollButton(job.id), DetailsButton(job.id), DeleteButton(job.id)):
+    first: list[JobButton] = [DetailsButton(job.id), DeleteButton(job.id)]
+    if tool != "upscale":
+        first = [RerollButton(job.id), EditButton(job.id), *first]
+    for button in first:
+        button.row = 0
         view.add_item(button)
+    if tool == "upscale" or images < 1:
+        return view
+    if images <= BUTTONS_UP_TO:
+        for kind in (UpscaleButton, VarySubtleButton, VaryStrongButton):
+            for index in range(images):
+                view.add_item(kind(job.id, index))
+    else:
+        view.add_item(ImageToolSelect(job.id, images))
     return view
 
 
@@ -347,6 +520,11 @@ def erase_question_view(request: privacy.EraseRequest) -> discord.ui.View:
 
 DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
     RerollButton,
+    EditButton,
+    UpscaleButton,
+    VarySubtleButton,
+    VaryStrongButton,
+    ImageToolSelect,
     DetailsButton,
     DeleteButton,
     CancelButton,

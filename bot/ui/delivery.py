@@ -37,7 +37,7 @@ from bot.jobs.delivery import (
 from bot.store import JobKind, JobRef, PromptRecord, Store, StoreFault, TuneRecord
 from bot.ui.files import MULTIPART_SLACK, CannotFit, Limits, batches, fit
 from bot.ui.nonce import nonce_for
-from bot.ui.text import job_label, progress_line, result_text
+from bot.ui.text import Made, job_label, progress_line, result_text
 
 # States in which the member may still cancel from the status message.
 WAITING_STATES = frozenset({"queued", WAITING_FOR_CREDIT, "generating"})
@@ -53,7 +53,9 @@ UNKNOWN_USER = 10013
 INVALID_FORM_BODY = 50035
 ENTITY_TOO_LARGE = 40005
 
-ViewFactory = Callable[[JobRef], discord.ui.View | None]
+StatusViewFactory = Callable[[JobRef], discord.ui.View | None]
+# A result's buttons depend on how many images it has and on the tool that made it.
+ResultViewFactory = Callable[[JobRef, int, str], discord.ui.View | None]
 
 
 _SETTLES_STATUS = frozenset(
@@ -98,8 +100,8 @@ class DiscordDelivery:
         store: Store,
         astria: AstriaClient,
         *,
-        result_view: ViewFactory | None = None,
-        status_view: ViewFactory | None = None,
+        result_view: ResultViewFactory | None = None,
+        status_view: StatusViewFactory | None = None,
         post_links: bool = False,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -109,7 +111,7 @@ class DiscordDelivery:
         self._eta_timers: dict[str, asyncio.TimerHandle] = {}
         self._store = store
         self._astria = astria
-        self._result_view = result_view or (lambda job: None)
+        self._result_view = result_view or (lambda job, images, tool: None)
         self._status_view = status_view or (lambda job: None)
         self._post_links = post_links
         self._lanes: dict[int, _ChannelLane] = {}
@@ -153,20 +155,25 @@ class DiscordDelivery:
         parts = await self._parts(event, channel_id)
         posted = await self._store.events.messages(event.key)
         destination = await self._destination(event, channel_id)
+        record = await self._store.prompts.get(job.id) if job.kind == JobKind.PROMPT else None
+        tool = record.tool if record is not None else "imagine"
+        reference = await self._reply_to(record, channel_id)
         last = len(parts) - 1
         for number, (content, files) in enumerate(parts):
             if number in posted:
                 continue
             nonce = nonce_for(event.key, number)
             view = (
-                self._result_view(job) if number == last and event.kind == EventKind.DONE else None
+                self._result_view(job, len(event.images), tool)
+                if number == last and event.kind == EventKind.DONE
+                else None
             )
             found = await self._already_posted(destination, view)
             if found is not None:
                 message = found
             else:
-                message = await destination.send(
-                    content=content, files=files, view=view or discord.utils.MISSING, nonce=nonce
+                message = await self._send(
+                    destination, content, files, view, nonce, reference if number == 0 else None
                 )
             await self._store.events.record_message(
                 event.key, number, message.channel.id, message.id
@@ -174,6 +181,48 @@ class DiscordDelivery:
         if event.kind == EventKind.DONE:
             ids = [m for _, m in (await self._store.events.messages(event.key)).values()]
             await self._store.prompts.set_result_messages(job.id, ids)
+
+    @staticmethod
+    async def _send(
+        destination: discord.abc.Messageable,
+        content: str,
+        files: list[discord.File],
+        view: discord.ui.View | None,
+        nonce: str,
+        reference: discord.MessageReference | None,
+    ) -> discord.Message:
+        view_or_missing = view or discord.utils.MISSING
+        if reference is None:
+            return await destination.send(
+                content=content, files=files, view=view_or_missing, nonce=nonce
+            )
+        return await destination.send(
+            content=content,
+            files=files,
+            view=view_or_missing,
+            nonce=nonce,
+            reference=reference,
+            mention_author=False,
+        )
+
+    async def _reply_to(
+        self, record: PromptRecord | None, channel_id: int | None
+    ) -> discord.MessageReference | None:
+        """An upscale is posted as a reply to the result it came from, when that result is
+        in the same channel (a reply to a deleted one is posted plainly)."""
+        if record is None or record.tool != "upscale" or record.parent_id is None:
+            return None
+        parent = await self._store.prompts.get(record.parent_id)
+        if parent is None or not parent.result_message_ids or channel_id is None:
+            return None
+        if parent.channel_id != channel_id:
+            return None
+        # The post that carries the buttons: the one the member pressed.
+        return discord.MessageReference(
+            message_id=parent.result_message_ids[-1],
+            channel_id=channel_id,
+            fail_if_not_exists=False,
+        )
 
     async def _destination(
         self, event: JobEvent, channel_id: int | None
@@ -213,7 +262,7 @@ class DiscordDelivery:
     async def _parts(
         self, event: JobEvent, channel_id: int | None
     ) -> list[tuple[str, list[discord.File]]]:
-        text = result_text(event, label=await self._label(event.job))
+        text = result_text(event, label=await self._label(event.job), made=await self._made(event))
         if event.kind != EventKind.DONE or not event.images:
             return [(text, [])]
         if self._post_links:
@@ -326,6 +375,17 @@ class DiscordDelivery:
         if ref.kind == JobKind.TUNE:
             return await self._store.tunes.get(ref.id)
         return await self._store.prompts.get(ref.id)
+
+    async def _made(self, event: JobEvent) -> Made | None:
+        """What a tool made, for the result's words (None: a prompt's usual images)."""
+        ref = JobRef.parse(event.job)
+        if ref.kind != JobKind.PROMPT:
+            return None
+        record = await self._store.prompts.get(ref.id)
+        if record is None or record.tool not in ("upscale", "vary"):
+            return None
+        strength = record.options.denoising_strength
+        return Made(record.tool, (record.image_index or 0) + 1, strength)
 
     async def _label(self, job: str) -> str:
         """The prompt or the tune's name, as the status and the result quote it."""

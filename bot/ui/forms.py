@@ -21,14 +21,20 @@ from typing import Any, Final
 
 import discord
 
+from bot.actions import tools
+from bot.actions.tools import EditDraft
+from bot.rules.credits import format_mc
 from bot.rules.prompts import NAME_MAX
 from bot.ui.base import SafeModal, answer_error
+from bot.ui.door import actor_of, place_of, reply, services
 
 log = logging.getLogger(__name__)
 
 FORM_PREFIX: Final = "form:"
 CONSENT_YES: Final = "yes"
 CONSENT_NO: Final = "no"
+PROMPT_INPUT_MAX: Final = 600  # PROMPT_MAX_LENGTH's ceiling; the action checks the setting
+NEGATIVE_INPUT_MAX: Final = 300
 FORM_TIMEOUT: Final = 15 * 60.0  # a member may take a while to pick 20 photos on a phone
 STALE_COMPONENT: Final = (
     "This button belongs to an older message and no longer does anything; nothing was "
@@ -199,6 +205,70 @@ class TuneForm(SafeModal):
     async def on_submit(self, interaction: discord.Interaction[Any], /) -> None:
         try:
             await self._submit(interaction, self.values())
+        except Exception as exc:  # answered here: a refusal is not an error to log
+            await answer_error(interaction, exc)
+
+    async def on_timeout(self) -> None:
+        self._registry.close(self.custom_id)
+
+
+class EditForm(SafeModal):
+    """Edit prompt: the result's prompt (and its negative, when the tune's model reads
+    one; Flux does not) filled in. Its submit queues the new prompt with the same tune,
+    through the same action as `/imagine` (every check again, the text included)."""
+
+    def __init__(self, registry: FormRegistry, draft: EditDraft) -> None:
+        super().__init__(
+            title=f"Edit the prompt ({format_mc(draft.price_mc)})"[:45],
+            custom_id=registry.new_id(),
+            timeout=FORM_TIMEOUT,
+        )
+        self._registry = registry
+        self._prompt_id = draft.prompt_id
+        self.prompt_input: discord.ui.TextInput[Any] = discord.ui.TextInput(
+            custom_id="prompt",
+            style=discord.TextStyle.paragraph,
+            default=draft.text[:PROMPT_INPUT_MAX],
+            min_length=1,
+            max_length=PROMPT_INPUT_MAX,
+            required=True,
+        )
+        self.add_item(
+            discord.ui.Label(
+                text="Prompt",
+                description="Change the words; the tune, image count and shape stay",
+                component=self.prompt_input,
+            )
+        )
+        self.negative_input: discord.ui.TextInput[Any] | None = None
+        if draft.negative is not None:
+            self.negative_input = discord.ui.TextInput(
+                custom_id="negative",
+                style=discord.TextStyle.paragraph,
+                default=draft.negative[:NEGATIVE_INPUT_MAX] or None,
+                max_length=NEGATIVE_INPUT_MAX,
+                required=False,
+            )
+            self.add_item(
+                discord.ui.Label(
+                    text="Negative prompt (optional)",
+                    description="What to keep out of the picture",
+                    component=self.negative_input,
+                )
+            )
+
+    async def on_submit(self, interaction: discord.Interaction[Any], /) -> None:
+        try:
+            negative = self.negative_input.value if self.negative_input is not None else None
+            outcome = await tools.edit_prompt(
+                services(interaction),
+                actor_of(interaction),
+                place_of(interaction),
+                self._prompt_id,
+                self.prompt_input.value,
+                negative,
+            )
+            await reply(interaction, outcome)
         except Exception as exc:  # answered here: a refusal is not an error to log
             await answer_error(interaction, exc)
 

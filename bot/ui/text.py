@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from bot.jobs.delivery import WAITING_FOR_CREDIT, EventKind, JobEvent, Progress
 from bot.rules.credits import format_mc
 from bot.rules.prompts import display_text
+from bot.rules.tools import VARY_STRONG
 
 MAX_CONTENT = 2000  # Discord's message length limit
 LABEL_LIMIT = 100  # characters of a prompt quoted in a status or a result
@@ -72,9 +74,20 @@ def progress_line(update: Progress, *, label: str = "", now: datetime | None = N
     return line.format(whose=whose)
 
 
-def result_text(event: JobEvent, *, label: str = "") -> str:
+@dataclass(frozen=True)
+class Made:
+    """What a per-image tool made: `tool` ("upscale" or "vary"), from image `image` (1-based)
+    at `strength` (a variation's denoising)."""
+
+    tool: str
+    image: int
+    strength: float | None = None
+
+
+def result_text(event: JobEvent, *, label: str = "", made: Made | None = None) -> str:
     """The line posted when a job ends (or needs the member's attention); `label` (from
-    `job_label`) names the prompt or the tune, so the post says what it answers."""
+    `job_label`) names the prompt or the tune, so the post says what it answers; `made`
+    says which tool made it from which image."""
     who = mention(event.owner_id)
     quoted = f" “{label}”" if label else ""
     about = f" for “{label}”" if label else ""
@@ -85,6 +98,11 @@ def result_text(event: JobEvent, *, label: str = "") -> str:
             f"✅ {who} your tune{quoted} is ready.{cost} Use it with `/imagine` and pick it in the "
             "`tune` option."
         )
+    if event.kind == EventKind.DONE and made is not None and made.tool == "upscale":
+        return f"⬆️ {who} here is image {made.image} upscaled{about}.{cost}"
+    if event.kind == EventKind.DONE and made is not None:
+        how = "strong" if (made.strength or 0) >= VARY_STRONG else "subtle"
+        return f"🪄 {who} here are {how} variations of image {made.image}{about}.{cost}"
     if event.kind == EventKind.DONE:
         return f"🖼️ {who} here are your images{about}.{cost}"
     if event.kind == EventKind.FAILED:

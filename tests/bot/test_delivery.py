@@ -36,11 +36,15 @@ async def test_status_then_images_as_files_with_buttons(scene: Scene):
     assert f"<@{scene.alice.id}>" in post.content
     assert len(post.attachments) == 3
     assert all(data.startswith(b"\x89PNG") for data in [await a.read() for a in post.attachments])
-    assert button_ids(post) == [
+    ids = button_ids(post)
+    assert ids[:4] == [
         f"job:reroll:{prompt.id}",
+        f"job:edit:{prompt.id}",
         f"job:details:{prompt.id}",
         f"job:delete:{prompt.id}",
     ]
+    tools = ("upscale", "vary-subtle", "vary-strong")
+    assert ids[4:] == [f"job:{t}:{prompt.id}-{i}" for t in tools for i in range(3)]
     record = await scene.bot.store.prompts.get(prompt.id)
     assert record is not None and record.state == PromptState.DELIVERED
     assert record.result_message_ids == (post.id,)

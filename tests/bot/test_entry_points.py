@@ -147,15 +147,24 @@ def _button(item: type[discord.ui.DynamicItem[Any]]) -> Entry:
         view.add_item(button)
         bot = world.scene.bot
         member = _member(world, who)
+        inner = getattr(button, "item", None)
+        values = (
+            [inner.options[0].value] if isinstance(inner, discord.ui.Select) else None
+        )  # a select menu is picked from, not clicked
+
+        async def press(actor: Any, message: Any) -> Any:
+            if values is not None:
+                return await actor.select(message, values, custom_id=button.custom_id)
+            return await actor.click(message, custom_id=button.custom_id)
+
         if where == "dm":
             dm = await bot.create_dm(discord.Object(member.id))
             sent = await dm.send("a result", view=view)
-            message = _handle(member.user.dm_channel, sent.id)
-            return await member.user.click(message, custom_id=button.custom_id)
+            return await press(member.user, _handle(member.user.dm_channel, sent.id))
         channel = _channel(world, where)
         target = bot.get_channel(channel.id) or await bot.fetch_channel(channel.id)
         sent = await target.send("a result", view=view)  # type: ignore[union-attr]
-        return await member.click(_handle(channel, sent.id), custom_id=button.custom_id)
+        return await press(member, _handle(channel, sent.id))
 
     kind = getattr(item, "entry", None)
     return Entry(f"button {item.__name__}", kind, True, drive)

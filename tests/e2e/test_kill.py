@@ -3,9 +3,9 @@ wire-level Discord fake, with the emulator's idempotency on and off.
 
 One session per mode: the bot is killed during training, during generation, and between
 an image post reaching Discord and the bot recording it (restarted once within Discord's
-nonce window and once after it). At the end every job is delivered exactly once, no
-Astria object exists twice, and the ledger equals what the emulator charged, to the
-millicent.
+nonce window and once after it), and while Astria makes an Upscale. At the end every job
+is delivered exactly once, no Astria object exists twice, and the ledger equals what the
+emulator charged, to the millicent.
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ def created(stage: Stage, route: str) -> int:
     )
 
 
-def reroll_ids(post: Message) -> list[str]:
-    return [c for c in post.custom_ids() if c.startswith("job:reroll:")]
+def details_ids(post: Message) -> list[str]:
+    return [c for c in post.custom_ids() if c.startswith("job:details:")]
 
 
 async def imagine(stage: Stage, tune_id: str, text: str) -> None:
@@ -125,15 +125,27 @@ async def test_kill_minus_nine_loses_nothing_and_doubles_nothing(stage: Stage):
     stage.fake.config.nonce_window = 0.0
     await stage.start_bot()
     await delivered(stage, 3)
+
+    # 5. An Upscale of the first images, killed while Astria makes it.
+    first = stage.image_posts()[0]
+    upscale = next(c for c in first.custom_ids() if c.startswith("job:upscale:"))
+    assert "Upscaling" in await stage.click(alice, first, upscale)
+    await stage.wait_for(lambda: created(stage, prompt_route) == 4, "the upscale at Astria")
+    await stage.kill_bot()
+    assert not stage.emulator.our_prompts()[-1]["images"]  # it really was mid-generation
+    await stage.start_bot()
+    await delivered(stage, 4)
     code = await stage.stop_bot()
     assert code == 0
 
     # Exactly once in the channel: one image post per prompt, and the stalled ones are the
     # posts that count (nothing was posted again beside them).
     posts = stage.image_posts()
-    per_job = collections.Counter(i for p in posts for i in reroll_ids(p))
-    assert len(posts) == 3 and set(per_job.values()) == {1}, per_job
+    per_job = collections.Counter(i for p in posts for i in details_ids(p))
+    assert len(posts) == 4 and set(per_job.values()) == {1}, per_job
     assert posts[1] is stalled and posts[2] is stage.fake.rest.stalled[1]
+    assert "upscaled" in posts[3].content and posts[3].type == 19  # a reply to its source
+    assert len(posts[3].attachments) == 1
     ready_posts = [m for m in stage.posts() if "is ready" in m.content]
     assert len(ready_posts) == 1
 
@@ -142,7 +154,8 @@ async def test_kill_minus_nine_loses_nothing_and_doubles_nothing(stage: Stage):
     assert len(tunes) == 1
     prompts = stage.emulator.our_prompts()
     keys = collections.Counter((p["text"], p["seed"]) for p in prompts)
-    assert len(prompts) == 3 and set(keys.values()) == {1}, keys
+    assert len(prompts) == 4 and set(keys.values()) == {1}, keys
+    assert [p["super_resolution"] for p in prompts] == [False, False, False, True]
 
     # Money: the ledger equals the emulator's charges and the balance change.
     charged = sum(c.cost_mc for c in stage.emulator.charges)
@@ -153,6 +166,6 @@ async def test_kill_minus_nine_loses_nothing_and_doubles_nothing(stage: Stage):
         (tune,) = await store.tunes.list_for(alice.id)
         assert tune.state == TuneState.READY
         mine = await store.prompts.list_for(alice.id)
-        assert [p.state for p in mine] == [PromptState.DELIVERED] * 3
+        assert [p.state for p in mine] == [PromptState.DELIVERED] * 4
     settled = sum(e.cost_mc or 0 for e in entries if e.kind == LedgerKind.SETTLE)
     assert settled == charged == stage.options.balance_mc - stage.emulator.balance_mc > 0

@@ -229,3 +229,43 @@ async def test_delete_prompt_both_routes(api: Api) -> None:
     assert status == 200 and body == {"message": "Prompt successfully deleted"}
     assert (await api.get(f"/prompts/{first['id']}"))[0] == 404
     assert (await api.get("/prompts"))[1] == []
+
+
+async def test_super_resolution_is_four_times_larger_and_costs_its_extra(
+    api: Api, emu: Emulator
+) -> None:
+    tune = await api.create_tune()
+    plain = await api.create_prompt(tune["id"], seed=1)
+    upscaled = await api.create_prompt(
+        tune["id"], seed=2, super_resolution=True, inpaint_faces=True
+    )
+    price = emu.config.image_price_mc["sd15"]
+    extra = emu.config.super_resolution_price_mc["sd15"]
+    assert plain["cost_mc"] == price and upscaled["cost_mc"] == price + extra > price
+    assert upscaled["super_resolution"] is True and upscaled["inpaint_faces"] is True
+    await emu.advance(300)
+    _, done = await api.get(f"/prompts/{upscaled['id']}")
+    _, data, _ = await fetch_public(done["images"][0])
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.size == (4 * 512, 4 * 512)
+
+
+async def test_image_to_image_fetches_its_source_and_records_its_strength(
+    api: Api, emu: Emulator, image_host: str
+) -> None:
+    tune = await api.create_tune()
+    source = f"{image_host}/photo.png"
+    made = await api.create_prompt(tune["id"], input_image_url=source, denoising_strength=0.35)
+    assert made["input_image_url"] == source and made["denoising_strength"] == 0.35
+    recorded = emu.account.prompts[made["id"]].request.values
+    assert recorded["input_image_url"] == source
+    missing = await api.create_prompt(
+        tune["id"], status=422, input_image_url=f"{image_host}/nothing.png"
+    )
+    assert "could not be fetched" in missing["input_image_url"][0]
+
+
+@pytest.mark.parametrize("flag", ["inpaint_faces", "hires_fix"])
+async def test_face_inpainting_needs_super_resolution(api: Api, flag: str) -> None:
+    body = await api.create_prompt(690204, status=422, **{flag: True})
+    assert body == {flag: ["requires super_resolution"]}

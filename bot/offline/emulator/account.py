@@ -322,6 +322,13 @@ class Account:
     def image_price(self, tune: Tune, num_images: int) -> int:
         return self.config.image_price_mc.get(tune.branch, 0) * num_images
 
+    def prompt_price(self, tune: Tune, request: PromptRequest) -> int:
+        """What a prompt costs: its images, and super-resolution on each when asked."""
+        extra = 0
+        if request.values.get("super_resolution"):
+            extra = self.config.super_resolution_price_mc.get(tune.branch, 0)
+        return self.image_price(tune, request.num_images) + extra * request.num_images
+
     def tune_titled(self, title: str, now: float) -> Tune | None:
         """The oldest live tune on the account with this title (the idempotency match)."""
         for tune in sorted(self.tunes.values(), key=lambda item: item.id):
@@ -417,7 +424,7 @@ class Account:
             existing = self._matching_prompt(tune, request, now)
             if existing is not None:
                 return existing, False
-        self._require_funds(self.image_price(tune, request.num_images))
+        self._require_funds(self.prompt_price(tune, request))
         return self._add_prompt(tune, request, now, "ours"), True
 
     def _add_prompt(
@@ -430,7 +437,7 @@ class Account:
     ) -> Prompt:
         prompt_id = self._next_prompt_id
         self._next_prompt_id += 1
-        cost = self.image_price(tune, request.num_images) if origin == "ours" else 0
+        cost = self.prompt_price(tune, request) if origin == "ours" else 0
         prompt = Prompt(
             id=prompt_id,
             tune_id=tune.id,

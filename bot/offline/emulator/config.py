@@ -44,6 +44,12 @@ def _default_image_prices() -> dict[str, int]:
     return {"fast": 0, "flux1": 3_000, "sd15": 2_000, "sdxl1": 2_500}
 
 
+def _default_super_resolution_prices() -> dict[str, int]:
+    # Astria bills super-resolution on top of the image and publishes no figure: played
+    # here as one more image's price, per image (the bot's UPSCALE_PRICE_MC default).
+    return {"fast": 0, "flux1": 3_000, "sd15": 2_000, "sdxl1": 2_500}
+
+
 @dataclass
 class EmulatorConfig:
     """Everything that differs between emulated accounts; money is in millicents."""
@@ -53,6 +59,9 @@ class EmulatorConfig:
     balance_mc: int = 5_000_000
     tune_price_mc: dict[str, int] = field(default_factory=_default_tune_prices)
     image_price_mc: dict[str, int] = field(default_factory=_default_image_prices)
+    super_resolution_price_mc: dict[str, int] = field(
+        default_factory=_default_super_resolution_prices
+    )
     train_seconds: float = 60.0
     prompt_seconds: float = 15.0
     jitter: float = 0.2

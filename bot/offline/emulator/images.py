@@ -102,13 +102,16 @@ class ImageCache:
         self._capacity = capacity
         self._cache: OrderedDict[str, bytes] = OrderedDict()
 
-    def get(self, key: str, label: str = "") -> bytes:
-        data = self._cache.get(key)
+    def get(self, key: str, label: str = "", *, scale: int = 1) -> bytes:
+        """The PNG for `key`, `scale` times the configured size on each side."""
+        cache_key = f"{key}@{scale}"
+        data = self._cache.get(cache_key)
         if data is None:
-            data = draw_png(key, self._size, label)
-            self._cache[key] = data
+            size = (self._size[0] * scale, self._size[1] * scale)
+            data = draw_png(key, size, label)
+            self._cache[cache_key] = data
             if len(self._cache) > self._capacity:
                 self._cache.popitem(last=False)
         else:
-            self._cache.move_to_end(key)
+            self._cache.move_to_end(cache_key)
         return data

@@ -26,6 +26,8 @@ from bot.offline.emulator.forms import read_params
 from bot.offline.emulator.images import ImageCache, PhotoFacts, is_image
 from bot.offline.emulator.validation import parse_prompt, parse_tune
 
+SUPER_RESOLUTION_SCALE = 4
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -447,7 +449,7 @@ class Emulator:
     def _prompt_body(self, prompt: Prompt) -> dict[str, Any]:
         return self.account.prompt_json(prompt, self._now(), self._base())
 
-    async def _fetch_images(self, urls: list[str]) -> None:
+    async def _fetch_images(self, urls: list[str], field: str = "image_urls") -> None:
         problems: list[str] = []
         timeout = aiohttp.ClientTimeout(total=self.config.fetch_timeout)
         cap = self.config.max_upload_bytes
@@ -472,7 +474,7 @@ class Emulator:
             elif not is_image(data):
                 problems.append(f"{url} is not a valid image file")
         if problems:
-            raise invalid({"image_urls": problems})
+            raise invalid({field: problems})
 
     # -- API handlers ---------------------------------------------------------------------
 
@@ -517,6 +519,10 @@ class Emulator:
     async def _create_prompt(self, request: web.Request) -> web.StreamResponse:
         tune = self._tune_or_404(self._id(request, "tune_id"))
         prompt_request = parse_prompt(await read_params(request, self.config.max_upload_bytes))
+        source = prompt_request.values["input_image_url"]
+        if source:
+            # Image-to-image: Astria downloads the image it starts from, as a tune's URLs.
+            await self._fetch_images([source], "input_image_url")
         prompt, _ = self.account.create_prompt(tune, prompt_request, self._now())
         body = self._prompt_body(prompt)
         # Astria has answered with a one-element array; "mixed": odd ids do, so both occur.
@@ -597,7 +603,12 @@ class Emulator:
                 if seed is not None
                 else f"id:{prompt.id}"
             )
-            data = self._images.get(f"{key}:{n}")
+            values = prompt.request.values
+            # Super-resolution is x4 (Astria's docs); an image-to-image result depends on
+            # its source too.
+            scale = SUPER_RESOLUTION_SCALE if values["super_resolution"] else 1
+            source = values["input_image_url"] or ""
+            data = self._images.get(f"{key}:{source}:{n}", scale=scale)
         return web.Response(body=data, content_type="image/png")
 
     async def _tune_file(self, request: web.Request) -> web.StreamResponse:

@@ -254,6 +254,13 @@ def _parse_prompt(raw: dict[str, Any], errors: Errors, prefix: str, nested: bool
         errors.setdefault(prefix + "lora_scale", []).append(
             "is only allowed in a tune's prompts_attributes"
         )
+    for needs_sr in ("inpaint_faces", "hires_fix"):
+        # Astria's docs: both work only together with super_resolution.
+        if values[needs_sr] and not values["super_resolution"]:
+            errors.setdefault(prefix + needs_sr, []).append("requires super_resolution")
+    source = values["input_image_url"]
+    if source is not None and not source.strip().lower().startswith(("http://", "https://")):
+        errors.setdefault(prefix + "input_image_url", []).append("is not a valid URL")
     if values["num_images"] is None:
         values["num_images"] = 1
     return PromptRequest(
