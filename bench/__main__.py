@@ -25,6 +25,7 @@ BENCHMARKS: tuple[str, ...] = (
     "photo_intake",
     "results_latency",
     "command_latency",
+    "spend_chart",
 )
 
 

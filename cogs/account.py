@@ -10,6 +10,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.actions import reports
 from bot.jobs.delivery import EventKind, event_key
 from bot.rules.credits import Allowance, can_still_spend, format_mc, upscale_price
 from bot.rules.prompts import display_text
@@ -23,12 +24,14 @@ from bot.store import (
     Store,
     TuneRecord,
 )
-from bot.ui.door import entry
+from bot.ui.door import actor_of, answer_with_file, done, entry, place_of, services
 from bot.ui.text import timestamp
 
 if TYPE_CHECKING:
     from bot.app import AstriaBot
     from bot.jobs import Tracker
+
+CHART_FILE = "my-spend-last-30-days.png"
 
 
 def _line(label: str, allowance: Allowance) -> str:
@@ -44,9 +47,12 @@ class Account(commands.Cog):
         self.bot = bot
 
     @app_commands.command(name="balance", description="Your spend and what is left")
+    @app_commands.describe(chart="Attach a chart of your spend here over the last 30 days")
     @app_commands.guild_only()
     @entry("reads")
-    async def balance(self, interaction: discord.Interaction[AstriaBot]) -> None:
+    async def balance(
+        self, interaction: discord.Interaction[AstriaBot], chart: bool = False
+    ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         store = self.bot.store
         guild_id = interaction.guild_id or 0
@@ -90,7 +96,17 @@ class Account(commands.Cog):
                         "`/admin refresh-balance` resumes at once when it covers "
                         f"{format_mc(known.short_need_mc or 0)} above the safety margin."
                     )
-        await interaction.followup.send("\n".join(lines), ephemeral=True)
+        text = "\n".join(lines)
+        if not chart:
+            await interaction.followup.send(text, ephemeral=True)
+            return
+        drawn = done(
+            await reports.member_spend_chart(
+                services(interaction), actor_of(interaction), place_of(interaction)
+            )
+        )
+        text = f"{text[: 1990 - len(drawn.text)]}\n\n{drawn.text}"
+        await answer_with_file(interaction, text, drawn.value, CHART_FILE)
 
     @app_commands.command(name="jobs", description="Your jobs in progress and your last ten")
     @app_commands.guild_only()

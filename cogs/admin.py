@@ -10,13 +10,25 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.actions import Actor, Place, Services, admin, privacy
+from bot.actions import Actor, Place, Services, admin, privacy, reports
 from bot.store import TuneState
+from bot.ui.base import answer
 from bot.ui.buttons import erase_question_view
-from bot.ui.door import actor_of, done, entry, place_of, reply, services
+from bot.ui.door import (
+    actor_of,
+    answer_with_file,
+    done,
+    entry,
+    member_names,
+    place_of,
+    reply,
+    services,
+)
 
 if TYPE_CHECKING:
     from bot.app import AstriaBot
+
+CHART_FILE = "spend-last-30-days.png"
 
 
 @app_commands.default_permissions(manage_guild=True)
@@ -72,10 +84,21 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Budgets an
         await reply(interaction, await admin.set_paused(*_who(interaction), False))
 
     @app_commands.command(name="spend", description="This month's spend per member")
+    @app_commands.describe(
+        chart="Attach a chart of the last 30 days: per day, top members, by kind of job"
+    )
     @entry("admin")
-    async def spend(self, interaction: discord.Interaction[AstriaBot]) -> None:
+    async def spend(self, interaction: discord.Interaction[AstriaBot], chart: bool = False) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        await reply(interaction, await admin.spend_report(*_who(interaction)))
+        text = done(await admin.spend_report(*_who(interaction))).text
+        if not chart:
+            await answer(interaction, text)
+            return
+        drawn = done(
+            await reports.guild_spend_chart(*_who(interaction), names=member_names(interaction))
+        )
+        text = f"{text[: 1990 - len(drawn.text)]}\n\n{drawn.text}"
+        await answer_with_file(interaction, text, drawn.value, CHART_FILE)
 
     @app_commands.command(name="settings", description="Everything that governs this server")
     @entry("admin")

@@ -189,11 +189,21 @@ async def test_demo_runs_the_scripted_session_against_the_real_bot_process(tmp_p
     code = await run_demo("out", out, speed=4.0)  # relative, as `make demo` gives it
     text = out.getvalue()
     assert code == 0, text
-    images = sorted((tmp_path / "out").glob("*.png"))
+    images = sorted(p for p in (tmp_path / "out").glob("*.png") if p.name != "spend-chart.png")
     # /imagine 4, Reroll 4, Upscale 1, Vary 4, /imagine 8
     assert len(images) == 21 and all(p.read_bytes().startswith(b"\x89PNG") for p in images)
     assert (tmp_path / "out" / "upscale-1.png").exists()
     assert len(list((tmp_path / "out").glob("vary-*.png"))) == 4
+    # The admin's spend chart, attached over the wire fake and saved: it opens as an image.
+    from PIL import Image
+
+    from bot.report.spend_chart import HEIGHT, WIDTH
+
+    with Image.open(tmp_path / "out" / "spend-chart.png") as chart:
+        chart.load()
+        assert chart.format == "PNG" and chart.size == (WIDTH, HEIGHT)
+        assert len(chart.convert("RGB").getcolors(maxcolors=1_000_000) or []) > 50
+    assert "saved the spend chart (1200x800) as out/spend-chart.png" in text
     steps = ("too small", "is ready", "Rerolling", "Upscaling image 2", "upscaled", "as a reply")
     for step in (*steps, "variations of image 1", "Not queued", "Queued 8 images"):
         assert step in text, step

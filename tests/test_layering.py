@@ -44,3 +44,17 @@ def test_the_use_cases_know_no_discord():
     for path in (ROOT / "bot" / "actions").rglob("*.py"):
         text = path.read_text()
         assert not re.search(r"^\s*(?:import|from)\s+discord\b", text, re.MULTILINE), path
+
+
+def test_the_charts_know_no_discord_no_store_and_no_pyplot():
+    # bot/report draws from plain values: the actions read the data, the front attaches
+    # the bytes. pyplot's global figure state is not thread-safe, and the charts are drawn
+    # in worker threads, so only matplotlib's object-oriented API is used.
+    for path in (ROOT / "bot" / "report").rglob("*.py"):
+        text = path.read_text()
+        imports = re.findall(r"^\s*(?:import|from)\s+([\w.]+)", text, re.MULTILINE)
+        for module in imports:
+            assert not module.startswith("discord"), (path, module)
+            assert not module.startswith(("bot.actions", "bot.store", "bot.ui", "cogs")), path
+            assert module != "matplotlib.pyplot", path
+        assert not re.search(r"matplotlib\.pyplot|import\s+pyplot|pylab", text), path

@@ -7,7 +7,7 @@ tune's own branch, and the reservation with the job row in one store transaction
 outside this package and `bot.store` creates a job or a ledger row.
 """
 
-from bot.actions import admin, privacy, prompts, tools, tunes
+from bot.actions import admin, privacy, prompts, reports, tools, tunes
 from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "admin",
     "privacy",
     "prompts",
+    "reports",
     "tools",
     "tunes",
 ]

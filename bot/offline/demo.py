@@ -206,6 +206,16 @@ async def _script(stage: Stage, folder: Path, say: _Narrator, failures: list[str
     )
     _save(third[-1], folder, "beach", say)
 
+    say("\n> admin: /admin spend chart:True")
+    spend = await stage.command_reply(admin, "admin spend", chart=True)
+    say(_indent("" if spend is None else _render(stage, spend.content)))
+    charts = [] if spend is None else [a for a in spend.attachments if a.filename.endswith(".png")]
+    _expect(failures, len(charts) == 1, "/admin spend chart:True attached no PNG chart")
+    if charts:
+        path = folder / "spend-chart.png"
+        path.write_bytes(charts[0].data)
+        say(f"  saved the spend chart ({charts[0].width}x{charts[0].height}) as {path}")
+
     say("\n> bob: /imagine with alice's tune (not shared)")
     theirs = await stage.command(bob, "imagine", prompt="hello", tune=tune_id)
     say(_indent(theirs))

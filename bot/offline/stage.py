@@ -300,6 +300,21 @@ class Stage:
         handle = await self.fake.slash(member, channel or self.channel, name, **options)
         return await answer_of(handle, timeout)
 
+    async def command_reply(
+        self,
+        member: Member,
+        name: str,
+        timeout: float = 30.0,  # noqa: ASYNC109
+        **options: Any,
+    ) -> Message | None:
+        """A slash command in the stage's channel; the message the member ends up reading
+        (the completed defer, with any files the bot attached), None if there is none."""
+        handle = await self.fake.slash(member, self.channel, name, **options)
+        reply = await handle.response(timeout)
+        if reply.type == 5:
+            return await handle.wait_done(timeout)
+        return reply.message
+
     async def tune_choice(self, member: Member, partial: str = "") -> str:
         """What autocomplete offers first for /imagine's tune (its value, a tune id)."""
         handle = await self.fake.autocomplete(member, self.channel, "imagine", "tune", partial)

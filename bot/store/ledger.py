@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 
 from bot.rules.credits import (
@@ -21,6 +21,7 @@ from bot.rules.credits import (
     decide,
     month_bounds,
 )
+from bot.rules.spending import CHART_DAYS, SpendKind, SpendRow, window
 from bot.store.db import Clock, Database, Params, Row, Transaction, from_ms, to_ms
 from bot.store.errors import NotFound, StoreError
 from bot.store.jobstate import JobRef
@@ -138,6 +139,7 @@ def _ready_cost(payload: object) -> int | None:
 # The operator's own costs (what Astria kept for a failed job) are booked on server 0:
 # no member acts there, so no budget pays for them, and every sum over the ledger has them.
 OPERATOR_GUILD = 0
+_DAY_MS = 86_400_000  # a UTC day: the epoch is midnight UTC and UTC has no leap seconds here
 
 
 class RefundOutcome(StrEnum):
@@ -598,6 +600,44 @@ class Ledger:
             (guild_id, to_ms(start), to_ms(end)),
         )
         return {int(r["user_id"]): int(r["spent"]) for r in rows}
+
+    async def daily_spend(
+        self, guild_id: int, *, user_id: int | None = None, days: int = CHART_DAYS
+    ) -> tuple[date, list[SpendRow]]:
+        """Spend (held included, grants left out) per UTC day, member and kind of job over
+        the `days` ending today, and today's date. A day is the one a row counts in (its
+        period instant), so a refund lowers the day the job was charged. Days with no
+        spend have no row (the chart fills them)."""
+        today = self._clock().astimezone(UTC).date()
+        first, _ = window(today, days)
+        start = datetime.combine(first, time(), UTC)
+        end = datetime.combine(today + timedelta(days=1), time(), UTC)
+        rows = await self._db.fetchall(
+            "SELECT period_at_ms / :day_ms AS day, user_id,"
+            " CASE WHEN job LIKE 'tune:%' THEN 'tunes' WHEN job LIKE 'prompt:%' THEN 'images'"
+            " ELSE 'other' END AS job_kind, SUM(amount_mc) AS spent FROM ledger"
+            " WHERE guild_id = :guild AND period_at_ms >= :start AND period_at_ms < :end"
+            " AND kind <> 'grant' AND (:user IS NULL OR user_id = :user)"
+            " GROUP BY day, user_id, job_kind",
+            {
+                "day_ms": _DAY_MS,
+                "guild": guild_id,
+                "user": user_id,
+                "start": to_ms(start),
+                "end": to_ms(end),
+            },
+        )
+        epoch = date(1970, 1, 1)
+        kinds: dict[str, SpendKind] = {"tunes": "tunes", "images": "images", "other": "other"}
+        return today, [
+            SpendRow(
+                day=epoch + timedelta(days=int(r["day"])),
+                user_id=None if r["user_id"] is None else int(r["user_id"]),
+                kind=kinds[str(r["job_kind"])],
+                amount_mc=int(r["spent"]),
+            )
+            for r in rows
+        ]
 
     async def grants_by_member(
         self, guild_id: int, at: datetime | None = None

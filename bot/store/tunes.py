@@ -295,6 +295,19 @@ class Tunes:
         )
         return [_tune(r) for r in rows]
 
+    async def owner_names(self, guild_id: int, user_ids: Collection[int]) -> dict[int, str]:
+        """The display name each member had when they last made a tune here (an erased
+        tune keeps none), for members the bot cannot ask Discord about."""
+        if not user_ids:
+            return {}
+        rows = await self._db.fetchall(
+            "SELECT owner_id, owner_name FROM tunes WHERE id IN (SELECT MAX(id) FROM tunes"
+            " WHERE guild_id = ? AND owner_name <> ''"
+            " AND owner_id IN (SELECT value FROM json_each(?)) GROUP BY owner_id)",
+            (guild_id, json.dumps(sorted(user_ids))),
+        )
+        return {int(r["owner_id"]): str(r["owner_name"]) for r in rows}
+
     async def profiles(self, tune_ids: Collection[int]) -> dict[int, str]:
         """Each tune's model profile, by id (one query, for the tracker's start-up)."""
         if not tune_ids:

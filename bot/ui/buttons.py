@@ -19,7 +19,7 @@ from bot.rules.tools import BUTTONS_UP_TO, Strength
 from bot.store import JobKind, JobRef
 from bot.ui.base import SafeView, UserError, answer, answer_error
 from bot.ui.door import EntryKind, actor_of, done, place_of, reply, services
-from bot.ui.forms import STALE_COMPONENT, EditForm
+from bot.ui.forms import STALE_COMPONENT, EditForm, open_form
 from bot.ui.nonce import marker
 
 log = logging.getLogger(__name__)
@@ -262,7 +262,7 @@ class EditButton(JobButton, template=r"job:edit:(?P<id>[0-9]+)"):
         svc, actor, place = services(interaction), actor_of(interaction), place_of(interaction)
         draft = done(await tools.edit_form(svc, actor, place, self.job_id)).value
         form = EditForm(interaction.client.forms, draft)
-        await interaction.response.send_modal(form)
+        await open_form(interaction, form)
 
 
 class ImageButton(

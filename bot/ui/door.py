@@ -4,13 +4,18 @@ entry point's one error path answers ephemerally)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import io
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar, cast
 
 import discord
 
 from bot.actions import Actor, Done, Outcome, Place, Refused, Services
+from bot.actions.reports import NameLookup
 from bot.ui.base import UserError, answer
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -43,6 +48,45 @@ def done(outcome: Outcome[T]) -> Done[T]:
 async def reply(interaction: discord.Interaction[Any], outcome: Outcome[Any]) -> None:
     """Answer the member with the outcome's words (ephemeral, deferred or not)."""
     await answer(interaction, done(outcome).text)
+
+
+async def answer_with_file(
+    interaction: discord.Interaction[Any], text: str, data: bytes | None, filename: str
+) -> None:
+    """`answer`, with `data` attached as `filename` (just the text when there is none)."""
+    if data is None:
+        await answer(interaction, text)
+        return
+    file = discord.File(io.BytesIO(data), filename=filename)
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(text, file=file, ephemeral=True)
+        else:
+            await interaction.response.send_message(text, file=file, ephemeral=True)
+    except discord.HTTPException:
+        log.warning("could not answer interaction %s", interaction.id, exc_info=True)
+
+
+def member_names(interaction: discord.Interaction[Any]) -> NameLookup:
+    """Members' display names in the interaction's server, from the cache or else asked of
+    Discord one by one (the callers ask for a handful); a member who left is skipped."""
+
+    async def lookup(user_ids: Sequence[int]) -> Mapping[int, str]:
+        guild = interaction.guild
+        if guild is None:
+            return {}
+        found: dict[int, str] = {}
+        for user_id in user_ids:
+            member = guild.get_member(user_id)
+            if member is None:
+                try:
+                    member = await guild.fetch_member(user_id)
+                except (discord.NotFound, discord.Forbidden):
+                    continue
+            found[user_id] = member.display_name
+        return found
+
+    return lookup
 
 
 # What each entry point does, declared where it is defined, so a test can walk every
