@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -206,6 +206,10 @@ class Tracker:
         self._short_told: set[JobRef] = set()  # told they wait for credit
         self._wake = asyncio.Event()
         self._report_due = asyncio.Event()  # an event was recorded: report it now
+        # Jobs whose final event is written but whose final state is not yet: their event
+        # waits, so a member told "ready" finds the tune ready (a crash in between repeats
+        # both on the next poll, the event under its key).
+        self._finishing: set[str] = set()
         self._reporting: dict[int, asyncio.Task[list[str]]] = {}  # by channel
         self._traced: set[str] = set()  # events whose unexpected failure was logged in full
         self._stopping = False
@@ -988,12 +992,13 @@ class Tracker:
                 record.id, trained_at=tune.trained_at, expires_at=tune.expires_at
             ),
         )
-        await self._record(record, EventKind.READY, cost_mc=tune.cost_mc)
-        await self._write(
-            record.job,
-            "-> ready",
-            lambda: self._store.tunes.set_state(record.id, TuneState.READY),
-        )
+        async with self._finishing_job(record):
+            await self._record(record, EventKind.READY, cost_mc=tune.cost_mc)
+            await self._write(
+                record.job,
+                "-> ready",
+                lambda: self._store.tunes.set_state(record.id, TuneState.READY),
+            )
         if record.photo_paths:  # not forgotten at submission (a store failure then)
             await self._forget_photos(record.id)
         self._watch.pop(watch.job, None)
@@ -1077,22 +1082,26 @@ class Tracker:
             await self._write(
                 job, "releasing", lambda: self._store.ledger.release(job, note=reason)
             )
-        await self._record(record, EventKind.FAILED, message=reason)
+        async with self._finishing_job(record):
+            await self._record(record, EventKind.FAILED, message=reason)
+            if isinstance(record, TuneRecord):
+                tune_id = record.id
+                await self._write(
+                    job,
+                    "-> failed",
+                    lambda: self._store.tunes.set_state(tune_id, TuneState.FAILED, error=reason),
+                )
+            else:
+                prompt_id = record.id
+                await self._write(
+                    job,
+                    "-> failed",
+                    lambda: self._store.prompts.set_state(
+                        prompt_id, PromptState.FAILED, error=reason
+                    ),
+                )
         if isinstance(record, TuneRecord):
-            tune_id = record.id
-            await self._write(
-                job,
-                "-> failed",
-                lambda: self._store.tunes.set_state(tune_id, TuneState.FAILED, error=reason),
-            )
             await self._forget_photos(record.id)
-        else:
-            prompt_id = record.id
-            await self._write(
-                job,
-                "-> failed",
-                lambda: self._store.prompts.set_state(prompt_id, PromptState.FAILED, error=reason),
-            )
 
     async def _forget_photos(self, tune_id: int) -> None:
         """Delete a tune's photos from disk: Astria has them, or the tune will never run.
@@ -1439,6 +1448,17 @@ class Tracker:
 
     # ------------------------------------------------------------------ reporting
 
+    @contextlib.asynccontextmanager
+    async def _finishing_job(self, record: TuneRecord | PromptRecord) -> AsyncIterator[None]:
+        """Hold the job's events back while its final event and final state are written."""
+        job = str(record.job)
+        self._finishing.add(job)
+        try:
+            yield
+        finally:
+            self._finishing.discard(job)
+            self._report_due.set()
+
     async def _record(
         self,
         record: TuneRecord | PromptRecord,
@@ -1478,6 +1498,8 @@ class Tracker:
         channel's reports finish first; the keys reported are returned."""
         by_channel: dict[int, list[RecordedEvent]] = {}
         for pending in await self._store.events.pending():
+            if pending.job in self._finishing:
+                continue  # reported once its state is written
             channel = int(pending.payload.get("channel_id") or 0)
             by_channel.setdefault(channel, []).append(pending)
         for channel, events in by_channel.items():

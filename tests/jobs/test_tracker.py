@@ -156,3 +156,32 @@ async def test_a_tune_takes_the_next_free_slot_ahead_of_earlier_prompts(rig: Rig
     report = await rig.tracker.poll_once()
     assert report.submitted == [f"tune:{late_tune.id}", f"prompt:{prompts[0].id}"]
     assert rig.tracker.queue_position(prompts[1].job) == 1
+
+
+async def test_a_tune_is_told_ready_only_once_its_state_says_so(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+):
+    """A report round that runs between the "ready" event and the READY state (another
+    job's event woke it) must not tell the member yet: they would pick the tune in
+    `/imagine` and not find it. Here the round runs exactly there."""
+    tune = await rig.tune(owner=1)
+    await rig.tracker.poll_once()
+    set_state = rig.store.tunes.set_state
+    told_early: list[bool] = []
+
+    async def racing_set_state(tune_id: int, state: TuneState, **kw: object) -> object:
+        if state == TuneState.READY:
+            await rig.tracker._dispatch()  # the concurrent report round
+            told_early.append(bool(rig.delivery.ends(EventKind.READY)))
+        return await set_state(tune_id, state, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rig.store.tunes, "set_state", racing_set_state)
+
+    async def ready() -> bool:
+        return bool(rig.delivery.ends(EventKind.READY))
+
+    await rig.run_until(ready, step=20)
+    assert told_early == [False]
+    final = await rig.store.tunes.get(tune.id)
+    assert final is not None and final.state == TuneState.READY
+    assert rig.delivery.keys() == {f"tune:{tune.id}:ready": 1}
