@@ -7,13 +7,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 from bot.jobs.alerts import Alerter, AlertKind, AlertPolicy, Repeats
+from bot.store import Store
 from tests.store.helpers import ManualClock, Stores
 
 HOUR = timedelta(hours=1)
 A, B, C = 1, 2, 3  # servers: A and B have an alert channel, C has none
 
 
-async def _servers(stores: Stores, clock: ManualClock):  # type: ignore[no-untyped-def]
+async def _servers(stores: Stores, clock: ManualClock) -> Store:
     store = await stores.open(clock=clock)
     await store.guilds.set_alert_channel(A, 100)
     await store.guilds.set_alert_channel(B, 200)
