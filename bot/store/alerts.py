@@ -166,6 +166,16 @@ class Alerts:
         async with self._db.write() as tx:
             await tx.execute("UPDATE alerts SET given_up = 1 WHERE id = ?", (alert_id,))
 
+    async def told_since(self, guild_id: int, kind: str, since: datetime) -> bool:
+        """Whether the server's admins were given an alert of `kind` raised at or after
+        `since` (posted or waiting to be)."""
+        row = await self._db.fetchone(
+            "SELECT 1 FROM alerts WHERE guild_id = ? AND kind = ? AND updated_at_ms >= ?"
+            " AND given_up = 0 LIMIT 1",
+            (guild_id, kind, to_ms(since)),
+        )
+        return row is not None
+
     async def all(self) -> list[AlertRecord]:
         rows = await self._db.fetchall("SELECT * FROM alerts ORDER BY id")
         return [_alert(r) for r in rows]

@@ -95,3 +95,21 @@ async def test_an_undeliverable_result_and_repeated_astria_failures_are_told(
     assert "5 times since" in failing, failing  # the same post, edited
     for text in texts(alerts):
         assert "500" not in text and "/users" not in text and "Traceback" not in text
+
+
+async def test_members_hear_the_admins_were_told_only_when_they_were(scene: Scene, boss: Any):
+    tune = await scene.ready_tune(scene.alice)
+    await scene.bot.store.account.mark_short(10_000)
+
+    async def refused() -> str:
+        return reply(
+            await scene.alice.slash(scene.channel, "imagine", prompt="a", tune=str(tune.id))
+        )
+
+    first = await refused()
+    assert "credit has run out" in first and "admins have been told" not in first, first
+    alerts = scene.guild.create_text_channel("bot-alerts")
+    await boss.slash(scene.channel, "admin alerts", channel=alerts)
+    assert "admins have been told" not in await refused()  # set after the alert went out
+    await scene.bot.alerts.out_of_credit(10_000)
+    assert "admins have been told in their alert channel" in await refused()

@@ -89,6 +89,9 @@ async def test_a_stuck_job_and_a_refusal_for_credit_each_post_one_alert(stuck_st
     )
     await stage.wait_for(lambda: alerts_in(stage, alerts, "below this server"), "low balance")
     await stage.wait_for(lambda: alerts_in(stage, alerts, "cannot account for"), "the drift")
+    # The next paid command is refused, and the member learns the admins know.
+    refused = await stage.command(alice, "imagine", prompt="a pier", tune=tune)
+    assert "credit has run out" in refused and "admins have been told" in refused, refused
     posts = stage.posts(alerts)
     assert len(credit) == 1 and len(stuck) == 1
     assert len(alerts_in(stage, alerts, "much longer than expected")) == 1
