@@ -17,7 +17,7 @@ OTHER = 99  # another server with an alert channel
 @pytest.fixture
 def emulator_config() -> EmulatorConfig:
     # Astria charges half as much again as the bot's configured image price.
-    prices = {"fast": 0, BRANCH: IMAGE_MC * 3 // 2}
+    prices: dict[str, int] = {"fast": 0, BRANCH: IMAGE_MC * 3 // 2}
     return EmulatorConfig(
         api_key=KEY, train_seconds=120, prompt_seconds=10, foreign_prompts=0, image_price_mc=prices
     )
