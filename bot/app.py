@@ -161,7 +161,9 @@ class AstriaBot(commands.Bot):
             monotonic=self._monotonic,
             alerts=self.alerts,
         )
-        self.services = Services(settings, self.store, self.astria, self.tracker, self.intake)
+        self.services = Services(
+            settings, self.store, self.astria, self.tracker, self.intake, self.alerts
+        )
         self.add_dynamic_items(*DYNAMIC_ITEMS)
         for extension in self._extensions:
             await self.load_extension(extension)

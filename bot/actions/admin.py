@@ -273,6 +273,9 @@ async def refresh_balance(svc: Services, actor: Actor, place: Place) -> Outcome[
     mark = await svc.store.ledger.last_id()  # before the request: see record_balance
     user = await svc.astria.get_user()
     known = await svc.store.account.record_balance(user.usd_balance_mc, ledger_mark=mark)
+    if svc.alerts is not None:  # a fall below a threshold is told, whoever read it
+        previous = None if before is None else before.balance_mc
+        await svc.alerts.balance_read(previous, user.usd_balance_mc)
     text = f"The Astria account has {format_mc(user.usd_balance_mc)} left."
     if known.short:
         need = format_mc(known.short_need_mc or 0)

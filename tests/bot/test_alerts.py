@@ -113,3 +113,16 @@ async def test_members_hear_the_admins_were_told_only_when_they_were(scene: Scen
     assert "admins have been told" not in await refused()  # set after the alert went out
     await scene.bot.alerts.out_of_credit(10_000)
     assert "admins have been told in their alert channel" in await refused()
+
+
+async def test_a_low_balance_read_by_an_admin_is_told_once(scene: Scene, boss: Any):
+    alerts = scene.guild.create_text_channel("bot-alerts")
+    await boss.slash(scene.channel, "admin alerts", channel=alerts, low_balance="5")
+    await scene.bot.store.account.record_balance(scene.emulator.balance_mc)
+    scene.emulator.balance_mc = 100_000
+    for _ in range(2):
+        said = reply(await boss.slash(scene.channel, "admin refresh-balance"))
+        assert "$1.00 left" in said, said
+        await scene.bot.alert_poster.drain()
+    told = texts(alerts)
+    assert len(told) == 1 and "$1.00, below this server's alert threshold of $5.00" in told[0]
