@@ -20,6 +20,7 @@ from bot.astria import AstriaClient
 from bot.astria.probe import probe_client
 from bot.config import Settings
 from bot.jobs import CallbackReceiver, Tracker, TrackerConfig
+from bot.jobs.alerts import Alerter, AlertPolicy
 from bot.jobs.idempotency import settle_idempotency
 from bot.jobs.photosweep import PhotoSweep
 from bot.preflight import Ready
@@ -27,6 +28,7 @@ from bot.registration import register
 from bot.rules.intake import PhotoIntake
 from bot.rules.photos import PhotoRules
 from bot.store import Store
+from bot.ui.alerts import AlertPoster
 from bot.ui.base import answer
 from bot.ui.buttons import DYNAMIC_ITEMS, result_view, status_view
 from bot.ui.delivery import DiscordDelivery
@@ -60,6 +62,8 @@ class AstriaBot(commands.Bot):
     intake: PhotoIntake
     forms: FormRegistry
     services: Services  # what the use cases (bot.actions) work with
+    alerts: Alerter  # the core's alerts for the admins
+    alert_poster: AlertPoster  # posts them in each server's alert channel
 
     def __init__(
         self,
@@ -96,6 +100,7 @@ class AstriaBot(commands.Bot):
             self._session = ready.session
         self._tracker_task: asyncio.Task[None] | None = None
         self._sweep_task: asyncio.Task[None] | None = None
+        self._alerts_task: asyncio.Task[None] | None = None
         self._callbacks: CallbackReceiver | None = None
         self.forms = FormRegistry()
         self._closed_services = False
@@ -141,6 +146,13 @@ class AstriaBot(commands.Bot):
             post_links=settings.post_image_links,
             clock=self._clock,
         )
+        self.alert_poster = AlertPoster(self, self.store, clock=self._clock)
+        self.alerts = Alerter(
+            self.store,
+            self._clock,
+            AlertPolicy.from_settings(settings),
+            notify=self.alert_poster.nudge,
+        )
         self.tracker = Tracker(
             self.store,
             self.astria,
@@ -148,8 +160,11 @@ class AstriaBot(commands.Bot):
             TrackerConfig.from_settings(settings),
             clock=self._clock,
             monotonic=self._monotonic,
+            alerts=self.alerts,
         )
-        self.services = Services(settings, self.store, self.astria, self.tracker, self.intake)
+        self.services = Services(
+            settings, self.store, self.astria, self.tracker, self.intake, self.alerts
+        )
         self.add_dynamic_items(*DYNAMIC_ITEMS)
         for extension in self._extensions:
             await self.load_extension(extension)
@@ -175,6 +190,8 @@ class AstriaBot(commands.Bot):
                 settings.chaos_store_fault_rate, seed=settings.chaos_store_fault_seed
             )
             self._tracker_task = asyncio.create_task(self.tracker.run(), name="tracker")
+            # Alerts written before a kill are posted once the gateway is ready.
+            self._alerts_task = asyncio.create_task(self.alert_poster.run(), name="alerts")
 
     async def _settle_idempotency(self, session: aiohttp.ClientSession) -> bool:
         """Astria's idempotency as the probe found it (reused for a day); raises
@@ -247,6 +264,11 @@ class AstriaBot(commands.Bot):
                 self._sweep_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._sweep_task
+            if self._alerts_task is not None:
+                self.alert_poster.stop()
+                self._alerts_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._alerts_task
             if self._tracker_task is not None:
                 await self.tracker.stop()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -228,6 +228,10 @@ class Settings(BaseSettings):
     stuck_poll_seconds: float = Field(default=1800.0, gt=0)
     balance_refresh_seconds: float = Field(default=300.0, gt=0)
 
+    # Alerts to the admins' channel (`/admin alerts`).
+    alert_window_seconds: float = Field(default=3600.0, gt=0)
+    low_balance_alert_mc: int = Field(default=500_000, ge=0)
+
     # The local queue in front of Astria.
     max_training_per_member: int = Field(default=1, ge=1)
     max_generating_per_member: int = Field(default=4, ge=1)

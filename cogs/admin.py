@@ -1,5 +1,6 @@
 """/admin: a server's budget, members' limits, grants, refunds, stuck jobs, pausing, where
-and by whom the bot may be used, bans, sharing tunes, spend and the Astria balance. Needs
+and by whom the bot may be used, bans, sharing tunes, spend, the Astria balance and the
+alert channel. Needs
 Manage Server (the default permission, checked again at run time)."""
 
 from __future__ import annotations
@@ -105,6 +106,35 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Budgets an
     async def settings(self, interaction: discord.Interaction[AstriaBot]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         await reply(interaction, await admin.settings_report(*_who(interaction)))
+
+    @app_commands.command(name="alerts", description="Where the bot tells admins about faults")
+    @app_commands.describe(
+        channel="The channel for alerts (stuck jobs, credit, drift, failed deliveries...)",
+        off="True: tell admins nothing here any more",
+        low_balance="Tell when the Astria balance falls below this many dollars "
+        "(0: never, default: the operator's)",
+    )
+    @entry("admin")
+    async def alerts(
+        self,
+        interaction: discord.Interaction[AstriaBot],
+        channel: discord.TextChannel | None = None,
+        off: bool = False,
+        low_balance: app_commands.Range[str, 1, 20] | None = None,
+    ) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        can_post = True
+        if channel is not None:
+            rights = channel.permissions_for(channel.guild.me)
+            can_post = rights.view_channel and rights.send_messages
+        outcome = await admin.set_alerts(
+            *_who(interaction),
+            channel_id=None if channel is None else channel.id,
+            can_post=can_post,
+            off=off,
+            low_balance=low_balance,
+        )
+        await reply(interaction, outcome)
 
     @app_commands.command(name="refund", description="Give a finished job's cost back")
     @app_commands.describe(job="The job's reference, like prompt:12 (members see it in /jobs)")

@@ -273,6 +273,9 @@ async def refresh_balance(svc: Services, actor: Actor, place: Place) -> Outcome[
     mark = await svc.store.ledger.last_id()  # before the request: see record_balance
     user = await svc.astria.get_user()
     known = await svc.store.account.record_balance(user.usd_balance_mc, ledger_mark=mark)
+    if svc.alerts is not None:  # a fall below a threshold is told, whoever read it
+        previous = None if before is None else before.balance_mc
+        await svc.alerts.balance_read(previous, user.usd_balance_mc)
     text = f"The Astria account has {format_mc(user.usd_balance_mc)} left."
     if known.short:
         need = format_mc(known.short_need_mc or 0)
@@ -284,6 +287,91 @@ async def refresh_balance(svc: Services, actor: Actor, place: Place) -> Outcome[
         text += " Paid commands are going again, and the jobs that waited start now."
         svc.tracker.nudge()
     return Done(text, user.usd_balance_mc)
+
+
+ALERT_KINDS: Final = (
+    "stuck jobs, Astria running out of credit or the balance falling below the threshold, "
+    "balance drift, jobs that cost more than their price, results that could not be "
+    "delivered, and Astria or Discord failing again and again"
+)
+
+
+def _window_words(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        hours = int(seconds // 3600)
+        return "an hour" if hours == 1 else f"{hours} hours"
+    if seconds >= 60 and seconds % 60 == 0:
+        minutes = int(seconds // 60)
+        return "a minute" if minutes == 1 else f"{minutes} minutes"
+    return f"{seconds:g} seconds"
+
+
+def _alerts_line(svc: Services, rules: GuildSettings) -> str:
+    """Where this server's alerts go and below which balance it is told."""
+    if rules.alert_channel_id is None:
+        return "off: admins are told nothing here"
+    own = rules.low_balance_alert_mc
+    threshold = svc.settings.low_balance_alert_mc if own is None else own
+    low = "never" if threshold == 0 else f"below {format_mc(threshold)}"
+    whose = " (the operator's default)" if own is None else ""
+    return (
+        f"to <#{rules.alert_channel_id}>; a low balance is told {low}{whose}; one alert of "
+        f"a kind per {_window_words(svc.settings.alert_window_seconds)}, with a count"
+    )
+
+
+async def set_alerts(
+    svc: Services,
+    actor: Actor,
+    place: Place,
+    *,
+    channel_id: int | None = None,
+    can_post: bool = True,
+    off: bool = False,
+    low_balance: str | None = None,
+) -> Outcome[GuildSettings]:
+    """Where the server's admins are told about faults (`channel_id`), turn that off, or
+    set the balance below which they hear of it; with nothing given, what is set."""
+    guild = _guild(actor, place)
+    if isinstance(guild, Refused):
+        return guild
+    if off and channel_id is not None:
+        return Refused("Pick a channel or turn alerts off, not both.")
+    threshold: int | None = None
+    if low_balance is not None:
+        if low_balance.strip().lower() == "default":
+            threshold = None
+        else:
+            value = _amount(low_balance)
+            if isinstance(value, Refused):
+                return value
+            threshold = value
+    if channel_id is not None and not can_post:
+        return Refused(
+            f"The bot cannot post in <#{channel_id}>: let it view the channel and send "
+            "messages there, then pick it again."
+        )
+    guilds = svc.store.guilds
+    rules = await guilds.get(guild)
+    if off:
+        rules = await guilds.set_alert_channel(guild, None)
+    elif channel_id is not None:
+        rules = await guilds.set_alert_channel(guild, channel_id)
+    if low_balance is not None:
+        rules = await guilds.set_low_balance_alert(guild, threshold)
+    if rules.alert_channel_id is None:
+        return Done(
+            "Alerts are off: admins are told nothing here. Turn them on with "
+            "`/admin alerts channel:`.",
+            rules,
+        )
+    text = f"Alerts go {_alerts_line(svc, rules)}. They tell about {ALERT_KINDS}."
+    known = await svc.store.account.last_known()
+    own = rules.low_balance_alert_mc
+    limit = svc.settings.low_balance_alert_mc if own is None else own
+    if known is not None and limit > 0 and known.balance_mc < limit:
+        text += f" The balance is already below it: {format_mc(known.balance_mc)}."
+    return Done(text, rules)
 
 
 SHOWN: Final = 5  # ids listed per section before "and N more"
@@ -361,4 +449,5 @@ async def settings_report(svc: Services, actor: Actor, place: Place) -> Outcome[
                 f"<t:{int(known.short_since.timestamp())}:R>."
             )
     lines.append(f"**Astria balance:** {account} Re-read with `/admin refresh-balance`.")
+    lines.append(f"**Alerts:** {_alerts_line(svc, rules)}. Change with `/admin alerts`.")
     return Done("\n".join(lines)[:2000], rules)

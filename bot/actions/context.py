@@ -12,6 +12,7 @@ from typing import Generic, TypeAlias, TypeVar
 from bot.astria import AstriaClient
 from bot.config import Settings
 from bot.jobs import Tracker
+from bot.jobs.alerts import Alerter
 from bot.rules.intake import PhotoIntake
 from bot.store import Store
 
@@ -65,3 +66,4 @@ class Services:
     astria: AstriaClient
     tracker: Tracker
     intake: PhotoIntake
+    alerts: Alerter | None = None  # what admins are told in their alert channel

@@ -10,6 +10,12 @@ import re
 from typing import Final
 
 from bot.actions.context import Actor, Place, Refused, Services
+from bot.rules.credits import BudgetLimit, QueueFull, Refusal
+
+# The alert kind the tracker raises when Astria refuses for lack of credit
+# (bot/jobs/alerts.py, AlertKind.OUT_OF_CREDIT).
+OUT_OF_CREDIT_ALERT: Final = "out-of-credit"
+ADMINS_TOLD: Final = " The admins have been told in their alert channel."
 
 IN_A_SERVER: Final = "Use this in a server's channel: the bot's commands do not work in DMs."
 PAUSED: Final = "The bot is paused on this server; an admin can resume it."
@@ -66,3 +72,19 @@ def parse_id(text: str, what: str) -> int | Refused:
     if _ID.fullmatch(cleaned) is None or int(cleaned) > _ID_MAX or int(cleaned) == 0:
         return Refused(f"Pick {what} from the list (start typing its name).")
     return int(cleaned)
+
+
+async def budget_refusal(
+    svc: Services, guild_id: int, lead: str, refusal: Refusal | QueueFull
+) -> Refused:
+    """A reservation refused by a budget, in words; when the account is out of credit
+    and this server's admins were sent the alert about it, the member is told so."""
+    text = f"{lead}{refusal.reason()}"
+    if isinstance(refusal, Refusal) and refusal.limit is BudgetLimit.ACCOUNT_SHORT:
+        known = await svc.store.account.last_known()
+        since = None if known is None else known.short_since
+        if since is not None and await svc.store.alerts.told_since(
+            guild_id, OUT_OF_CREDIT_ALERT, since
+        ):
+            text += ADMINS_TOLD
+    return Refused(text)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services
-from bot.actions.door import NOT_YOURS, admit, parse_id
+from bot.actions.door import NOT_YOURS, admit, budget_refusal, parse_id
 from bot.astria import AstriaError
 from bot.rules.credits import format_mc, images_price, prompt_price
 from bot.rules.prompts import (
@@ -113,7 +113,7 @@ async def queue_prompt(
     except TuneUnavailable as exc:  # deleted or expired since it was read above
         return _unusable(replace(tune, state=TuneState(exc.state))) or Refused(GONE)
     if not isinstance(created, PromptRecord):
-        return Refused(f"Not queued. {created.reason()}")
+        return await budget_refusal(svc, place.guild_id, "Not queued. ", created)
     svc.tracker.nudge()
     plural = "s" if order.count > 1 else ""
     return Done(
@@ -173,7 +173,7 @@ async def reroll(
     except TuneUnavailable as exc:  # deleted or expired since it was read above
         return _unusable(replace(tune, state=TuneState(exc.state))) or Refused(GONE)
     if not isinstance(created, PromptRecord):
-        return Refused(f"Not rerolled. {created.reason()}")
+        return await budget_refusal(svc, place.guild_id, "Not rerolled. ", created)
     svc.tracker.nudge()
     return Done(
         f"🎲 Rerolling with a new seed ({format_mc(price)}); the images will be posted here.",

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Final
 
 from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services
-from bot.actions.door import NOT_YOURS, admit, in_server
+from bot.actions.door import NOT_YOURS, admit, budget_refusal, in_server
 from bot.jobs.removal import delete_tune as remove_everywhere
 from bot.rules.credits import decide, format_mc, tune_price
 from bot.rules.intake import PhotoSource, forget, refused_list
@@ -90,7 +90,7 @@ async def _price_fits(svc: Services, actor: Actor, guild_id: int) -> TuneQuote |
     snapshot = await svc.store.ledger.budget(guild_id, actor.user_id)
     refusal = decide(price, snapshot, paid=svc.settings.astria_branch != "fast")
     if refusal is not None:
-        return Refused(f"Not started: {refusal.reason()}")
+        return await budget_refusal(svc, guild_id, "Not started: ", refusal)
     return TuneQuote(price, max(0, snapshot.member_remaining_mc - price))
 
 
@@ -175,7 +175,7 @@ async def _record_tune(
         raise
     if not isinstance(created, TuneRecord):
         forget(paths)
-        return Refused(f"Not started: {created.reason()}")
+        return await budget_refusal(svc, place.guild_id, "Not started: ", created)
     return created
 
 

@@ -34,6 +34,7 @@ from bot.astria import (
     TuneRequest,
 )
 from bot.config import ModelProfile, ProfileName, Settings
+from bot.jobs.alerts import Alerter
 from bot.jobs.delivery import (
     CHANNEL_REFUSALS_BEFORE_DM,
     WAITING_FOR_CREDIT,
@@ -58,6 +59,7 @@ from bot.store import (
     PromptRecord,
     PromptState,
     RecordedEvent,
+    Settlement,
     Store,
     StoreError,
     StoreFault,
@@ -183,8 +185,11 @@ class Tracker:
         clock: Clock,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        alerts: Alerter | None = None,
     ) -> None:
         self._store = store
+        # What admins should hear about, to the alert outbox (posted by the Discord side).
+        self._alerts = alerts or Alerter(store, clock)
         self._sleep = sleep  # between tries of a failed write (tests inject theirs)
         self._repair_due = False  # a write failed for good: reconcile the ledger next round
         self._client = client
@@ -430,6 +435,7 @@ class Tracker:
         with contextlib.suppress(StoreFault):
             await self._prune_due()
         self._quiet.flush()
+        await self._alerts.flush()
         if report:
             outcome.reported = await self._dispatch()
         return outcome
@@ -771,11 +777,14 @@ class Tracker:
             self._quiet.warning(
                 "%s: create unanswered (%s); will look it up", record.job, exc.message
             )
+            self._alerts.astria_error()
             self._retry_at[record.job] = self._steady() + self._config.resubmit_delay
             return
         if exc.retryable or isinstance(exc, AstriaAuthError):
             # Nothing was created (refused connection, rate limit, a bad key): queue again.
             log.warning("%s: not submitted (%s); back in the queue", record.job, exc.message)
+            if exc.retryable:
+                self._alerts.astria_error()
             await self._requeue(record)
             return
         # Astria's words only: the route and status are for the log.
@@ -803,6 +812,7 @@ class Tracker:
                 exc.message,
                 need,
             )
+            await self._alerts.out_of_credit(need)
         self._balance_due = True
         await self._requeue(record)
         self._short_told.add(record.job)
@@ -908,6 +918,7 @@ class Tracker:
                     items = await page(cursor)
                 except AstriaError as exc:
                     self._quiet.warning("status page failed (%s)", exc.message)
+                    self._alerts.astria_error()
                     break
                 pages += 1
                 for item in items:
@@ -925,6 +936,7 @@ class Tracker:
                 found[astria_id] = None
             except AstriaError as exc:
                 self._quiet.warning("status of %s unknown this round (%s)", astria_id, exc.message)
+                self._alerts.astria_error()
         return found
 
     def _missed(self, watch: _Watch) -> None:
@@ -958,6 +970,7 @@ class Tracker:
             message="Astria is taking much longer than expected; the bot keeps checking, "
             "and the credit stays held until it finishes or an admin cancels it",
         )
+        await self._alerts.stuck(str(job), record.guild_id)
         watch.stuck = True  # only once both are written: a failed write is tried again
 
     async def _on_tune(self, watch: _Watch, tune: Tune | None, report: PollReport) -> None:
@@ -982,9 +995,10 @@ class Tracker:
             self._missed(watch)
             await self._mark_stuck(watch, record)
             return
-        await self._write(
+        settlement = await self._write(
             record.job, "settling", lambda: self._store.ledger.settle(record.job, tune.cost_mc)
         )
+        await self._overage(record, settlement)
         await self._write(
             record.job,
             "recording its times",
@@ -1016,6 +1030,7 @@ class Tracker:
             settlement = await self._write(
                 record.job, "settling", lambda: self._store.ledger.settle(record.job, cost)
             )
+            await self._overage(record, settlement)
             await self._write(
                 record.job,
                 "recording its images",
@@ -1057,6 +1072,14 @@ class Tracker:
             return
         self._watch.pop(watch.job, None)
         report.finished.append(str(watch.job))
+
+    async def _overage(self, record: TuneRecord | PromptRecord, settlement: Settlement) -> None:
+        """Astria charged more than the configured price: the admins hear of it (once: a
+        repeated settle writes nothing and says so)."""
+        if settlement.applied and settlement.overage_mc > 0:
+            await self._alerts.overage(
+                str(record.job), record.guild_id, settlement.reserved_mc, settlement.cost_mc
+            )
 
     async def _charged_to_another(self, record: PromptRecord) -> bool:
         """With idempotency on, an identical later job gets the first one's Astria prompt:
@@ -1371,7 +1394,9 @@ class Tracker:
             user = await self._client.get_user()
         except AstriaError as exc:
             self._quiet.warning("balance not read (%s)", exc.message)
+            self._alerts.astria_error()
             return
+        before = await self._store.account.last_known()  # stored: a restart knows it too
         busy = busy or bool(self._tasks) or self._charged_since_read != charged
         await self._write(
             None,
@@ -1395,6 +1420,11 @@ class Tracker:
                     charged,
                     drop - charged,
                 )
+                if drop > charged:
+                    await self._alerts.drift(drop, charged)
+        await self._alerts.balance_read(
+            None if before is None else before.balance_mc, user.usd_balance_mc
+        )
         self._auto_extend = user.auto_extend_tunes
         await self._check_refund_statement(user.usd_balance_mc, exact=not busy)
         self._balance_mc = user.usd_balance_mc
@@ -1424,6 +1454,10 @@ class Tracker:
                 "given back" if found == "refunded" else "kept",
                 "true" if found == "refunded" else "false",
             )
+            await self._alerts.refund_statement(
+                "gives back" if stated == "refunded" else "keeps",
+                "gave back" if found == "refunded" else "kept",
+            )
 
     async def _prune_due(self) -> None:
         """Retention once a day, from the first round: finished jobs' events and old
@@ -1439,12 +1473,30 @@ class Tracker:
         except StoreError as exc:
             log.warning("retention not run (%s); tomorrow again", exc)
             return
+        cutoff = self._clock() - self._config.retention
+        with contextlib.suppress(StoreError):  # logged; tomorrow again
+            await self._write(
+                None, "pruning old alerts", lambda: self._store.alerts.prune(before=cutoff)
+            )
+        await self._audit()
         if pruned.events or pruned.prompts_compacted:
             log.info(
                 "retention: %d events of finished jobs deleted, %d prompts' links dropped",
                 pruned.events,
                 pruned.prompts_compacted,
             )
+
+    async def _audit(self) -> None:
+        """The ledger's own consistency, once a day: any problem is the operator's to look
+        at (logged in full) and the admins hear that there is one."""
+        try:
+            problems = await self._store.ledger.audit()
+        except StoreError as exc:
+            log.warning("ledger audit not run (%s); tomorrow again", exc)
+            return
+        if problems:
+            log.error("the ledger audit found: %s", "; ".join(problems))
+            await self._alerts.ledger_problems(problems)
 
     # ------------------------------------------------------------------ reporting
 
@@ -1586,8 +1638,10 @@ class Tracker:
                 log.warning(
                     "%s: undeliverable, the channel and the DM refused it (%s)", event.key, exc
                 )
+                await self._alerts.undeliverable(event.job, event.guild_id)
                 return Outcome.UNDELIVERABLE
         except Exception as exc:
+            self._alerts.discord_error(event.guild_id)
             attempts = pending.attempts + 1
             delay = retry_delay(attempts)
             await self._store.events.record_failure(

@@ -11,6 +11,7 @@ from types import TracebackType
 from bot.config import ProfileName, Settings
 from bot.rules.credits import BudgetLimit, BudgetPolicy, BudgetSnapshot, Refusal
 from bot.store.account import Account, AccountBalance
+from bot.store.alerts import AlertRecord, Alerts
 from bot.store.db import Clock, Database, Migration, utc_now
 from bot.store.erasure import ERASED, Erasure, Scrubbed
 from bot.store.errors import (
@@ -51,6 +52,8 @@ __all__ = [
     "UNFINISHED_TUNES",
     "Account",
     "AccountBalance",
+    "AlertRecord",
+    "Alerts",
     "BudgetLimit",
     "BudgetSnapshot",
     "Closing",
@@ -103,8 +106,8 @@ def _base_tunes(settings: Settings) -> dict[str, int]:
 
 class Store:
     """One open database and its repositories: `guilds`, `tunes`, `prompts`, `ledger`,
-    `account`, `events`, `meta`, `retention`, `erasure`. Open it once (in `setup_hook`) and close it
-    on shutdown."""
+    `account`, `events`, `meta`, `retention`, `erasure`, `alerts`. Open it once (in
+    `setup_hook`) and close it on shutdown."""
 
     def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
         self._db = db
@@ -118,6 +121,7 @@ class Store:
         self.meta = Meta(db)
         self.retention = Retention(db)
         self.erasure = Erasure(db)
+        self.alerts = Alerts(db, clock)
 
     @classmethod
     async def open(

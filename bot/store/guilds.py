@@ -23,6 +23,8 @@ class GuildSettings:
     allowed_channel_ids: frozenset[int]
     allowed_role_ids: frozenset[int]
     banned_user_ids: frozenset[int]
+    alert_channel_id: int | None = None  # where admins are told (None: nowhere)
+    low_balance_alert_mc: int | None = None  # None: the operator's LOW_BALANCE_ALERT_MC
 
     def allows_channel(self, channel_id: int) -> bool:
         return not self.allowed_channel_ids or channel_id in self.allowed_channel_ids
@@ -66,7 +68,9 @@ class Guilds:
             " (SELECT group_concat(channel_id) FROM guild_channels WHERE guild_id = :g)"
             "   AS channels,"
             " (SELECT group_concat(role_id) FROM guild_roles WHERE guild_id = :g) AS roles,"
-            " (SELECT group_concat(user_id) FROM guild_bans WHERE guild_id = :g) AS bans",
+            " (SELECT group_concat(user_id) FROM guild_bans WHERE guild_id = :g) AS bans,"
+            " (SELECT alert_channel_id FROM guild_settings WHERE guild_id = :g) AS alerts,"
+            " (SELECT low_balance_alert_mc FROM guild_settings WHERE guild_id = :g) AS low",
             {"g": guild_id},
         )
         assert row is not None
@@ -80,6 +84,8 @@ class Guilds:
             allowed_channel_ids=_ids(row["channels"]),
             allowed_role_ids=_ids(row["roles"]),
             banned_user_ids=_ids(row["bans"]),
+            alert_channel_id=None if row["alerts"] is None else int(row["alerts"]),
+            low_balance_alert_mc=None if row["low"] is None else int(row["low"]),
         )
 
     async def set_monthly_budget(self, guild_id: int, amount_mc: int | None) -> GuildSettings:
@@ -106,6 +112,20 @@ class Guilds:
     async def set_paused(self, guild_id: int, paused: bool) -> GuildSettings:
         async with self._db.write() as tx:
             await self._upsert(tx, guild_id, "paused", int(paused))
+        return await self._changed(guild_id)
+
+    async def set_alert_channel(self, guild_id: int, channel_id: int | None) -> GuildSettings:
+        """Where the server's admins are told about faults; None: nowhere (alerts off)."""
+        async with self._db.write() as tx:
+            await self._upsert(tx, guild_id, "alert_channel_id", channel_id)
+        return await self._changed(guild_id)
+
+    async def set_low_balance_alert(self, guild_id: int, amount_mc: int | None) -> GuildSettings:
+        """The Astria balance below which the server's admins are told; 0 never, None the
+        operator's default."""
+        _check_limit(amount_mc)
+        async with self._db.write() as tx:
+            await self._upsert(tx, guild_id, "low_balance_alert_mc", amount_mc)
         return await self._changed(guild_id)
 
     async def allow_channel(self, guild_id: int, channel_id: int) -> GuildSettings:

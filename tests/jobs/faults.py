@@ -28,6 +28,7 @@ READS: frozenset[str] = frozenset(
         "events.existing",
         "events.pending",
         "events.reported_since",
+        "ledger.audit",
         "ledger.last_id",
         "ledger.reservation",
         "prompts.by_astria_id",
@@ -47,6 +48,7 @@ WRITES: frozenset[str] = frozenset(
     {
         "account.mark_short",
         "account.record_balance",
+        "alerts.prune",
         "events.mark_reported",
         "events.record",
         "events.record_failure",

@@ -160,9 +160,10 @@ class Driver:
         return message
 
     async def slash(
-        self, member: Actor, channel: Channel, command: str, **options: Any
+        self, member: Actor, channel: Channel, command: str, /, **options: Any
     ) -> InteractionHandle:
-        """Run `/command [group] [sub]` with options; (name, bytes) for attachments."""
+        """Run `/command [group] [sub]` with options; (name, bytes) for attachments. The
+        first three are positional only, so a command may have an option named `channel`."""
         data, leaf, nest = self._command_data(member, channel, command, 1)
         resolved: dict[str, dict[str, Any]] = {}
         nest.extend(self._options(leaf, options, resolved, channel))
