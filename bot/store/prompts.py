@@ -17,7 +17,7 @@ from bot.store.db import Clock, Database, Row, Transaction, from_ms, opt_from_ms
 from bot.store.errors import InvalidTransition, NotFound, StoreError, TuneUnavailable
 from bot.store.jobstate import JobKind, JobRef, move_if, step, waiting_jobs
 from bot.store.ledger import Ledger, Refused
-from bot.store.tunes import GONE_TUNES, TuneState, states_filter
+from bot.store.tunes import GONE_TUNES, TuneState, in_states, states_filter
 
 
 class PromptState(StrEnum):
@@ -230,9 +230,9 @@ class Prompts:
     ) -> list[PromptRecord]:
         """The owner's prompts, newest first (in `guild_id` only, when given)."""
         rows = await self._db.fetchall(
-            "SELECT * FROM prompts WHERE owner_id = :owner"
-            " AND (:guild IS NULL OR guild_id = :guild)"
-            " AND (:states IS NULL OR instr(:states, ',' || state || ',') > 0)"
+            "SELECT * FROM prompts WHERE owner_id = :owner"  # noqa: S608
+            " AND (CAST(:guild AS BIGINT) IS NULL OR guild_id = :guild)"
+            f" AND {in_states(self._db.dialect)}"
             " ORDER BY id DESC LIMIT :limit",
             {"owner": owner_id, "guild": guild_id, "states": states_filter(states), "limit": limit},
         )

@@ -17,6 +17,7 @@ from bot.rules.credits import Denial, QueueFull
 from bot.store.db import (
     Clock,
     Database,
+    Dialect,
     Row,
     Transaction,
     from_ms,
@@ -141,6 +142,11 @@ def states_filter(states: Collection[str] | None) -> str | None:
     return None if states is None else "," + ",".join(states) + ","
 
 
+def in_states(dialect: Dialect) -> str:
+    """The SQL test of `state` against the `:states` parameter (`states_filter`)."""
+    return f"(CAST(:states AS TEXT) IS NULL OR {dialect.instr}(:states, ',' || state || ',') > 0)"
+
+
 class Tunes:
     def __init__(self, db: Database, ledger: Ledger, clock: Clock) -> None:
         self._db = db
@@ -251,9 +257,10 @@ class Tunes:
     ) -> list[TuneRecord]:
         """The owner's own tunes (made in `guild_id` only, when given), oldest first."""
         rows = await self._db.fetchall(
-            "SELECT * FROM tunes WHERE owner_id = :owner"
-            " AND (:guild IS NULL OR guild_id = :guild)"
-            " AND (:states IS NULL OR instr(:states, ',' || state || ',') > 0) ORDER BY id",
+            "SELECT * FROM tunes WHERE owner_id = :owner"  # noqa: S608
+            " AND (CAST(:guild AS BIGINT) IS NULL OR guild_id = :guild)"
+            f" AND {in_states(self._db.dialect)}"
+            " ORDER BY id",
             {"owner": owner_id, "guild": guild_id, "states": states_filter(states)},
         )
         return [_tune(r) for r in rows]
@@ -264,8 +271,9 @@ class Tunes:
         """What `user_id` may prompt with in `guild_id`: their own tunes and the ones an
         admin shared with this guild (the same rule as `get_usable`), oldest first."""
         rows = await self._db.fetchall(
-            "SELECT * FROM tunes WHERE (owner_id = :user OR (shared = 1 AND guild_id = :guild))"
-            " AND (:states IS NULL OR instr(:states, ',' || state || ',') > 0) ORDER BY id",
+            "SELECT * FROM tunes WHERE (owner_id = :user OR (shared = 1 AND guild_id = :guild))"  # noqa: S608
+            f" AND {in_states(self._db.dialect)}"
+            " ORDER BY id",
             {"user": user_id, "guild": guild_id, "states": states_filter(states)},
         )
         return [_tune(r) for r in rows]
@@ -289,8 +297,9 @@ class Tunes:
     ) -> list[TuneRecord]:
         """Every tune made in `guild_id`, oldest first (for admins' pickers)."""
         rows = await self._db.fetchall(
-            "SELECT * FROM tunes WHERE guild_id = :guild"
-            " AND (:states IS NULL OR instr(:states, ',' || state || ',') > 0) ORDER BY id",
+            "SELECT * FROM tunes WHERE guild_id = :guild"  # noqa: S608
+            f" AND {in_states(self._db.dialect)}"
+            " ORDER BY id",
             {"guild": guild_id, "states": states_filter(states)},
         )
         return [_tune(r) for r in rows]
@@ -300,7 +309,7 @@ class Tunes:
         if not tune_ids:
             return {}
         rows = await self._db.fetchall(
-            "SELECT id, profile FROM tunes WHERE id IN (SELECT value FROM json_each(?))",
+            f"SELECT id, profile FROM tunes WHERE id IN {self._db.dialect.json_ints()}",  # noqa: S608
             (json.dumps(sorted(tune_ids)),),
         )
         return {int(r["id"]): str(r["profile"]) for r in rows}
@@ -310,7 +319,7 @@ class Tunes:
         if not tune_ids:
             return {}
         rows = await self._db.fetchall(
-            "SELECT id, branch FROM tunes WHERE id IN (SELECT value FROM json_each(?))",
+            f"SELECT id, branch FROM tunes WHERE id IN {self._db.dialect.json_ints()}",  # noqa: S608
             (json.dumps(sorted(tune_ids)),),
         )
         return {int(r["id"]): str(r["branch"]) for r in rows}
