@@ -26,7 +26,10 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
+# With TEST_DATABASE_URL (e.g. postgresql://postgres@127.0.0.1:5432/test) the store, ledger
+# and process tests also run on PostgreSQL; without it they are skipped with that reason.
 pytest: $(STAMP)
+	@echo "==> PostgreSQL variants: $(if $(TEST_DATABASE_URL),on (TEST_DATABASE_URL is set),skipped (set TEST_DATABASE_URL to run them))"
 	$(BIN)/pytest -q
 
 demo: $(STAMP)

@@ -122,9 +122,7 @@ class AstriaBot(commands.Bot):
         settings = self.settings
         ready = self._preflight
         if ready is None:
-            self.store = await Store.open(
-                settings.database_path, settings=settings, clock=self._clock
-            )
+            self.store = await Store.open_configured(settings, clock=self._clock)
         if self._given_astria is not None:
             self.astria = self._given_astria  # its giver chose its idempotency
         elif ready is not None:

@@ -15,7 +15,7 @@ from bot.astria import AstriaAuthError, AstriaClient, AstriaError, RetryPolicy
 from bot.astria.probe import probe_client, probe_idempotency
 from bot.config import ASTRIA_KEY_HELP, Settings, env_file_used, fresh_signing_key
 from bot.jobs.idempotency import contradiction, effective_idempotency
-from bot.store import IdempotencyProbe, Store
+from bot.store import IdempotencyProbe, Store, StoreError
 
 
 def _usd(mc: int) -> str:
@@ -80,8 +80,8 @@ async def _probe(settings: Settings, client: AstriaClient, out: TextIO) -> bool:
     stated = settings.astria_idempotency
     found = None if result.on is None else IdempotencyProbe(result.on, datetime.now(UTC))
     # Kept only in a database that exists: `check` creates nothing (the start probes).
-    if found is not None and settings.database_path.is_file():
-        async with await Store.open(settings.database_path, settings=settings) as store:
+    if found is not None and (settings.database_url or settings.database_path.is_file()):
+        async with await Store.open_configured(settings) as store:
             await store.meta.record_idempotency_probe(found.on, found.at)
     problem = contradiction(stated, found)
     if problem is not None:
@@ -90,6 +90,17 @@ async def _probe(settings: Settings, client: AstriaClient, out: TextIO) -> bool:
     effective = effective_idempotency(stated, found)
     meaning = idempotency_meaning(effective, settings.astria_lookup_wait_seconds)
     print(f"  idempotency (ASTRIA_IDEMPOTENCY={str(stated).lower()}): {meaning}", file=out)
+    return True
+
+
+async def _check_postgres(settings: Settings, out: TextIO) -> bool:
+    """Open (and migrate) the PostgreSQL database DATABASE_URL names."""
+    try:
+        async with await Store.open_configured(settings) as store:
+            print(f"Database: PostgreSQL at {store.where}, schema {store.schema_version}", file=out)
+    except StoreError as exc:
+        print(f"Database: {exc}; check DATABASE_URL", file=out)
+        return False
     return True
 
 
@@ -145,8 +156,9 @@ async def run_check(settings: Settings, out: TextIO | None = None) -> int:
                 file=out,
             )
 
-    problem = database_problem(settings.database_path)
-    if problem:
+    if settings.database_url is not None:
+        ok = await _check_postgres(settings, out) and ok
+    elif problem := database_problem(settings.database_path):
         print(f"Database: {problem}; {DATABASE_FIX}", file=out)
         ok = False
     elif settings.database_path.exists():

@@ -196,8 +196,10 @@ class Settings(BaseSettings):
     sd15_prompt_seconds: float = Field(default=20.0, gt=0)
     faceid_prompt_seconds: float = Field(default=20.0, gt=0)
 
-    # Storage.
+    # Storage. DATABASE_URL (postgresql://user:password@host:port/db) puts the store on
+    # PostgreSQL; unset, it is the SQLite file at DATABASE_PATH (the default, and `demo`).
     database_path: Path = Path("data/bot.sqlite3")
+    database_url: SecretStr | None = None
     photos_dir: Path = Path("data/photos")
     # A training photo no unfinished tune refers to (a kill while a form was read) is
     # deleted once it is this old; the sweep runs at start and every 10 minutes.
@@ -331,6 +333,24 @@ class Settings(BaseSettings):
         if problem is not None:
             raise ValueError(f"{problem}; {_key_example()}")
         return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        scheme = value.get_secret_value().partition("://")[0]
+        if scheme not in ("postgresql", "postgres"):
+            raise ValueError(
+                "must be a PostgreSQL URL, like postgresql://bot:secret@127.0.0.1:5432/bot "
+                "(leave it unset to use the SQLite file at DATABASE_PATH)"
+            )
+        return value
+
+    @property
+    def database_location(self) -> Path | SecretStr:
+        """Where the store lives: the PostgreSQL URL when set, else the SQLite file."""
+        return self.database_url if self.database_url is not None else self.database_path
 
     @field_validator("budget_timezone")
     @classmethod
@@ -491,6 +511,7 @@ _EXAMPLES: dict[str, str] = {
     "discord_api_base": "http://127.0.0.1:8766/api/v10",
     "discord_gateway_url": "ws://127.0.0.1:8766/gateway",
     "public_callback_url": "https://bot.example.org/astria",
+    "database_url": "postgresql://bot:secret@127.0.0.1:5432/bot",
     "tune_price_mc": '{"flux1": 150000}',
     "image_price_mc": '{"flux1": 3000}',
     "upscale_price_mc": '{"flux1": 6000}',

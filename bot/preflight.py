@@ -64,6 +64,12 @@ def start_policy(settings: Settings) -> RetryPolicy:
 
 async def open_store(settings: Settings, *, clock: Clock) -> Store:
     """The database, created and migrated; a StartProblem when it cannot be."""
+    if settings.database_url is not None:
+        try:
+            return await Store.open_configured(settings, clock=clock)
+        except (StoreError, OSError) as exc:
+            # The store's message names the server without the password.
+            raise StartProblem(f"DATABASE_URL: {exc}") from exc
     path = settings.database_path
     problem = database_problem(path)
     if problem is not None:

@@ -53,7 +53,7 @@ async def sync_commands(
         except discord.LoginFailure:
             print("Discord refused the token: check DISCORD_TOKEN (Bot > Reset Token).", file=out)
             return 2
-        async with await Store.open(settings.database_path, settings=settings) as store:
+        async with await Store.open_configured(settings) as store:
             if clear_them:
                 done = await clear(bot, store.meta, guild_id)
             else:

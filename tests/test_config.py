@@ -81,6 +81,7 @@ def test_reads_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path:
         ({"astria_idempotency": "maybe"}, "ASTRIA_IDEMPOTENCY", "ASTRIA_IDEMPOTENCY=auto"),
         ({"flux_training_preset": "flux-lora-high"}, "FLUX_TRAINING_PRESET", "flux-lora-focus"),
         ({"public_callback_url": "http://bot.example.com/cb"}, "PUBLIC_CALLBACK_URL", "https"),
+        ({"database_url": "mysql://bot:pw@db/bot"}, "DATABASE_URL", "postgresql://"),
         (
             {"public_callback_url": "https://bot.example.com/cb"},
             "CALLBACK_SIGNING_KEY",
@@ -91,6 +92,18 @@ def test_reads_environment_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path:
 def test_bad_values_name_the_variable_and_the_fix(values: dict[str, object], names: str, hint: str):
     text = problem(**values)
     assert names in text and hint in text
+
+
+def test_database_url_picks_postgresql_and_stays_secret(monkeypatch: pytest.MonkeyPatch):
+    assert load_settings().database_location == Path("data/bot.sqlite3")  # SQLite by default
+    monkeypatch.setenv("DATABASE_URL", "postgresql://bot:hunter2@db.internal:5432/bot")
+    settings = load_settings()
+    location = settings.database_location
+    assert not isinstance(location, Path)
+    assert location.get_secret_value().endswith("@db.internal:5432/bot")
+    assert "hunter2" not in repr(settings) and "hunter2" not in str(location)
+    monkeypatch.setenv("DATABASE_URL", "")  # an empty line in .env: still SQLite
+    assert load_settings().database_url is None
 
 
 @pytest.mark.parametrize(

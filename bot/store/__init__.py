@@ -1,4 +1,4 @@
-"""The bot's memory on SQLite: who owns which tune, every job, the guilds' settings and the
+"""The bot's memory on SQLite or PostgreSQL: who owns which tune, every job, the guilds'
 credit ledger. Callers see repositories and typed records, never SQL or a connection.
 """
 
@@ -7,6 +7,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 from types import TracebackType
+
+from pydantic import SecretStr
 
 from bot.config import ProfileName, Settings
 from bot.rules.credits import BudgetLimit, BudgetPolicy, BudgetSnapshot, Refusal
@@ -126,25 +128,37 @@ class Store:
     @classmethod
     async def open(
         cls,
-        path: Path | str,
+        location: Path | str | SecretStr,
         *,
         settings: Settings,
         clock: Clock = utc_now,
         migrations: tuple[Migration, ...] | None = None,
     ) -> Store:
-        """Open (creating it and its folder if needed) and migrate the database at `path`.
+        """Open (creating it and its folder if needed) and migrate the database at
+        `location`: a SQLite file path, or a PostgreSQL URL as a SecretStr.
 
         `clock` returns aware UTC datetimes (tests inject one); `migrations` replaces the
         bundled ones, for tests of the migration machinery only.
         """
-        store = cls(await Database.open(path, migrations=migrations), settings, clock)
+        store = cls(await Database.open(location, migrations=migrations), settings, clock)
         if store.schema_version >= 5:
             await store.prompts.fill_missing_targets(_base_tunes(settings))
         return store
 
+    @classmethod
+    async def open_configured(cls, settings: Settings, *, clock: Clock = utc_now) -> Store:
+        """The database the settings name: DATABASE_URL when set, else DATABASE_PATH."""
+        return await cls.open(settings.database_location, settings=settings, clock=clock)
+
     @property
-    def path(self) -> Path:
-        return self._db.path
+    def backend(self) -> str:
+        """ "sqlite" or "postgres"."""
+        return self._db.dialect.name
+
+    @property
+    def where(self) -> str:
+        """The file, or the PostgreSQL server and database (never its password)."""
+        return self._db.where
 
     @property
     def schema_version(self) -> int:
@@ -160,7 +174,8 @@ class Store:
         self._db.fault = lambda: draw() < rate
 
     async def integrity_problems(self) -> list[str]:
-        """SQLite's own integrity and foreign-key checks; empty when the file is sound."""
+        """The backend's own integrity checks (SQLite's integrity and foreign-key checks);
+        empty when the database is sound."""
         return await self._db.integrity_problems()
 
     async def close(self) -> None:

@@ -65,6 +65,7 @@ class Account:
         """
         at_ms = to_ms(read_at or self._clock())
         async with self._db.write() as tx:
+            await tx.lock_money()  # the mark must not pass a ledger row still uncommitted
             if ledger_mark is None:
                 row = await tx.fetchone(
                     "SELECT COALESCE(MAX(id), 0) FROM ledger WHERE at_ms < ?", (at_ms,)
@@ -84,8 +85,8 @@ class Account:
             await tx.execute(
                 "UPDATE account_balance SET short_since_ms = NULL, short_need_mc = NULL"
                 " WHERE short_since_ms IS NOT NULL AND short_since_ms < ?"
-                " AND ? - ? >= short_need_mc",
-                (at_ms, balance_mc, self._margin),
+                " AND ? >= short_need_mc",
+                (at_ms, balance_mc - self._margin),
             )
             row = await tx.fetchone(_SELECT)
         assert row is not None
@@ -105,8 +106,9 @@ class Account:
             # The earliest refusal stands; the need is the largest refused, so a reading
             # that covers a cheap prompt does not resume a queue headed by a tune.
             await tx.execute(
-                "UPDATE account_balance SET short_since_ms = COALESCE(short_since_ms, ?),"
-                " short_need_mc = MAX(COALESCE(short_need_mc, 0), ?) WHERE id = 1",
+                "UPDATE account_balance SET short_since_ms = COALESCE(short_since_ms, ?),"  # noqa: S608
+                f" short_need_mc = {self._db.dialect.greatest}(COALESCE(short_need_mc, 0), ?)"
+                " WHERE id = 1",
                 (at_ms, need_mc),
             )
         return started

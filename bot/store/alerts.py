@@ -117,8 +117,8 @@ class Alerts:
         if open_row is not None:
             alert_id = int(open_row["id"])
             await tx.execute(
-                "UPDATE alerts SET count = count + ?, text = ?,"
-                " updated_at_ms = MAX(updated_at_ms, ?) WHERE id = ?",
+                "UPDATE alerts SET count = count + ?, text = ?,"  # noqa: S608
+                f" updated_at_ms = {self._db.dialect.greatest}(updated_at_ms, ?) WHERE id = ?",
                 (count, text, now, alert_id),
             )
             return alert_id
@@ -131,13 +131,16 @@ class Alerts:
     async def pending(self, *, due_by: datetime | None = None) -> list[AlertRecord]:
         """Alerts whose post is missing or shows an older count, oldest first, with each
         server's alert channel as it is now; only those due by `due_by` when given."""
+        due, values = "", tuple[int, ...]()
+        if due_by is not None:
+            due = " AND (a.next_attempt_at_ms IS NULL OR a.next_attempt_at_ms <= ?)"
+            values = (to_ms(due_by),)
         rows = await self._db.fetchall(
-            "SELECT a.*, g.alert_channel_id FROM alerts AS a"
+            "SELECT a.*, g.alert_channel_id FROM alerts AS a"  # noqa: S608
             " LEFT JOIN guild_settings AS g ON g.guild_id = a.guild_id"
-            " WHERE a.shown_count < a.count AND a.given_up = 0"
-            " AND (? IS NULL OR a.next_attempt_at_ms IS NULL OR a.next_attempt_at_ms <= ?)"
+            f" WHERE a.shown_count < a.count AND a.given_up = 0{due}"
             " ORDER BY a.id",
-            (None if due_by is None else to_ms(due_by), None if due_by is None else to_ms(due_by)),
+            values,
         )
         return [_alert(r) for r in rows]
 
@@ -147,7 +150,7 @@ class Alerts:
         """The post (made or edited) now shows `count`; a post keeps its first ids."""
         async with self._db.write() as tx:
             await tx.execute(
-                "UPDATE alerts SET shown_count = MAX(shown_count, ?),"
+                f"UPDATE alerts SET shown_count = {self._db.dialect.greatest}(shown_count, ?),"  # noqa: S608
                 " channel_id = COALESCE(channel_id, ?), message_id = COALESCE(message_id, ?),"
                 " attempts = 0, next_attempt_at_ms = NULL WHERE id = ?",
                 (count, channel_id, message_id, alert_id),

@@ -1,5 +1,11 @@
-"""The SQLite connections: WAL, foreign keys, migrations by `PRAGMA user_version`, and the one
-door for write transactions (serialised in the process, `BEGIN IMMEDIATE` across processes).
+"""The store's backends behind one interface, and the SQLite one.
+
+`Database` and `Transaction` are what the repositories see: `fetchall`/`fetchone` on the
+last commit, and `write()` for one transaction. Two backends implement them: SQLite here
+(WAL, foreign keys, migrations by `PRAGMA user_version`, writes serialised in the process
+and `BEGIN IMMEDIATE` across processes) and PostgreSQL in `bot.store.postgres` (asyncpg).
+Both take the same SQL with `?` or `:name` placeholders; the few phrases that differ
+between the two are asked of `Database.dialect`.
 """
 
 from __future__ import annotations
@@ -9,16 +15,18 @@ import logging
 import os
 import re
 import sqlite3
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, Literal, Protocol, TypeAlias
 
 import aiosqlite
+from pydantic import SecretStr
 
 from bot.store.errors import (
     IntegrityViolation,
@@ -32,8 +40,54 @@ from bot.store.errors import (
 log = logging.getLogger(__name__)
 
 Params: TypeAlias = Sequence[object] | Mapping[str, object]
-Row: TypeAlias = sqlite3.Row
 Clock: TypeAlias = Callable[[], datetime]
+
+Backend: TypeAlias = Literal["sqlite", "postgres"]
+
+
+class Row(Protocol):
+    """A result row, read by column name or position (sqlite3.Row, or the PostgreSQL one)."""
+
+    def __getitem__(self, key: int | str, /) -> Any: ...
+
+    def keys(self) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """The SQL phrases that differ between the backends; everything else is shared."""
+
+    name: Backend
+    # The scalar larger-of-two (SQLite's two-argument MAX, PostgreSQL's GREATEST).
+    greatest: str
+    # Where `needle` starts in `haystack`, 0 if absent: `{instr}(haystack, needle)`.
+    instr: str
+    # A comma-joined list of one column's values (group_concat, or string_agg over text).
+    _concat: str
+    # One parameter holding a JSON array, as a subquery of its elements.
+    _json_ints: str
+    _json_texts: str
+
+    def group_concat(self, column: str) -> str:
+        return self._concat.format(column=column)
+
+    def json_ints(self) -> str:
+        """`(SELECT ...)` of the integers in one JSON-array parameter, for `x IN ...`."""
+        return self._json_ints
+
+    def json_texts(self) -> str:
+        """`(SELECT ...)` of the strings in one JSON-array parameter, for `x IN ...`."""
+        return self._json_texts
+
+
+SQLITE = Dialect(
+    name="sqlite",
+    greatest="MAX",
+    instr="instr",
+    _concat="group_concat({column})",
+    _json_ints="(SELECT value FROM json_each(?))",
+    _json_texts="(SELECT value FROM json_each(?))",
+)
 
 BUSY_TIMEOUT_SECONDS = 10.0
 # Upserts (ON CONFLICT DO UPDATE) arrived in 3.24; nothing newer is used.
@@ -97,9 +151,12 @@ def _strip_comments(sql: str) -> str:
     return "\n".join(line.split("--", 1)[0] for line in sql.splitlines())
 
 
-def bundled_migrations() -> tuple[Migration, ...]:
-    """The migrations shipped in bot/store/migrations, checked to be numbered 1..N."""
+def bundled_migrations(backend: Backend = "sqlite") -> tuple[Migration, ...]:
+    """The migrations shipped for `backend`, checked to be numbered 1..N: SQLite's in
+    bot/store/migrations, PostgreSQL's twins in bot/store/migrations/postgres."""
     folder = resources.files("bot.store").joinpath("migrations")
+    if backend == "postgres":
+        folder = folder.joinpath("postgres")
     found: list[Migration] = []
     for entry in folder.iterdir():
         if not entry.name.endswith(".sql"):
@@ -136,9 +193,75 @@ def translate(exc: sqlite3.Error) -> StoreError:
     return StoreError(f"database error: {text}")
 
 
-class Transaction:
+class Transaction(ABC):
     """Statements inside one write transaction; only the store's repositories hold one."""
 
+    @abstractmethod
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]: ...
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def execute(self, sql: str, params: Params = ()) -> None:
+        await self.fetchall(sql, params)
+
+    @abstractmethod
+    async def insert(self, sql: str, params: Params = ()) -> int:
+        """Run an INSERT into a table with an `id` key and return the new row's id."""
+
+    @abstractmethod
+    async def lock_money(self) -> None:
+        """Hold the money lock until this transaction ends: every ledger write takes it
+        before reading the sums it checks, so no other process's reservation, settle or
+        grant lands between the check and the row (SQLite: BEGIN IMMEDIATE already holds
+        the one write lock, so nothing more is needed)."""
+
+
+class Database(ABC):
+    """One open database: reads on the last commit, and one door for write transactions."""
+
+    dialect: Dialect
+    schema_version: int
+    # Tests only (Store.inject_faults): True fails this write at its commit.
+    fault: Callable[[], bool] | None
+
+    @classmethod
+    async def open(
+        cls, location: Path | str | SecretStr, *, migrations: Sequence[Migration] | None = None
+    ) -> Database:
+        """Open and migrate the database at `location`: a PostgreSQL URL (a SecretStr, as
+        the settings hold it) or a SQLite file path."""
+        if isinstance(location, SecretStr):
+            from bot.store.postgres import PostgresDatabase
+
+            return await PostgresDatabase.open(location, migrations=migrations)
+        return await SqliteDatabase.open(location, migrations=migrations)
+
+    @property
+    @abstractmethod
+    def where(self) -> str:
+        """Where the data is, for messages: the file, or the server without credentials."""
+
+    @abstractmethod
+    def write(self) -> AbstractAsyncContextManager[Transaction]:
+        """One write transaction: commit when the block ends, roll back if it raises."""
+
+    @abstractmethod
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]: ...
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def integrity_problems(self) -> list[str]: ...
+
+
+class SqliteTransaction(Transaction):
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
 
@@ -148,12 +271,8 @@ class Transaction:
         except sqlite3.Error as exc:
             raise translate(exc) from exc
 
-    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
-        rows = await self.fetchall(sql, params)
-        return rows[0] if rows else None
-
-    async def execute(self, sql: str, params: Params = ()) -> None:
-        await self.fetchall(sql, params)
+    async def lock_money(self) -> None:
+        return None  # BEGIN IMMEDIATE took SQLite's one write lock
 
     async def insert(self, sql: str, params: Params = ()) -> int:
         """Run an INSERT and return the new row's id."""
@@ -296,7 +415,7 @@ async def _migrate(conn: aiosqlite.Connection, migrations: Sequence[Migration]) 
     return current
 
 
-class Database:
+class SqliteDatabase(Database):
     """Two connections to one file: a writer behind a lock, and a reader for queries.
 
     WAL lets the reader see the last commit while a write transaction is open, so reads
@@ -313,13 +432,17 @@ class Database:
         self._write_lock = asyncio.Lock()
         self._closed = False
         self._in_write: ContextVar[bool] = ContextVar(f"store_write_{id(self)}", default=False)
-        # Tests only (Store.inject_faults): True fails this write at its commit.
-        self.fault: Callable[[], bool] | None = None
+        self.dialect = SQLITE
+        self.fault = None
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
 
     @classmethod
-    async def open(
+    async def open(  # type: ignore[override]
         cls, path: Path | str, *, migrations: Sequence[Migration] | None = None
-    ) -> Database:
+    ) -> SqliteDatabase:
         if sqlite3.sqlite_version_info < MIN_SQLITE:
             raise StoreError(
                 f"SQLite {sqlite3.sqlite_version} is too old; the bot needs "
@@ -381,7 +504,7 @@ class Database:
                 except sqlite3.Error as exc:
                     raise translate(exc) from exc
                 try:
-                    yield Transaction(self._writer)
+                    yield SqliteTransaction(self._writer)
                 except BaseException:
                     # Cancellation included: aiosqlite runs calls in order on its thread,
                     # so this ROLLBACK runs before the next holder's BEGIN whatever happens.
@@ -404,10 +527,6 @@ class Database:
             return list(await self._reader.execute_fetchall(sql, params))
         except sqlite3.Error as exc:
             raise translate(exc) from exc
-
-    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
-        rows = await self.fetchall(sql, params)
-        return rows[0] if rows else None
 
     async def integrity_problems(self) -> list[str]:
         """What `PRAGMA integrity_check` and `foreign_key_check` report; empty when sound."""

@@ -45,33 +45,34 @@ class Erasure:
             tunes = await tx.fetchall(
                 "SELECT id, photo_paths, status_channel_id, status_message_id FROM tunes"
                 " WHERE owner_id = :user"
-                " AND (:guild IS NULL OR guild_id = :guild)",
+                " AND (CAST(:guild AS BIGINT) IS NULL OR guild_id = :guild)",
                 mine,
             )
             prompts = await tx.fetchall(
                 "SELECT id, channel_id, status_channel_id, status_message_id,"
                 " result_message_ids FROM prompts WHERE owner_id = :user"
-                " AND (:guild IS NULL OR guild_id = :guild)",
+                " AND (CAST(:guild AS BIGINT) IS NULL OR guild_id = :guild)",
                 mine,
             )
             jobs = [f"tune:{r['id']}" for r in tunes] + [f"prompt:{r['id']}" for r in prompts]
-            messages = await self._messages(tx, jobs, tunes, prompts)
+            messages = await self._messages(tx, jobs, tunes, prompts, self._db.dialect.json_texts())
             photos = tuple(p for r in tunes for p in json.loads(r["photo_paths"]))
-            chosen = (json.dumps(jobs),)
+            chosen, texts = (json.dumps(jobs),), self._db.dialect.json_texts()
             await tx.execute(
-                "DELETE FROM event_messages WHERE key IN (SELECT key FROM job_events"
-                " WHERE job IN (SELECT value FROM json_each(?)))",
+                "DELETE FROM event_messages WHERE key IN (SELECT key FROM job_events"  # noqa: S608
+                f" WHERE job IN {texts})",
                 chosen,
             )
             await tx.execute(
-                "DELETE FROM job_events WHERE job IN (SELECT value FROM json_each(?))", chosen
+                f"DELETE FROM job_events WHERE job IN {texts}",  # noqa: S608
+                chosen,
             )
             await tx.execute(
                 "UPDATE prompts SET owner_id = 0, user_text = '', final_text = '',"
                 " params = '{}', image_urls = '[]', delivery_nonce = NULL,"
                 " status_channel_id = NULL, status_message_id = NULL,"
                 " result_message_ids = '[]', error = NULL WHERE owner_id = :user"
-                " AND (:guild IS NULL OR guild_id = :guild)",
+                " AND (CAST(:guild AS BIGINT) IS NULL OR guild_id = :guild)",
                 mine,
             )
             await tx.execute(
@@ -79,34 +80,34 @@ class Erasure:
                 " owner_name = '', photo_paths = '[]', status_channel_id = NULL,"
                 " status_message_id = NULL, shared = 0, error = NULL"
                 " WHERE owner_id = :user"
-                " AND (:guild IS NULL OR guild_id = :guild)",
+                " AND (CAST(:guild AS BIGINT) IS NULL OR guild_id = :guild)",
                 mine,
             )
             ledger = await tx.fetchall(
                 "SELECT id FROM ledger WHERE (user_id = :user OR actor_id = :user)"
-                " AND (:guild IS NULL OR guild_id = :guild)",
+                " AND (CAST(:guild AS BIGINT) IS NULL OR guild_id = :guild)",
                 mine,
             )
             await tx.execute(
                 "UPDATE ledger SET user_id = 0 WHERE user_id = :user"
-                " AND (:guild IS NULL OR guild_id = :guild)",
+                " AND (CAST(:guild AS BIGINT) IS NULL OR guild_id = :guild)",
                 mine,
             )
             await tx.execute(
                 "UPDATE ledger SET actor_id = 0 WHERE actor_id = :user"
-                " AND (:guild IS NULL OR guild_id = :guild)",
+                " AND (CAST(:guild AS BIGINT) IS NULL OR guild_id = :guild)",
                 mine,
             )
         return Scrubbed(len(tunes), len(prompts), len(ledger), photos, messages)
 
     @staticmethod
     async def _messages(
-        tx: Transaction, jobs: list[str], tunes: list[Row], prompts: list[Row]
+        tx: Transaction, jobs: list[str], tunes: list[Row], prompts: list[Row], texts: str
     ) -> tuple[tuple[int, int], ...]:
         rows = await tx.fetchall(
-            "SELECT m.channel_id, m.message_id FROM event_messages AS m"
+            "SELECT m.channel_id, m.message_id FROM event_messages AS m"  # noqa: S608
             " JOIN job_events AS e ON e.key = m.key"
-            " WHERE e.job IN (SELECT value FROM json_each(?))",
+            f" WHERE e.job IN {texts}",
             (json.dumps(jobs),),
         )
         found = {(int(r["channel_id"]), int(r["message_id"])) for r in rows}

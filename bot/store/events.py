@@ -66,7 +66,7 @@ class Events:
         if not keys:
             return set()
         rows = await self._db.fetchall(
-            "SELECT key FROM job_events WHERE key IN (SELECT value FROM json_each(?))",
+            f"SELECT key FROM job_events WHERE key IN {self._db.dialect.json_texts()}",  # noqa: S608
             (json.dumps(list(keys)),),
         )
         return {str(r["key"]) for r in rows}
@@ -115,8 +115,9 @@ class Events:
         """Remember that part `part` of the event's post is message `message_id`."""
         async with self._db.write() as tx:
             await tx.execute(
-                "INSERT OR REPLACE INTO event_messages (key, part, channel_id, message_id)"
-                " VALUES (?, ?, ?, ?)",
+                "INSERT INTO event_messages (key, part, channel_id, message_id)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (key, part) DO UPDATE SET"
+                " channel_id = excluded.channel_id, message_id = excluded.message_id",
                 (key, part, channel_id, message_id),
             )
 

@@ -59,16 +59,17 @@ class Guilds:
         return await self.get(guild_id)
 
     async def _read(self, guild_id: int) -> GuildSettings:
+        concat = self._db.dialect.group_concat
         row = await self._db.fetchone(
-            "SELECT"
+            "SELECT"  # noqa: S608
             " (SELECT monthly_budget_mc FROM guild_settings WHERE guild_id = :g) AS budget,"
             " (SELECT user_daily_limit_mc FROM guild_settings WHERE guild_id = :g) AS day,"
             " (SELECT user_monthly_limit_mc FROM guild_settings WHERE guild_id = :g) AS month,"
             " (SELECT paused FROM guild_settings WHERE guild_id = :g) AS paused,"
-            " (SELECT group_concat(channel_id) FROM guild_channels WHERE guild_id = :g)"
+            f" (SELECT {concat('channel_id')} FROM guild_channels WHERE guild_id = :g)"
             "   AS channels,"
-            " (SELECT group_concat(role_id) FROM guild_roles WHERE guild_id = :g) AS roles,"
-            " (SELECT group_concat(user_id) FROM guild_bans WHERE guild_id = :g) AS bans,"
+            f" (SELECT {concat('role_id')} FROM guild_roles WHERE guild_id = :g) AS roles,"
+            f" (SELECT {concat('user_id')} FROM guild_bans WHERE guild_id = :g) AS bans,"
             " (SELECT alert_channel_id FROM guild_settings WHERE guild_id = :g) AS alerts,"
             " (SELECT low_balance_alert_mc FROM guild_settings WHERE guild_id = :g) AS low",
             {"g": guild_id},
@@ -171,7 +172,8 @@ class Guilds:
         async with self._db.write() as tx:
             # Only placeholders vary: `table` and `column` are this module's literals.
             await tx.execute(
-                f"INSERT OR IGNORE INTO {table} (guild_id, {column}) VALUES (?, ?)",  # noqa: S608
+                f"INSERT INTO {table} (guild_id, {column}) VALUES (?, ?)"  # noqa: S608
+                " ON CONFLICT DO NOTHING",
                 (guild_id, value),
             )
         return await self._changed(guild_id)

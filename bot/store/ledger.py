@@ -5,6 +5,8 @@ millicents, and every budget's spend as sums over them.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
@@ -102,25 +104,31 @@ class Repair:
 
 # Open holds whose job has ended, with what the job's end says it cost: a prompt's stored
 # cost, a tune's cost as its ready event recorded it (none: the reserved price).
+# The id is cut out of the job's name inside a CASE: PostgreSQL, unlike SQLite, may cast
+# before it tests the prefix, and 'prompt:1' is no tune id.
 _ENDED_OPEN_SQL = """
 SELECT r.job AS job, t.state AS state, NULL AS cost_mc, e.payload AS ready
     FROM open_holds AS h JOIN ledger AS r ON r.id = h.reserve_id
-    JOIN tunes AS t ON r.job LIKE 'tune:%' AND t.id = CAST(substr(r.job, 6) AS INTEGER)
+    JOIN tunes AS t ON t.id = CASE WHEN r.job LIKE 'tune:%'
+        THEN CAST(substr(r.job, 6) AS INTEGER) END
     LEFT JOIN job_events AS e ON e.key = r.job || ':ready'
     WHERE t.state IN ('ready', 'failed', 'cancelled', 'deleted', 'expired')
 UNION ALL
 SELECT r.job, p.state, p.cost_mc, NULL
     FROM open_holds AS h JOIN ledger AS r ON r.id = h.reserve_id
-    JOIN prompts AS p ON r.job LIKE 'prompt:%' AND p.id = CAST(substr(r.job, 8) AS INTEGER)
+    JOIN prompts AS p ON p.id = CASE WHEN r.job LIKE 'prompt:%'
+        THEN CAST(substr(r.job, 8) AS INTEGER) END
     WHERE p.state IN ('delivered', 'undeliverable', 'failed', 'cancelled')
 """
 # Open holds whose job does not exist (nothing will ever close them).
 _JOBLESS_OPEN_SQL = """
 SELECT r.job AS job FROM open_holds AS h JOIN ledger AS r ON r.id = h.reserve_id
     WHERE NOT EXISTS (SELECT 1 FROM tunes AS t
-                      WHERE r.job LIKE 'tune:%' AND t.id = CAST(substr(r.job, 6) AS INTEGER))
+                      WHERE t.id = CASE WHEN r.job LIKE 'tune:%'
+        THEN CAST(substr(r.job, 6) AS INTEGER) END)
       AND NOT EXISTS (SELECT 1 FROM prompts AS p
-                      WHERE r.job LIKE 'prompt:%' AND p.id = CAST(substr(r.job, 8) AS INTEGER))
+                      WHERE p.id = CASE WHEN r.job LIKE 'prompt:%'
+        THEN CAST(substr(r.job, 8) AS INTEGER) END)
 """
 # The ends that cost what Astria charged; the others (failed, cancelled) cost nothing.
 _CHARGED_ENDS = frozenset({"ready", "deleted", "expired", "delivered", "undeliverable"})
@@ -243,6 +251,13 @@ class Ledger:
 
     # --- writes -------------------------------------------------------------------------
 
+    @asynccontextmanager
+    async def _money(self) -> AsyncIterator[Transaction]:
+        """A write transaction holding the money lock from its first statement on."""
+        async with self._db.write() as tx:
+            await tx.lock_money()
+            yield tx
+
     async def reserve(
         self,
         *,
@@ -255,10 +270,11 @@ class Ledger:
     ) -> Reservation | Refusal:
         """Hold `amount_mc` for `job` if every budget allows it; a refusal writes nothing.
 
-        The check and the row are one BEGIN IMMEDIATE transaction: no concurrent caller,
-        in this process or another, can slip a reservation between them.
+        The check and the row are one transaction holding the money lock (SQLite's BEGIN
+        IMMEDIATE, PostgreSQL's advisory lock): no concurrent caller, in this process or
+        another, can slip a reservation between them.
         """
-        async with self._db.write() as tx:
+        async with self._money() as tx:
             return await self._reserve_in(tx, guild_id, user_id, job, amount_mc, note, paid)
 
     async def _reserve_in(
@@ -272,6 +288,7 @@ class Ledger:
         paid: bool = True,
     ) -> Reservation | Refusal:
         """`reserve` inside a transaction of the store's own (not part of the interface)."""
+        await tx.lock_money()  # before the sums are read (the tune and prompt rows' path)
         if await tx.fetchone(
             "SELECT 1 FROM ledger WHERE kind = 'reserve' AND job = ?", (str(job),)
         ):
@@ -331,14 +348,14 @@ class Ledger:
         Settling or releasing a closed reservation writes nothing and says so."""
         if cost_mc is not None and cost_mc < 0:
             raise ValueError("a cost cannot be negative")
-        async with self._db.write() as tx:
+        async with self._money() as tx:
             return await self._close(tx, job, cost_mc, actor_id, note, settle=True)
 
     async def release(
         self, job: JobRef, *, actor_id: int | None = None, note: str | None = None
     ) -> Settlement:
         """Give `job`'s reservation back (the job failed and Astria charged nothing)."""
-        async with self._db.write() as tx:
+        async with self._money() as tx:
             return await self._close(tx, job, None, actor_id, note, settle=False)
 
     async def _close(
@@ -351,6 +368,7 @@ class Ledger:
         *,
         settle: bool,
     ) -> Settlement:
+        await tx.lock_money()
         reserve_row = await tx.fetchone(
             "SELECT * FROM ledger WHERE kind = 'reserve' AND job = ?", (str(job),)
         )
@@ -407,7 +425,7 @@ class Ledger:
         delivered, released when it failed or was cancelled), and one whose job does not
         exist released. One transaction; what it closed is returned (empty when sound)."""
         done: list[Repair] = []
-        async with self._db.write() as tx:
+        async with self._money() as tx:
             for row in await tx.fetchall(_ENDED_OPEN_SQL):
                 job, state = JobRef.parse(str(row["job"])), str(row["state"])
                 charged = state in _CHARGED_ENDS
@@ -459,7 +477,7 @@ class Ledger:
             raise ValueError("an adjustment of 0 changes nothing")
         if abs(amount_mc) > MAX_AMOUNT_MC:
             raise ValueError("an adjustment above the maximum amount")
-        async with self._db.write() as tx:
+        async with self._money() as tx:
             if job is not None:
                 found = await tx.fetchone(
                     "SELECT guild_id, user_id FROM ledger WHERE kind = 'reserve' AND job = ?",
@@ -483,7 +501,7 @@ class Ledger:
         was charged in (its reserve's instant), not the day it is made: a late refund
         never leaves a later month below zero. Astria's charge to the account stands.
         """
-        async with self._db.write() as tx:
+        async with self._money() as tx:
             rows = await tx.fetchall(
                 "SELECT * FROM ledger WHERE job = ? AND guild_id = ? ORDER BY id",
                 (str(job), guild_id),
@@ -523,7 +541,7 @@ class Ledger:
             return None
         if amount_mc > MAX_AMOUNT_MC:
             raise ValueError("an amount above the maximum")
-        async with self._db.write() as tx:
+        async with self._money() as tx:
             if await tx.fetchone(
                 "SELECT 1 FROM ledger WHERE kind = 'adjust' AND guild_id = ? AND job = ?"
                 " AND note = ?",
@@ -543,7 +561,7 @@ class Ledger:
         actor_id: int | None,
         note: str | None,
     ) -> LedgerEntry:
-        async with self._db.write() as tx:
+        async with self._money() as tx:
             return await self._append_in(
                 tx, kind, guild_id, user_id, amount_mc, actor_id, note, None
             )
@@ -559,6 +577,7 @@ class Ledger:
         note: str | None,
         job: JobRef | None,
     ) -> LedgerEntry:
+        await tx.lock_money()
         now = from_ms(to_ms(self._clock()))
         entry_id = await tx.insert(
             "INSERT INTO ledger (kind, guild_id, user_id, job, amount_mc, at_ms, period_at_ms,"
@@ -612,20 +631,24 @@ class Ledger:
         first, _ = window(today, days)
         start = datetime.combine(first, time(), UTC)
         end = datetime.combine(today + timedelta(days=1), time(), UTC)
+        values: dict[str, object] = {
+            "day_ms": _DAY_MS,
+            "guild": guild_id,
+            "start": to_ms(start),
+            "end": to_ms(end),
+        }
+        # Only with a member: PostgreSQL cannot type a parameter that is only compared to NULL.
+        member = ""
+        if user_id is not None:
+            member, values["user"] = " AND user_id = :user", user_id
         rows = await self._db.fetchall(
-            "SELECT period_at_ms / :day_ms AS day, user_id,"
+            "SELECT period_at_ms / :day_ms AS day, user_id,"  # noqa: S608
             " CASE WHEN job LIKE 'tune:%' THEN 'tunes' WHEN job LIKE 'prompt:%' THEN 'images'"
             " ELSE 'other' END AS job_kind, SUM(amount_mc) AS spent FROM ledger"
             " WHERE guild_id = :guild AND period_at_ms >= :start AND period_at_ms < :end"
-            " AND kind <> 'grant' AND (:user IS NULL OR user_id = :user)"
+            f" AND kind <> 'grant'{member}"
             " GROUP BY day, user_id, job_kind",
-            {
-                "day_ms": _DAY_MS,
-                "guild": guild_id,
-                "user": user_id,
-                "start": to_ms(start),
-                "end": to_ms(end),
-            },
+            values,
         )
         epoch = date(1970, 1, 1)
         kinds: dict[str, SpendKind] = {"tunes": "tunes", "images": "images", "other": "other"}
@@ -683,8 +706,9 @@ class Ledger:
     ) -> list[LedgerEntry]:
         """Ledger rows in order, optionally for one server, member or job."""
         rows = await self._db.fetchall(
-            "SELECT * FROM ledger WHERE (:guild IS NULL OR guild_id = :guild)"
-            " AND (:user IS NULL OR user_id = :user) AND (:job IS NULL OR job = :job)"
+            "SELECT * FROM ledger WHERE (CAST(:guild AS BIGINT) IS NULL OR guild_id = :guild)"
+            " AND (CAST(:user AS BIGINT) IS NULL OR user_id = :user)"
+            " AND (CAST(:job AS TEXT) IS NULL OR job = :job)"
             " ORDER BY id",
             {"guild": guild_id, "user": user_id, "job": None if job is None else str(job)},
         )
@@ -701,7 +725,8 @@ class Ledger:
                 "a settle or release closes no reserve of its job",
                 "SELECT c.id FROM ledger AS c LEFT JOIN ledger AS r ON r.id = c.reserve_id"
                 " WHERE c.kind IN ('settle', 'release')"
-                " AND (r.id IS NULL OR r.kind <> 'reserve' OR r.job IS NOT c.job)",
+                " AND (r.id IS NULL OR r.kind <> 'reserve'"
+                " OR c.job IS NULL OR r.job <> c.job)",
             ),
             (
                 "a reservation is closed more than once",

@@ -11,14 +11,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from bot.rules.credits import Denial, QueueFull
+from bot.rules.credits import Denial
 from bot.rules.prompts import PromptOptions
 from bot.rules.tools import Tool
-from bot.store.db import Clock, Database, Row, Transaction, from_ms, opt_from_ms, to_ms
-from bot.store.errors import InvalidTransition, NotFound, StoreError, TuneUnavailable
-from bot.store.jobstate import JobKind, JobRef, move_if, step, waiting_jobs
+from bot.store.db import Clock, Database, Row, from_ms, opt_from_ms, to_ms
+from bot.store.errors import NotFound, StoreError, TuneUnavailable
+from bot.store.jobstate import JobKind, JobRef
+from bot.store.jobtable import JobRepository
 from bot.store.ledger import Ledger, Refused
-from bot.store.tunes import GONE_TUNES, TuneState, states_filter
+from bot.store.tunes import GONE_TUNES, TuneState, in_states, states_filter
 
 
 class PromptState(StrEnum):
@@ -145,11 +146,20 @@ def _tool(value: object) -> Tool:
     return next((t for t in TOOLS if t == value), "imagine")
 
 
-class Prompts:
+class Prompts(JobRepository[PromptRecord, PromptState]):
+    """Prompts: the job-table base, and a prompt's own images, cost and delivery."""
+
     def __init__(self, db: Database, ledger: Ledger, clock: Clock) -> None:
-        self._db = db
-        self._ledger = ledger
-        self._clock = clock
+        super().__init__(
+            db,
+            ledger,
+            clock,
+            kind=JobKind.PROMPT,
+            record=_prompt,
+            state=PromptState,
+            transitions=PROMPT_TRANSITIONS,
+            unfinished_sql="state IN ('queued', 'submitting', 'generating', 'stuck')",
+        )
 
     async def create(
         self,
@@ -190,10 +200,7 @@ class Prompts:
                     raise NotFound(f"no tune {tune_id} that this member may use here")
                 if TuneState(tune["state"]) in GONE_TUNES:
                     raise TuneUnavailable(tune_id, str(tune["state"]))
-                if max_waiting is not None:
-                    waiting = await waiting_jobs(tx, owner_id)
-                    if waiting >= max_waiting:
-                        raise Refused(QueueFull(waiting, max_waiting))
+                await self._check_queue(tx, owner_id, max_waiting)
                 prompt_id = await tx.insert(
                     "INSERT INTO prompts (owner_id, guild_id, channel_id, tune_id, user_text,"
                     " final_text, params, seed, seed_from_user, num_images, created_at_ms,"
@@ -218,27 +225,14 @@ class Prompts:
                         image_index,
                     ),
                 )
-                await self._ledger._reserve_or_roll_back(
-                    tx,
-                    guild_id,
-                    owner_id,
-                    JobRef(JobKind.PROMPT, prompt_id),
-                    price_mc,
-                    paid=tune["branch"] != "fast",
+                await self._reserve(
+                    tx, prompt_id, guild_id, owner_id, price_mc, tune["branch"] != "fast"
                 )
-                row = await self._current(tx, prompt_id)
+                return await self._current(tx, prompt_id)
         except Refused as refused:
             return refused.refusal
-        return row
 
     # --- member-facing reads: always scoped to the owner --------------------------------
-
-    async def get_owned(self, owner_id: int, prompt_id: int) -> PromptRecord | None:
-        """The prompt if `owner_id` made it, else None."""
-        row = await self._db.fetchone(
-            "SELECT * FROM prompts WHERE id = ? AND owner_id = ?", (prompt_id, owner_id)
-        )
-        return None if row is None else _prompt(row)
 
     async def list_for(
         self,
@@ -250,26 +244,15 @@ class Prompts:
     ) -> list[PromptRecord]:
         """The owner's prompts, newest first (in `guild_id` only, when given)."""
         rows = await self._db.fetchall(
-            "SELECT * FROM prompts WHERE owner_id = :owner"
-            " AND (:guild IS NULL OR guild_id = :guild)"
-            " AND (:states IS NULL OR instr(:states, ',' || state || ',') > 0)"
+            "SELECT * FROM prompts WHERE owner_id = :owner"  # noqa: S608
+            " AND (CAST(:guild AS BIGINT) IS NULL OR guild_id = :guild)"
+            f" AND {in_states(self._db.dialect)}"
             " ORDER BY id DESC LIMIT :limit",
             {"owner": owner_id, "guild": guild_id, "states": states_filter(states), "limit": limit},
         )
         return [_prompt(r) for r in rows]
 
     # --- reads for the tracker and for admins -------------------------------------------
-
-    async def get(self, prompt_id: int) -> PromptRecord | None:
-        """Any prompt by id: for the tracker and admins, never for a member's own view."""
-        row = await self._db.fetchone("SELECT * FROM prompts WHERE id = ?", (prompt_id,))
-        return None if row is None else _prompt(row)
-
-    async def get_in_guild(self, guild_id: int, prompt_id: int) -> PromptRecord | None:
-        row = await self._db.fetchone(
-            "SELECT * FROM prompts WHERE id = ? AND guild_id = ?", (prompt_id, guild_id)
-        )
-        return None if row is None else _prompt(row)
 
     async def for_tune(self, tune_id: int) -> list[PromptRecord]:
         """Every prompt made with a tune, oldest first."""
@@ -296,14 +279,6 @@ class Prompts:
             (seed, final_text, except_id),
         )
         return frozenset(int(r["astria_id"]) for r in rows)
-
-    async def unfinished(self) -> list[PromptRecord]:
-        """Prompts the tracker owns after a restart, in the order they were accepted."""
-        rows = await self._db.fetchall(
-            "SELECT * FROM prompts WHERE state IN ('queued', 'submitting', 'generating', 'stuck')"
-            " ORDER BY id"
-        )
-        return [_prompt(r) for r in rows]
 
     # --- updates ------------------------------------------------------------------------
 
@@ -335,37 +310,6 @@ class Prompts:
                 filled += 1
         return filled
 
-    async def transition(
-        self, prompt_id: int, expected: PromptState, state: PromptState
-    ) -> PromptRecord | None:
-        """Move the prompt from `expected` to `state` only if it is still in `expected`
-        (compare and set): None when something else moved it first."""
-        if state not in PROMPT_TRANSITIONS[expected]:
-            raise InvalidTransition(f"prompt {prompt_id}", expected, state)
-        async with self._db.write() as tx:
-            if not await move_if(tx, "prompts", prompt_id, expected, state, self._now_ms()):
-                return None
-            return await self._current(tx, prompt_id)
-
-    async def set_state(
-        self, prompt_id: int, state: PromptState, *, error: str | None = None
-    ) -> PromptRecord:
-        """Move the prompt to `state` if that is an allowed step; asking for the state it
-        is already in changes nothing (a repeat after a crash is harmless)."""
-        async with self._db.write() as tx:
-            current = await self._current(tx, prompt_id)
-            await step(
-                tx,
-                "prompts",
-                prompt_id,
-                current.state,
-                state,
-                PROMPT_TRANSITIONS,
-                error,
-                self._now_ms(),
-            )
-            return await self._current(tx, prompt_id)
-
     async def set_astria_id(
         self, prompt_id: int, astria_id: int, *, cost_mc: int | None = None
     ) -> PromptRecord:
@@ -373,11 +317,7 @@ class Prompts:
         prompt never changes its Astria id once it has one."""
         async with self._db.write() as tx:
             current = await self._current(tx, prompt_id)
-            if current.astria_id is not None and current.astria_id != astria_id:
-                raise StoreError(
-                    f"prompt {prompt_id} is already Astria prompt {current.astria_id}, "
-                    f"not {astria_id}"
-                )
+            self._same_astria_id(prompt_id, current.astria_id, astria_id)
             return await self._set(
                 tx, prompt_id, "astria_id = ?, cost_mc = COALESCE(?, cost_mc)", (astria_id, cost_mc)
             )
@@ -399,13 +339,6 @@ class Prompts:
                 raise StoreError(f"prompt {prompt_id} already has another delivery nonce")
             return await self._set(tx, prompt_id, "delivery_nonce = ?", (nonce,))
 
-    async def set_status_message(
-        self, prompt_id: int, channel_id: int, message_id: int
-    ) -> PromptRecord:
-        return await self._update(
-            prompt_id, "status_channel_id = ?, status_message_id = ?", (channel_id, message_id)
-        )
-
     async def set_result_messages(self, prompt_id: int, message_ids: Sequence[int]) -> PromptRecord:
         return await self._update(
             prompt_id, "result_message_ids = ?", (json.dumps([int(i) for i in message_ids]),)
@@ -413,31 +346,3 @@ class Prompts:
 
     async def set_error(self, prompt_id: int, error: str) -> PromptRecord:
         return await self._update(prompt_id, "error = ?", (error,))
-
-    # --- helpers ------------------------------------------------------------------------
-
-    def _now_ms(self) -> int:
-        return to_ms(self._clock())
-
-    async def _update(
-        self, prompt_id: int, assignments: str, params: tuple[object, ...]
-    ) -> PromptRecord:
-        async with self._db.write() as tx:
-            await self._current(tx, prompt_id)
-            return await self._set(tx, prompt_id, assignments, params)
-
-    async def _set(
-        self, tx: Transaction, prompt_id: int, assignments: str, params: tuple[object, ...]
-    ) -> PromptRecord:
-        await tx.execute(
-            # Only placeholders vary: `assignments` is one of this module's literals.
-            f"UPDATE prompts SET {assignments}, updated_at_ms = ? WHERE id = ?",  # noqa: S608
-            (*params, self._now_ms(), prompt_id),
-        )
-        return await self._current(tx, prompt_id)
-
-    async def _current(self, tx: Transaction, prompt_id: int) -> PromptRecord:
-        row = await tx.fetchone("SELECT * FROM prompts WHERE id = ?", (prompt_id,))
-        if row is None:
-            raise NotFound(f"no prompt {prompt_id}")
-        return _prompt(row)

@@ -27,17 +27,19 @@ _FINAL_PROMPTS = states_filter(sorted(set(PromptState) - UNFINISHED_PROMPTS))
 _FINAL_TUNES = states_filter(sorted(GONE_TUNES))
 
 # Reported before the cutoff, and the job's row says it is over. The id is cut out of the
-# job's name so each lookup is one primary-key probe.
+# job's name so each lookup is one primary-key probe. `{instr}`: the dialect's name for it.
 _OLD_EVENTS = """
 SELECT e.key FROM job_events AS e
 WHERE e.reported_at_ms IS NOT NULL AND e.reported_at_ms < :cutoff
   AND (
     (e.job LIKE 'prompt:%' AND EXISTS (
-        SELECT 1 FROM prompts AS p WHERE p.id = CAST(substr(e.job, 8) AS INTEGER)
-          AND instr(:final_prompts, ',' || p.state || ',') > 0))
+        SELECT 1 FROM prompts AS p WHERE p.id = CASE WHEN e.job LIKE 'prompt:%'
+            THEN CAST(substr(e.job, 8) AS INTEGER) END
+          AND {instr}(:final_prompts, ',' || p.state || ',') > 0))
     OR (e.job LIKE 'tune:%' AND EXISTS (
-        SELECT 1 FROM tunes AS t WHERE t.id = CAST(substr(e.job, 6) AS INTEGER)
-          AND instr(:final_tunes, ',' || t.state || ',') > 0))
+        SELECT 1 FROM tunes AS t WHERE t.id = CASE WHEN e.job LIKE 'tune:%'
+            THEN CAST(substr(e.job, 6) AS INTEGER) END
+          AND {instr}(:final_tunes, ',' || t.state || ',') > 0))
   )
 LIMIT :batch
 """
@@ -45,7 +47,7 @@ LIMIT :batch
 _OLD_PROMPTS = """
 SELECT id FROM prompts
 WHERE updated_at_ms < :cutoff AND image_urls <> '[]'
-  AND instr(:final_prompts, ',' || state || ',') > 0
+  AND {instr}(:final_prompts, ',' || state || ',') > 0
 LIMIT :batch
 """
 
@@ -69,17 +71,19 @@ class Retention:
             "batch": BATCH,
         }
         events = compacted = 0
+        instr, texts = self._db.dialect.instr, self._db.dialect.json_texts()
+        old_events, old_prompts = _OLD_EVENTS.format(instr=instr), _OLD_PROMPTS.format(instr=instr)
         while True:
             async with self._db.write() as tx:
-                keys = [str(r["key"]) for r in await tx.fetchall(_OLD_EVENTS, params)]
+                keys = [str(r["key"]) for r in await tx.fetchall(old_events, params)]
                 if keys:
                     chosen = (json.dumps(keys),)
                     await tx.execute(
-                        "DELETE FROM event_messages WHERE key IN (SELECT value FROM json_each(?))",
+                        f"DELETE FROM event_messages WHERE key IN {texts}",  # noqa: S608
                         chosen,
                     )
                     await tx.execute(
-                        "DELETE FROM job_events WHERE key IN (SELECT value FROM json_each(?))",
+                        f"DELETE FROM job_events WHERE key IN {texts}",  # noqa: S608
                         chosen,
                     )
             events += len(keys)
@@ -87,12 +91,12 @@ class Retention:
                 break
         while True:
             async with self._db.write() as tx:
-                ids = [int(r["id"]) for r in await tx.fetchall(_OLD_PROMPTS, params)]
+                ids = [int(r["id"]) for r in await tx.fetchall(old_prompts, params)]
                 if ids:
                     # updated_at stays: compacting is not a change of the job.
                     await tx.execute(
-                        "UPDATE prompts SET image_urls = '[]'"
-                        " WHERE id IN (SELECT value FROM json_each(?))",
+                        "UPDATE prompts SET image_urls = '[]'"  # noqa: S608
+                        f" WHERE id IN {self._db.dialect.json_ints()}",
                         (json.dumps(ids),),
                     )
             compacted += len(ids)

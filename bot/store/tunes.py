@@ -13,19 +13,20 @@ from enum import StrEnum
 from typing import cast
 
 from bot.config import Branch, ProfileName
-from bot.rules.credits import Denial, QueueFull
+from bot.rules.credits import Denial
 from bot.store.db import (
     Clock,
     Database,
+    Dialect,
     Row,
-    Transaction,
     from_ms,
     opt_from_ms,
     opt_to_ms,
     to_ms,
 )
-from bot.store.errors import InvalidTransition, NameTaken, NotFound, StoreError
-from bot.store.jobstate import JobKind, JobRef, move_if, step, waiting_jobs
+from bot.store.errors import NameTaken
+from bot.store.jobstate import JobKind, JobRef
+from bot.store.jobtable import JobRepository
 from bot.store.ledger import Ledger, Refused
 
 
@@ -141,11 +142,25 @@ def states_filter(states: Collection[str] | None) -> str | None:
     return None if states is None else "," + ",".join(states) + ","
 
 
-class Tunes:
+def in_states(dialect: Dialect) -> str:
+    """The SQL test of `state` against the `:states` parameter (`states_filter`)."""
+    return f"(CAST(:states AS TEXT) IS NULL OR {dialect.instr}(:states, ',' || state || ',') > 0)"
+
+
+class Tunes(JobRepository[TuneRecord, TuneState]):
+    """Tunes: the job-table base, and a tune's own name, photos, sharing and expiry."""
+
     def __init__(self, db: Database, ledger: Ledger, clock: Clock) -> None:
-        self._db = db
-        self._ledger = ledger
-        self._clock = clock
+        super().__init__(
+            db,
+            ledger,
+            clock,
+            kind=JobKind.TUNE,
+            record=_tune,
+            state=TuneState,
+            transitions=TUNE_TRANSITIONS,
+            unfinished_sql="state IN ('queued', 'submitting', 'training', 'stuck')",
+        )
 
     async def create(
         self,
@@ -178,10 +193,7 @@ class Tunes:
                 )
                 if taken is not None:
                     raise NameTaken(clean)
-                if max_waiting is not None:
-                    waiting = await waiting_jobs(tx, owner_id)
-                    if waiting >= max_waiting:
-                        raise Refused(QueueFull(waiting, max_waiting))
+                await self._check_queue(tx, owner_id, max_waiting)
                 tune_id = await tx.insert(
                     "INSERT INTO tunes (title, owner_id, guild_id, channel_id, name, name_key,"
                     " subject_class, profile, branch, photo_paths, created_at_ms, updated_at_ms,"
@@ -202,28 +214,12 @@ class Tunes:
                         owner_name,
                     ),
                 )
-                await self._ledger._reserve_or_roll_back(
-                    tx,
-                    guild_id,
-                    owner_id,
-                    JobRef(JobKind.TUNE, tune_id),
-                    price_mc,
-                    paid=branch != "fast",
-                )
-                row = await tx.fetchone("SELECT * FROM tunes WHERE id = ?", (tune_id,))
+                await self._reserve(tx, tune_id, guild_id, owner_id, price_mc, branch != "fast")
+                return await self._current(tx, tune_id)
         except Refused as refused:
             return refused.refusal
-        assert row is not None
-        return _tune(row)
 
     # --- member-facing reads: always scoped to the owner or to a guild's shares ---------
-
-    async def get_owned(self, owner_id: int, tune_id: int) -> TuneRecord | None:
-        """The tune if `owner_id` owns it, else None (another member's tune is not found)."""
-        row = await self._db.fetchone(
-            "SELECT * FROM tunes WHERE id = ? AND owner_id = ?", (tune_id, owner_id)
-        )
-        return None if row is None else _tune(row)
 
     async def get_usable(self, user_id: int, guild_id: int, tune_id: int) -> TuneRecord | None:
         """The tune if `user_id` owns it or an admin shared it with `guild_id`."""
@@ -251,9 +247,10 @@ class Tunes:
     ) -> list[TuneRecord]:
         """The owner's own tunes (made in `guild_id` only, when given), oldest first."""
         rows = await self._db.fetchall(
-            "SELECT * FROM tunes WHERE owner_id = :owner"
-            " AND (:guild IS NULL OR guild_id = :guild)"
-            " AND (:states IS NULL OR instr(:states, ',' || state || ',') > 0) ORDER BY id",
+            "SELECT * FROM tunes WHERE owner_id = :owner"  # noqa: S608
+            " AND (CAST(:guild AS BIGINT) IS NULL OR guild_id = :guild)"
+            f" AND {in_states(self._db.dialect)}"
+            " ORDER BY id",
             {"owner": owner_id, "guild": guild_id, "states": states_filter(states)},
         )
         return [_tune(r) for r in rows]
@@ -264,33 +261,23 @@ class Tunes:
         """What `user_id` may prompt with in `guild_id`: their own tunes and the ones an
         admin shared with this guild (the same rule as `get_usable`), oldest first."""
         rows = await self._db.fetchall(
-            "SELECT * FROM tunes WHERE (owner_id = :user OR (shared = 1 AND guild_id = :guild))"
-            " AND (:states IS NULL OR instr(:states, ',' || state || ',') > 0) ORDER BY id",
+            "SELECT * FROM tunes WHERE (owner_id = :user OR (shared = 1 AND guild_id = :guild))"  # noqa: S608
+            f" AND {in_states(self._db.dialect)}"
+            " ORDER BY id",
             {"user": user_id, "guild": guild_id, "states": states_filter(states)},
         )
         return [_tune(r) for r in rows]
 
     # --- reads for the tracker and for admins -------------------------------------------
 
-    async def get(self, tune_id: int) -> TuneRecord | None:
-        """Any tune by id: for the tracker and admins, never for a member's own view."""
-        row = await self._db.fetchone("SELECT * FROM tunes WHERE id = ?", (tune_id,))
-        return None if row is None else _tune(row)
-
-    async def get_in_guild(self, guild_id: int, tune_id: int) -> TuneRecord | None:
-        """A tune made in `guild_id` (admins act on their own server's tunes only)."""
-        row = await self._db.fetchone(
-            "SELECT * FROM tunes WHERE id = ? AND guild_id = ?", (tune_id, guild_id)
-        )
-        return None if row is None else _tune(row)
-
     async def list_in_guild(
         self, guild_id: int, *, states: Collection[TuneState] | None = None
     ) -> list[TuneRecord]:
         """Every tune made in `guild_id`, oldest first (for admins' pickers)."""
         rows = await self._db.fetchall(
-            "SELECT * FROM tunes WHERE guild_id = :guild"
-            " AND (:states IS NULL OR instr(:states, ',' || state || ',') > 0) ORDER BY id",
+            "SELECT * FROM tunes WHERE guild_id = :guild"  # noqa: S608
+            f" AND {in_states(self._db.dialect)}"
+            " ORDER BY id",
             {"guild": guild_id, "states": states_filter(states)},
         )
         return [_tune(r) for r in rows]
@@ -301,9 +288,9 @@ class Tunes:
         if not user_ids:
             return {}
         rows = await self._db.fetchall(
-            "SELECT owner_id, owner_name FROM tunes WHERE id IN (SELECT MAX(id) FROM tunes"
+            "SELECT owner_id, owner_name FROM tunes WHERE id IN (SELECT MAX(id) FROM tunes"  # noqa: S608
             " WHERE guild_id = ? AND owner_name <> ''"
-            " AND owner_id IN (SELECT value FROM json_each(?)) GROUP BY owner_id)",
+            f" AND owner_id IN {self._db.dialect.json_ints()} GROUP BY owner_id)",
             (guild_id, json.dumps(sorted(user_ids))),
         )
         return {int(r["owner_id"]): str(r["owner_name"]) for r in rows}
@@ -313,7 +300,7 @@ class Tunes:
         if not tune_ids:
             return {}
         rows = await self._db.fetchall(
-            "SELECT id, profile FROM tunes WHERE id IN (SELECT value FROM json_each(?))",
+            f"SELECT id, profile FROM tunes WHERE id IN {self._db.dialect.json_ints()}",  # noqa: S608
             (json.dumps(sorted(tune_ids)),),
         )
         return {int(r["id"]): str(r["profile"]) for r in rows}
@@ -323,7 +310,7 @@ class Tunes:
         if not tune_ids:
             return {}
         rows = await self._db.fetchall(
-            "SELECT id, branch FROM tunes WHERE id IN (SELECT value FROM json_each(?))",
+            f"SELECT id, branch FROM tunes WHERE id IN {self._db.dialect.json_ints()}",  # noqa: S608
             (json.dumps(sorted(tune_ids)),),
         )
         return {int(r["id"]): str(r["branch"]) for r in rows}
@@ -345,14 +332,6 @@ class Tunes:
         )
         return [_tune(r) for r in rows]
 
-    async def unfinished(self) -> list[TuneRecord]:
-        """Tunes the tracker owns after a restart, in the order they were accepted."""
-        rows = await self._db.fetchall(
-            "SELECT * FROM tunes WHERE state IN ('queued', 'submitting', 'training', 'stuck')"
-            " ORDER BY id"
-        )
-        return [_tune(r) for r in rows]
-
     async def photos_in_use(self) -> frozenset[str]:
         """Every photo path an unfinished tune still needs (its photos go once Astria has
         them): what the photo sweep must keep."""
@@ -364,38 +343,11 @@ class Tunes:
 
     # --- updates ------------------------------------------------------------------------
 
-    async def transition(
-        self, tune_id: int, expected: TuneState, state: TuneState
-    ) -> TuneRecord | None:
-        """Move the tune from `expected` to `state` only if it is still in `expected`
-        (compare and set): None when something else moved it first."""
-        if state not in TUNE_TRANSITIONS[expected]:
-            raise InvalidTransition(f"tune {tune_id}", expected, state)
-        async with self._db.write() as tx:
-            if not await move_if(tx, "tunes", tune_id, expected, state, self._now_ms()):
-                return None
-            return await self._current(tx, tune_id)
-
-    async def set_state(
-        self, tune_id: int, state: TuneState, *, error: str | None = None
-    ) -> TuneRecord:
-        """Move the tune to `state` if that is an allowed step; asking for the state it
-        is already in changes nothing (a repeat after a crash is harmless)."""
-        async with self._db.write() as tx:
-            current = await self._current(tx, tune_id)
-            await step(
-                tx, "tunes", tune_id, current.state, state, TUNE_TRANSITIONS, error, self._now_ms()
-            )
-            return await self._current(tx, tune_id)
-
     async def set_astria_id(self, tune_id: int, astria_id: int) -> TuneRecord:
         """Record the Astria tune; a tune never changes its Astria id once it has one."""
         async with self._db.write() as tx:
             current = await self._current(tx, tune_id)
-            if current.astria_id is not None and current.astria_id != astria_id:
-                raise StoreError(
-                    f"tune {tune_id} is already Astria tune {current.astria_id}, not {astria_id}"
-                )
+            self._same_astria_id(tune_id, current.astria_id, astria_id)
             await tx.execute(
                 "UPDATE tunes SET astria_id = ?, updated_at_ms = ? WHERE id = ?",
                 (astria_id, self._now_ms(), tune_id),
@@ -431,13 +383,6 @@ class Tunes:
             )
             return await self._current(tx, tune_id)
 
-    async def set_status_message(
-        self, tune_id: int, channel_id: int, message_id: int
-    ) -> TuneRecord:
-        return await self._update(
-            tune_id, "status_channel_id = ?, status_message_id = ?", (channel_id, message_id)
-        )
-
     async def set_shared(self, tune_id: int, shared: bool) -> TuneRecord:
         """Share the tune with the guild it was made in (an admin's decision)."""
         return await self._update(tune_id, "shared = ?", (int(shared),))
@@ -452,26 +397,3 @@ class Tunes:
                 (self._now_ms(), tune_id),
             )
         return current.photo_paths
-
-    # --- helpers ------------------------------------------------------------------------
-
-    def _now_ms(self) -> int:
-        return to_ms(self._clock())
-
-    async def _update(
-        self, tune_id: int, assignments: str, params: tuple[object, ...]
-    ) -> TuneRecord:
-        async with self._db.write() as tx:
-            await self._current(tx, tune_id)
-            await tx.execute(
-                # Only placeholders vary: `assignments` is one of this module's literals.
-                f"UPDATE tunes SET {assignments}, updated_at_ms = ? WHERE id = ?",  # noqa: S608
-                (*params, self._now_ms(), tune_id),
-            )
-            return await self._current(tx, tune_id)
-
-    async def _current(self, tx: Transaction, tune_id: int) -> TuneRecord:
-        row = await tx.fetchone("SELECT * FROM tunes WHERE id = ?", (tune_id,))
-        if row is None:
-            raise NotFound(f"no tune {tune_id}")
-        return _tune(row)

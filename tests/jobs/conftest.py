@@ -21,6 +21,7 @@ from bot.jobs import DeliveryFailed, JobEvent, Outcome, PollPolicy, Progress, Tr
 from bot.offline.emulator import Emulator, EmulatorConfig, ManualClock
 from bot.store import PromptRecord, Store, TuneRecord, TuneState
 from tests.conftest import KEY, FakeTime, photo
+from tests.pg import Schemas
 
 BRANCH: Branch = "sd15"  # a paid branch: money moves, so ledger = charges proves something
 TUNE_MC = 150_000
@@ -245,13 +246,26 @@ def emulator_config() -> EmulatorConfig:
 
 
 @pytest.fixture
+def rig_backend() -> str:
+    """The rig's store: a SQLite file; a test module overrides this fixture with
+    `params=tests.pg.BACKENDS` to run on PostgreSQL too."""
+    return "sqlite"
+
+
+@pytest.fixture
 async def rig(
-    emulator: Emulator, clock: ManualClock, tmp_path: Path, fake_time: FakeTime
+    emulator: Emulator,
+    clock: ManualClock,
+    tmp_path: Path,
+    fake_time: FakeTime,
+    rig_backend: str,
 ) -> AsyncIterator[Rig]:
-    settings = settings_for(database_path=tmp_path / "bot.sqlite3")
+    schemas = Schemas()
+    url = await schemas.url() if rig_backend == "postgres" else None
+    settings = settings_for(database_path=tmp_path / "bot.sqlite3", database_url=url)
     now = WallClock(clock)
 
-    store = await Store.open(settings.database_path, settings=settings, clock=now)
+    store = await Store.open_configured(settings, clock=now)
     await store.account.record_balance(emulator.balance_mc, read_at=now() - timedelta(seconds=1))
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -281,3 +295,4 @@ async def rig(
         )
         await tracker.stop()
     await store.close()
+    await schemas.drop_all()

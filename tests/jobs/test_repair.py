@@ -25,8 +25,15 @@ from bot.store import (
 from bot.store.ledger import Closing
 from tests.jobs.conftest import GUILD, Rig
 from tests.jobs.faults import WRITES, Crash, StoreFaults
+from tests.pg import BACKENDS
 
 FAIL_MARKER = "EMULATOR_FAIL"
+
+
+@pytest.fixture(params=BACKENDS)
+def rig_backend(request: pytest.FixtureRequest) -> str:
+    """These tracker tests run on SQLite and, with TEST_DATABASE_URL, on PostgreSQL."""
+    return str(request.param)
 
 
 def crash_at(faults: StoreFaults, job: JobRef, at: int) -> list[str]:

@@ -9,6 +9,13 @@ import pytest
 from bot.jobs import EventKind, Outcome
 from bot.store import PromptState, TuneState
 from tests.jobs.conftest import TUNE_MC, Rig
+from tests.pg import BACKENDS
+
+
+@pytest.fixture(params=BACKENDS)
+def rig_backend(request: pytest.FixtureRequest) -> str:
+    """These tracker tests run on SQLite and, with TEST_DATABASE_URL, on PostgreSQL."""
+    return str(request.param)
 
 
 async def test_tune_is_submitted_followed_and_reported_ready_once(rig: Rig):

@@ -1,14 +1,18 @@
-"""Settings, a manual clock and job references for the store's tests (no shared fixtures)."""
+"""Settings, a manual clock, job references and the stores of one test, on SQLite files or
+PostgreSQL schemas (no shared fixtures)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import SecretStr
 
 from bot.config import Settings
 from bot.store import JobKind, JobRef, Store
+from tests.pg import Schemas
 
 TUNE_MC = 150_000  # the flux1 tune price these tests run at (a paid branch: 0 = 0 proves nothing)
 IMAGE_MC = 3_000
@@ -52,7 +56,7 @@ def job(number: int) -> JobRef:
 
 
 async def open_store(
-    path: Path,
+    path: Path | SecretStr,
     *,
     clock: ManualClock | None = None,
     balance_mc: int | None = RICH_MC,
@@ -67,19 +71,33 @@ async def open_store(
 
 class Stores:
     """Opens stores for one test and closes them all at its end, pass or fail: an unclosed
-    aiosqlite connection keeps a non-daemon thread alive and would hang pytest's exit."""
+    aiosqlite connection keeps a non-daemon thread alive and would hang pytest's exit.
 
-    def __init__(self, folder: Path) -> None:
+    On "postgres" each name is a schema of its own in TEST_DATABASE_URL's database, dropped
+    at the end; on "sqlite" it is a file in `folder`. The same name is the same database.
+    """
+
+    def __init__(self, folder: Path, backend: Literal["sqlite", "postgres"] = "sqlite") -> None:
         self.folder = folder
+        self.backend = backend
+        self.schemas = Schemas()
         self.opened: list[Store] = []
+
+    async def location(self, name: str = "bot.sqlite3") -> Path | SecretStr:
+        if self.backend == "postgres":
+            return await self.schemas.url(name)
+        return self.folder / name
 
     async def open(
         self, name: str = "bot.sqlite3", *, clock: ManualClock | None = None, **options: Any
     ) -> Store:
-        store = await open_store(self.folder / name, clock=clock, **options)
+        store = await open_store(await self.location(name), clock=clock, **options)
         self.opened.append(store)
         return store
 
     async def close_all(self) -> None:
-        for store in self.opened:
-            await store.close()
+        try:
+            for store in self.opened:
+                await store.close()
+        finally:
+            await self.schemas.drop_all()

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+
+import pytest
 
 from bot.rules.intake import PhotoIntake, PhotoSource
 from bot.rules.photos import PhotoRules
@@ -24,6 +26,14 @@ def _reader(data: bytes) -> Callable[[], Awaitable[bytes]]:
         return data
 
     return read
+
+
+@pytest.fixture
+async def stores(tmp_path: Path) -> AsyncIterator[Stores]:
+    """SQLite only: these are the database file's own modes."""
+    opened = Stores(tmp_path)
+    yield opened
+    await opened.close_all()
 
 
 async def test_photos_are_owner_only(tmp_path: Path):

@@ -4,9 +4,7 @@ adjustments, overage, the account check, and concurrency on one real SQLite file
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,13 +24,6 @@ from tests.store.helpers import TUNE_MC, ManualClock, Stores, job
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
-
-
-@pytest.fixture
-async def stores(tmp_path: Path) -> AsyncIterator[Stores]:
-    opened = Stores(tmp_path)
-    yield opened
-    await opened.close_all()
 
 
 async def reserve(store: Store, number: int, amount: int = TUNE_MC, user: int = 7, guild: int = 1):

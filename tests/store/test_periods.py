@@ -3,12 +3,8 @@ next, and a job closed after midnight stays in the period it was reserved in."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
-
-import pytest
 
 from bot.store import BudgetLimit, Refusal, Reservation, Store
 from tests.store.helpers import TUNE_MC, ManualClock, Stores, job
@@ -16,13 +12,6 @@ from tests.store.helpers import TUNE_MC, ManualClock, Stores, job
 LA = ZoneInfo("America/Los_Angeles")
 AUCKLAND = ZoneInfo("Pacific/Auckland")
 LAST_MS = timedelta(milliseconds=1)
-
-
-@pytest.fixture
-async def stores(tmp_path: Path) -> AsyncIterator[Stores]:
-    opened = Stores(tmp_path)
-    yield opened
-    await opened.close_all()
 
 
 async def reserve(store: Store, number: int) -> Reservation | Refusal:

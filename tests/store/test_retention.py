@@ -3,9 +3,7 @@ period; unreported events, live jobs' events, recent ones and the whole ledger s
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -19,13 +17,6 @@ DAYS = 90
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
-
-
-@pytest.fixture
-async def stores(tmp_path: Path) -> AsyncIterator[Stores]:
-    opened = Stores(tmp_path)
-    yield opened
-    await opened.close_all()
 
 
 async def a_tune(store: Store) -> TuneRecord:

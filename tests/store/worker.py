@@ -1,5 +1,7 @@
 """A separate OS process writing to a shared database, for the multi-process and kill -9 tests.
 
+DB is a SQLite file, or a PostgreSQL URL (postgresql://...).
+
 python -m tests.store.worker reserve DB INDEX COUNT SETTINGS_JSON
     opens DB, prints "ready", waits for a line on stdin, runs COUNT concurrent
     reservations, prints one JSON line: {"reserved": [ids], "refused": n}
@@ -14,12 +16,19 @@ import asyncio
 import json
 import random
 import sys
+from pathlib import Path
 from typing import Any
+
+from pydantic import SecretStr
 
 from bot.store import JobKind, JobRef, Refusal, Reservation, Store
 from tests.store.helpers import TUNE_MC, make_settings
 
 GUILD = 1
+
+
+def location(db: str) -> Path | SecretStr:
+    return SecretStr(db) if db.startswith("postgresql://") else Path(db)
 
 
 def say(message: dict[str, Any] | str) -> None:
@@ -29,7 +38,7 @@ def say(message: dict[str, Any] | str) -> None:
 
 
 async def reserve(path: str, index: int, count: int, settings: dict[str, Any]) -> None:
-    store = await Store.open(path, settings=make_settings(**settings))
+    store = await Store.open(location(path), settings=make_settings(**settings))
     try:
         say("ready")
         await asyncio.to_thread(sys.stdin.readline)  # start with the other process
@@ -56,7 +65,7 @@ async def reserve(path: str, index: int, count: int, settings: dict[str, Any]) -
 
 async def churn(path: str, seed: int, settings: dict[str, Any]) -> None:
     rng = random.Random(seed)
-    store = await Store.open(path, settings=make_settings(**settings))
+    store = await Store.open(location(path), settings=make_settings(**settings))
     say("ready")
     open_jobs: list[JobRef] = []
     # Job numbers unique across runs on the same file: the seed picks the block.

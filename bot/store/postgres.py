@@ -1,0 +1,331 @@
+"""The PostgreSQL backend (asyncpg): the same interface and the same SQL as SQLite's.
+
+The repositories write SQL once, with `?` or `:name` placeholders; this module numbers them
+(`$1`, `$2`, ...), adds `RETURNING id` where SQLite reads the last row id, and reads every
+row back as the same kind of row SQLite gives (by name or position; integral `numeric`
+sums as `int`, so money stays exact integers). A write transaction is one `BEGIN` on one
+writer connection, serialised in the process like SQLite's; across processes the ledger
+takes the money lock (`lock_money`, a transaction-scoped advisory lock) before it reads
+the sums it checks, and the other rows are guarded by their own constraints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+from pydantic import SecretStr
+
+from bot.store.db import (
+    INJECTED_FAULT,
+    Database,
+    Dialect,
+    Migration,
+    Params,
+    Row,
+    Transaction,
+    bundled_migrations,
+    check_numbering,
+)
+from bot.store.errors import (
+    IntegrityViolation,
+    MigrationFailed,
+    SchemaTooNew,
+    StoreBusy,
+    StoreError,
+    StoreFault,
+)
+
+log = logging.getLogger(__name__)
+
+POSTGRES = Dialect(
+    name="postgres",
+    greatest="GREATEST",
+    instr="strpos",
+    _concat="string_agg(CAST({column} AS TEXT), ',')",
+    _json_ints="(SELECT CAST(jsonb_array_elements_text(CAST(? AS jsonb)) AS BIGINT))",
+    _json_texts="(SELECT jsonb_array_elements_text(CAST(? AS jsonb)))",
+)
+
+CONNECT_TIMEOUT_SECONDS = 10.0
+# A lock wait longer than this is a stuck peer, reported like SQLite's busy timeout.
+LOCK_TIMEOUT_MS = 10_000
+READ_POOL_SIZE = 4
+# Advisory lock keys (any two constants of our own): the ledger's money, and migrating.
+MONEY_LOCK = 0x4153_5452_4941_0001
+MIGRATION_LOCK = 0x4153_5452_4941_0002
+
+_TOKEN = re.compile(r"'(?:[^']|'')*'|\"[^\"]*\"|--[^\n]*|::|\?|:([A-Za-z_][A-Za-z0-9_]*)")
+_INSERT = re.compile(r"^\s*INSERT\b", re.IGNORECASE)
+
+
+def numbered(sql: str, params: Params) -> tuple[str, list[object]]:
+    """`sql` with `?` / `:name` placeholders as asyncpg's `$n`, and the arguments in order.
+    A name used twice is one parameter (PostgreSQL infers its type from every use)."""
+    args: list[object] = []
+    names: dict[str, int] = {}
+    positional = iter(params) if not isinstance(params, Mapping) else None
+
+    def swap(match: re.Match[str]) -> str:
+        token = match[0]
+        if token == "?":  # noqa: S105
+            if positional is None:
+                raise StoreError("a `?` placeholder needs positional parameters")
+            args.append(next(positional))
+            return f"${len(args)}"
+        name = match[1]
+        if name is None:
+            return token  # a string, a quoted name, a comment or a `::` cast
+        if not isinstance(params, Mapping):
+            raise StoreError(f"the placeholder :{name} needs named parameters")
+        if name not in names:
+            args.append(params[name])
+            names[name] = len(args)
+        return f"${names[name]}"
+
+    return _TOKEN.sub(swap, sql), args
+
+
+class PgRow:
+    """A row as sqlite3.Row reads: `row["name"]`, `row[0]`, `keys()`."""
+
+    __slots__ = ("_index", "_values")
+
+    def __init__(self, record: asyncpg.Record) -> None:
+        self._values = tuple(_plain(v) for v in record.values())
+        self._index = {k: i for i, k in enumerate(record.keys())}
+
+    def __getitem__(self, key: int | str, /) -> Any:
+        if isinstance(key, str):
+            return self._values[self._index[key]]
+        return self._values[key]
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __iter__(self) -> Any:
+        return iter(self._values)
+
+
+def _plain(value: object) -> object:
+    # SUM over BIGINT is numeric in PostgreSQL; the store's sums are whole millicents.
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        return int(value)
+    return value
+
+
+def translate(exc: BaseException) -> StoreError:
+    """The store's own error for an asyncpg or connection one (callers never see asyncpg)."""
+    text = str(exc)
+    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+        return IntegrityViolation(text)
+    if isinstance(
+        exc,
+        asyncpg.LockNotAvailableError
+        | asyncpg.DeadlockDetectedError
+        | asyncpg.SerializationError
+        | asyncpg.QueryCanceledError,
+    ):
+        return StoreBusy(f"the database stayed locked ({text})")
+    return StoreFault(f"database error: {text}")
+
+
+_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+
+
+def _rows(records: list[asyncpg.Record]) -> list[Row]:
+    return [PgRow(r) for r in records]
+
+
+class PostgresTransaction(Transaction):
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        text, args = numbered(sql, params)
+        try:
+            return _rows(await self._conn.fetch(text, *args))
+        except _ERRORS as exc:
+            raise translate(exc) from exc
+
+    async def insert(self, sql: str, params: Params = ()) -> int:
+        if not _INSERT.match(sql):
+            raise StoreError("insert() runs INSERT statements only")
+        row = await self.fetchone(sql.rstrip().rstrip(";") + " RETURNING id", params)
+        if row is None:
+            raise StoreError("the insert returned no row id")
+        return int(row[0])
+
+    async def lock_money(self) -> None:
+        await self.execute("SELECT pg_advisory_xact_lock(?)", (MONEY_LOCK,))
+
+
+def describe(url: SecretStr) -> str:
+    """The URL without its password, for messages and logs."""
+    parts = urlsplit(url.get_secret_value())
+    host = parts.hostname or "localhost"
+    port = f":{parts.port}" if parts.port else ""
+    return f"postgresql://{host}{port}{parts.path}"
+
+
+async def _migrate(conn: asyncpg.Connection, migrations: Sequence[Migration]) -> int:
+    known = migrations[-1].version if migrations else 0
+    # One migrating process at a time; the others wait and then find the work done.
+    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+    try:
+        await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+        current = await conn.fetchval("SELECT max(version) FROM schema_version") or 0
+        if current > known:
+            raise SchemaTooNew(current, known)
+        for migration in migrations:
+            if migration.version <= current:
+                continue
+            try:
+                async with conn.transaction():
+                    # Simple-query protocol: the whole script, function bodies included.
+                    await conn.execute(migration.sql)
+                    await conn.execute("DELETE FROM schema_version")
+                    await conn.execute(
+                        "INSERT INTO schema_version (version) VALUES ($1)", migration.version
+                    )
+            except asyncpg.PostgresError as exc:
+                raise MigrationFailed(
+                    f"migration {migration.version} ({migration.name}) failed and was rolled "
+                    f"back, the database is still at schema {current}: {exc}"
+                ) from exc
+            log.info("database migrated to schema %d (%s)", migration.version, migration.name)
+            current = migration.version
+        return int(current)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+
+
+class PostgresDatabase(Database):
+    """One writer connection behind a lock, and a small pool for reads.
+
+    Reads run on the pool in autocommit: each sees the last commit, never another
+    coroutine's open transaction (as SQLite's WAL reader does).
+    """
+
+    def __init__(
+        self, url: SecretStr, writer: asyncpg.Connection, readers: asyncpg.Pool, version: int
+    ) -> None:
+        self.url = url
+        self.schema_version = version
+        self.dialect = POSTGRES
+        self.fault = None
+        self._writer = writer
+        self._readers = readers
+        self._write_lock = asyncio.Lock()
+        self._closed = False
+        self._in_write: ContextVar[bool] = ContextVar(f"store_write_{id(self)}", default=False)
+
+    @property
+    def where(self) -> str:
+        return describe(self.url)
+
+    @classmethod
+    async def open(  # type: ignore[override]
+        cls, url: SecretStr, *, migrations: Sequence[Migration] | None = None
+    ) -> PostgresDatabase:
+        chosen = (
+            bundled_migrations("postgres") if migrations is None else check_numbering(migrations)
+        )
+        dsn = url.get_secret_value()
+        settings = {"lock_timeout": str(LOCK_TIMEOUT_MS)}
+        try:
+            writer = await asyncpg.connect(
+                dsn, timeout=CONNECT_TIMEOUT_SECONDS, server_settings=settings
+            )
+        except (*_ERRORS, ValueError) as exc:
+            raise StoreError(f"cannot open the database {describe(url)}: {exc}") from exc
+        try:
+            version = await _migrate(writer, chosen)
+            readers = await asyncpg.create_pool(
+                dsn,
+                min_size=1,
+                max_size=READ_POOL_SIZE,
+                timeout=CONNECT_TIMEOUT_SECONDS,
+                server_settings=settings,
+            )
+        except _ERRORS as exc:
+            await writer.close()
+            raise StoreError(f"cannot open the database {describe(url)}: {exc}") from exc
+        except BaseException:
+            await writer.close()
+            raise
+        return cls(url, writer, readers, version)
+
+    async def close(self) -> None:
+        async with self._write_lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                await self._readers.close()
+            finally:
+                await self._writer.close()
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[Transaction]:
+        if self._in_write.get():
+            raise StoreError("a write transaction cannot be opened inside another one")
+        async with self._write_lock:
+            token = self._in_write.set(True)
+            try:
+                try:
+                    await self._writer.execute("BEGIN")
+                except _ERRORS as exc:
+                    raise translate(exc) from exc
+                try:
+                    yield PostgresTransaction(self._writer)
+                except BaseException:
+                    await self._rollback("an error in a write transaction")
+                    raise
+                try:
+                    if self.fault is not None and self.fault():
+                        log.warning("a write fails on purpose: %s", INJECTED_FAULT)
+                        raise StoreFault(f"database error: {INJECTED_FAULT}")
+                    await self._writer.execute("COMMIT")
+                except StoreFault:
+                    await self._rollback("a failed commit")
+                    raise
+                except _ERRORS as exc:
+                    await self._rollback("a failed commit")
+                    raise translate(exc) from exc
+            finally:
+                self._in_write.reset(token)
+
+    async def _rollback(self, why: str) -> None:
+        if self._writer.is_closed():
+            return
+        try:
+            await self._writer.execute("ROLLBACK")
+        except _ERRORS as exc:
+            log.error("rollback after %s failed: %s", why, exc)
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        text, args = numbered(sql, params)
+        try:
+            return _rows(await self._readers.fetch(text, *args))
+        except _ERRORS as exc:
+            raise translate(exc) from exc
+
+    async def integrity_problems(self) -> list[str]:
+        """PostgreSQL checks foreign keys and pages itself; report an unreachable server."""
+        try:
+            await self._readers.fetchval("SELECT 1")
+        except _ERRORS as exc:
+            return [f"the server does not answer: {exc}"]
+        return []
