@@ -16,6 +16,7 @@ from bot.astria.probe import probe_client, probe_idempotency
 from bot.config import ASTRIA_KEY_HELP, Settings, env_file_used, fresh_signing_key
 from bot.jobs.idempotency import contradiction, effective_idempotency
 from bot.store import IdempotencyProbe, Store, StoreError
+from bot.store.postgres import describe, inspect
 
 
 def _usd(mc: int) -> str:
@@ -94,13 +95,29 @@ async def _probe(settings: Settings, client: AstriaClient, out: TextIO) -> bool:
 
 
 async def _check_postgres(settings: Settings, out: TextIO) -> bool:
-    """Open (and migrate) the PostgreSQL database DATABASE_URL names."""
+    """Reach the PostgreSQL database DATABASE_URL names and read its schema; like the
+    SQLite check, nothing is created or migrated (`run` migrates at start)."""
+    assert settings.database_url is not None
+    where = describe(settings.database_url)
     try:
-        async with await Store.open_configured(settings) as store:
-            print(f"Database: PostgreSQL at {store.where}, schema {store.schema_version}", file=out)
+        current, known = await inspect(settings.database_url)
     except StoreError as exc:
         print(f"Database: {exc}; check DATABASE_URL", file=out)
         return False
+    if current > known:
+        print(
+            f"Database: PostgreSQL at {where} is at schema {current}, newer than this "
+            f"version knows ({known}): upgrade the bot",
+            file=out,
+        )
+        return False
+    state = (
+        "empty: the first start creates the tables"
+        if current == 0
+        else f"schema {current}"
+        + ("" if current == known else f", migrated to {known} at the next start")
+    )
+    print(f"Database: PostgreSQL at {where}, {state}", file=out)
     return True
 
 

@@ -211,6 +211,24 @@ async def _migrate(conn: asyncpg.Connection, migrations: Sequence[Migration]) ->
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
 
 
+async def inspect(url: SecretStr) -> tuple[int, int]:
+    """The schema the database at `url` is at (0: never migrated) and the one this version
+    would migrate it to, read without creating or changing anything (for `check`)."""
+    try:
+        conn = await asyncpg.connect(url.get_secret_value(), timeout=CONNECT_TIMEOUT_SECONDS)
+    except (*_ERRORS, ValueError) as exc:
+        raise StoreError(f"cannot open the database {describe(url)}: {exc}") from exc
+    try:
+        exists = await conn.fetchval("SELECT to_regclass('schema_version') IS NOT NULL")
+        current = await conn.fetchval("SELECT max(version) FROM schema_version") if exists else 0
+    except _ERRORS as exc:
+        raise StoreError(f"cannot read the database {describe(url)}: {exc}") from exc
+    finally:
+        await conn.close()
+    known = bundled_migrations("postgres")[-1].version
+    return int(current or 0), known
+
+
 class PostgresDatabase(Database):
     """One writer connection behind a lock, and a small pool for reads.
 

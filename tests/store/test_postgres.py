@@ -201,3 +201,27 @@ def test_the_variants_say_how_to_run_them():
     if TEST_DATABASE_URL is None:
         with pytest.raises(pytest.skip.Exception, match="set TEST_DATABASE_URL"):
             base_url()
+
+
+@needs_server
+async def test_check_reads_a_postgres_schema_without_creating_anything(schemas: Schemas):
+    import io
+
+    from bot.check import run_check
+    from bot.config import Settings
+
+    url = await schemas.url()
+    settings = Settings(_env_file=None, database_url=url)
+    out = io.StringIO()
+    await run_check(settings, out)
+    assert "empty: the first start creates the tables" in out.getvalue(), out.getvalue()
+    conn = await asyncpg.connect(url.get_secret_value())
+    try:
+        assert await conn.fetchval("SELECT to_regclass('schema_version')") is None
+    finally:
+        await conn.close()
+    await (await Store.open(url, settings=make_settings())).close()
+    out = io.StringIO()
+    await run_check(settings, out)
+    assert f", schema {LATEST}\n" in out.getvalue(), out.getvalue()
+    assert "password" not in out.getvalue()
