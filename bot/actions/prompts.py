@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import Final
 
-from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services
+from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services, acting
 from bot.actions.door import NOT_YOURS, admit, parse_id
 from bot.astria import AstriaError
 from bot.rules.credits import format_mc, images_price
@@ -40,6 +40,7 @@ class PromptOrder:
     options: PromptOptions = field(default_factory=PromptOptions)
 
 
+@acting
 async def queue_prompt(
     svc: Services, actor: Actor, place: Place, order: PromptOrder
 ) -> Outcome[PromptRecord]:
@@ -114,6 +115,7 @@ async def queue_prompt(
     )
 
 
+@acting
 async def reroll(
     svc: Services, actor: Actor, place: Place, prompt_id: int
 ) -> Outcome[PromptRecord]:
@@ -178,6 +180,7 @@ def _unusable(tune: TuneRecord) -> Refused | None:
     return None
 
 
+@acting
 async def prompt_details(
     svc: Services, actor: Actor, place: Place, prompt_id: int
 ) -> Outcome[None]:
@@ -199,6 +202,7 @@ async def prompt_details(
     return Done("\n".join(lines), None)
 
 
+@acting
 async def may_delete_result(
     svc: Services, actor: Actor, place: Place, prompt_id: int
 ) -> Outcome[PromptRecord]:
@@ -212,6 +216,7 @@ async def may_delete_result(
     return Done("", prompt)
 
 
+@acting
 async def delete_result(
     svc: Services, actor: Actor, place: Place, prompt_id: int
 ) -> Outcome[PromptRecord]:

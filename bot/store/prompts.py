@@ -277,6 +277,11 @@ class Prompts:
         )
         return frozenset(int(r["astria_id"]) for r in rows)
 
+    async def count_by_state(self) -> dict[str, int]:
+        """How many prompts are in each state (for the metrics)."""
+        rows = await self._db.fetchall("SELECT state, COUNT(*) AS n FROM prompts GROUP BY state")
+        return {str(r["state"]): int(r["n"]) for r in rows}
+
     async def unfinished(self) -> list[PromptRecord]:
         """Prompts the tracker owns after a restart, in the order they were accepted."""
         rows = await self._db.fetchall(

@@ -332,6 +332,11 @@ class Tunes:
         )
         return [_tune(r) for r in rows]
 
+    async def count_by_state(self) -> dict[str, int]:
+        """How many tunes are in each state (for the metrics)."""
+        rows = await self._db.fetchall("SELECT state, COUNT(*) AS n FROM tunes GROUP BY state")
+        return {str(r["state"]): int(r["n"]) for r in rows}
+
     async def unfinished(self) -> list[TuneRecord]:
         """Tunes the tracker owns after a restart, in the order they were accepted."""
         rows = await self._db.fetchall(
