@@ -10,6 +10,7 @@ from typing import Final
 from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services, acting
 from bot.actions.door import NOT_YOURS, admit, parse_id
 from bot.astria import AstriaError
+from bot.logs import bind_job
 from bot.rules.credits import format_mc, images_price
 from bot.rules.prompts import (
     PromptOptions,
@@ -106,6 +107,7 @@ async def queue_prompt(
         return _unusable(replace(tune, state=TuneState(exc.state))) or Refused(GONE)
     if not isinstance(created, PromptRecord):
         return Refused(f"Not queued. {created.reason()}")
+    bind_job(created.job)  # the rest of the action's lines name the new job
     svc.tracker.nudge()
     plural = "s" if order.count > 1 else ""
     return Done(
@@ -161,6 +163,7 @@ async def reroll(
         return _unusable(replace(tune, state=TuneState(exc.state))) or Refused(GONE)
     if not isinstance(created, PromptRecord):
         return Refused(f"Not rerolled. {created.reason()}")
+    bind_job(created.job)  # the rest of the action's lines name the new job
     svc.tracker.nudge()
     return Done(
         f"🎲 Rerolling with a new seed ({format_mc(price)}); the images will be posted here.",

@@ -12,6 +12,7 @@ from typing import Final
 from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services, acting
 from bot.actions.door import NOT_YOURS, admit, in_server
 from bot.jobs.removal import delete_tune as remove_everywhere
+from bot.logs import bind_job
 from bot.rules.credits import decide, format_mc, tune_price
 from bot.rules.intake import PhotoSource, forget, refused_list
 from bot.rules.prompts import PromptRefusal, clean_name, display_text, subject_classes, tune_name
@@ -178,6 +179,7 @@ async def _record_tune(
     if not isinstance(created, TuneRecord):
         forget(paths)
         return Refused(f"Not started: {created.reason()}")
+    bind_job(created.job)  # the rest of the action's lines name the new job
     return created
 
 
