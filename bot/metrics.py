@@ -97,8 +97,23 @@ class BotMetrics:
 
     def astria_trace(self) -> aiohttp.TraceConfig:
         """For the Astria session: each request by the route template the client names in
-        `trace_request_ctx` (ids never become labels)."""
+        `trace_request_ctx` (ids never become labels). aiohttp itself sends a GET or a
+        DELETE once more when a kept-alive connection drops it, inside one request as the
+        client sees it: each such send is counted too (as an `error` and a retry), so the
+        counts are what reached Astria."""
         trace = aiohttp.TraceConfig()
+
+        async def start(
+            _: aiohttp.ClientSession, ctx: SimpleNamespace, __: aiohttp.TraceRequestStartParams
+        ) -> None:
+            ctx.sends = 0
+
+        async def sent(
+            _: aiohttp.ClientSession,
+            ctx: SimpleNamespace,
+            __: aiohttp.TraceRequestHeadersSentParams,
+        ) -> None:
+            ctx.sends = getattr(ctx, "sends", 0) + 1
 
         async def end(
             _: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestEndParams
@@ -113,6 +128,8 @@ class BotMetrics:
             timeout = isinstance(params.exception, TimeoutError)
             self._astria(ctx, params.method, "timeout" if timeout else "error")
 
+        trace.on_request_start.append(start)
+        trace.on_request_headers_sent.append(sent)
         trace.on_request_end.append(end)
         trace.on_request_exception.append(failed)
         return trace
@@ -120,6 +137,9 @@ class BotMetrics:
     def _astria(self, ctx: SimpleNamespace, method: str, status: str) -> None:
         given = getattr(ctx, "trace_request_ctx", None)
         route = given.get(ROUTE_KEY, UNKNOWN_ROUTE) if isinstance(given, dict) else UNKNOWN_ROUTE
+        for _ in range(getattr(ctx, "sends", 1) - 1):  # aiohttp's own silent re-sends
+            self.astria_requests.labels(method=method, route=route, status="error").inc()
+            self.retried(route)
         self.astria_requests.labels(method=method, route=route, status=status).inc()
         if status == "429":
             self.rate_limited.labels(side="astria").inc()

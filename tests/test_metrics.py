@@ -107,6 +107,26 @@ async def test_astria_requests_are_counted_by_route_and_status_as_the_emulator_s
     assert "987654" not in metrics.exposition().decode()  # no id became a label
 
 
+async def test_aiohttp_s_silent_resend_on_a_dropped_kept_alive_connection_is_counted(
+    emulator: Emulator, metered: tuple[BotMetrics, AstriaClient]
+):
+    """aiohttp sends a GET again by itself when a reused connection is dropped, inside one
+    request as the client and the trace's start and end see it: the emulator receives
+    two. Found by the chaos run's comparison; each send must be counted."""
+    metrics, client = metered
+    await client.get_user()  # the connection is now kept alive
+    emulator.faults.script("GET /users", Fault("drop"))
+    await client.get_user()  # dropped, re-sent by aiohttp, answered
+    seen = scrape(metrics.exposition().decode())
+    assert emulator.counters["GET /users"] == 3
+    assert seen.astria_by_route() == emulator.counters
+    assert (
+        seen.value("astria_bot_astria_requests_total", method="GET", route="/users", status="error")
+        == 1
+    )
+    assert seen.value("astria_bot_astria_retries_total", route="/users") == 1
+
+
 async def test_discord_429s_are_counted_from_discord_py_s_session():
     metrics = BotMetrics()
     answers = iter([429, 200])

@@ -471,6 +471,22 @@ class ChaosRun:
         self.say(f"  {self.elapsed():5.1f} s  drained: {self.report.drained}; the bot stopped")
         await self._reckon()
 
+    async def _restart(self) -> None:
+        """Start the bot again after a kill. With metrics, first until the emulator has
+        taken in every request the dead process sent (its loop may lag under load): the
+        stage marks the emulator's counts at the start, and the new process's counters
+        are compared with what arrives after that mark."""
+        if self.plan.metrics:
+            counts = self.stage.emulator.counters
+            last, steady_since = sum(counts.values()), time.monotonic()
+            deadline = steady_since + 5.0
+            while time.monotonic() < deadline and time.monotonic() - steady_since < 0.5:
+                await asyncio.sleep(0.05)
+                now = sum(counts.values())
+                if now != last:
+                    last, steady_since = now, time.monotonic()
+        await self.stage.start_bot(timeout=60.0)
+
     # ------------------------------------------------------------------ metrics
 
     async def _compare_metrics(self, url: str, *, within: float = 15.0) -> None:
@@ -661,7 +677,7 @@ class ChaosRun:
         self.report.kills.append(kill)
         self.say(f"  {at:5.1f} s  kill -9 during intake ({self._training} forms in flight)")
         await asyncio.sleep(kill.down)
-        await self.stage.start_bot(timeout=60.0)
+        await self._restart()
         self._up.set()
 
     async def _monkey(self) -> None:
@@ -689,7 +705,7 @@ class ChaosRun:
                 + (f" (right after a lost {lost_create})" if lost_create else "")
             )
             await asyncio.sleep(down)
-            await self.stage.start_bot(timeout=60.0)
+            await self._restart()
             self._up.set()
             self.say(f"  {self.elapsed():5.1f} s  the bot is up again")
 
