@@ -23,6 +23,7 @@ from bot.jobs import CallbackReceiver, Tracker, TrackerConfig
 from bot.jobs.alerts import Alerter, AlertPolicy
 from bot.jobs.idempotency import settle_idempotency
 from bot.jobs.photosweep import PhotoSweep
+from bot.metrics import BotMetrics
 from bot.preflight import Ready
 from bot.registration import register
 from bot.rules.intake import PhotoIntake
@@ -76,6 +77,7 @@ class AstriaBot(commands.Bot):
         extensions: Sequence[str] = EXTENSIONS,
         commands_only: bool = False,
         ready: Ready | None = None,
+        metrics: BotMetrics | None = None,
         **options: object,
     ) -> None:
         intents = discord.Intents.none()
@@ -94,6 +96,7 @@ class AstriaBot(commands.Bot):
         self._extensions = tuple(extensions)
         self._commands_only = commands_only  # `astria-bot sync`: the tree, no services
         self._session: aiohttp.ClientSession | None = None
+        self.metrics = metrics  # counted by the Astria client and the tracker when given
         self._preflight = ready  # `run`'s checks opened the store and settled idempotency
         if ready is not None:
             self.store = ready.store  # closed by close(), even if setup_hook never runs
@@ -121,13 +124,17 @@ class AstriaBot(commands.Bot):
             return
         settings = self.settings
         ready = self._preflight
+        metrics = self.metrics
         if ready is None:
             self.store = await Store.open_configured(settings, clock=self._clock)
         if self._given_astria is not None:
             self.astria = self._given_astria  # its giver chose its idempotency
         elif ready is not None:
             self.astria = AstriaClient.from_settings(
-                settings, ready.session, idempotency=ready.idempotency
+                settings,
+                ready.session,
+                idempotency=ready.idempotency,
+                on_retry=None if metrics is None else metrics.retried,
             )
         else:
             self._session = aiohttp.ClientSession()
@@ -159,6 +166,7 @@ class AstriaBot(commands.Bot):
             clock=self._clock,
             monotonic=self._monotonic,
             alerts=self.alerts,
+            on_delivered=None if metrics is None else metrics.delivered,
         )
         self.services = Services(
             settings, self.store, self.astria, self.tracker, self.intake, self.alerts

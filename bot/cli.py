@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Sequence
 
 from bot.config import ConfigError, Settings, load_settings
+from bot.logs import LogSetup, configure_logging
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,17 +50,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return emulator_main(args_list[1:])
     args = _parser().parse_args(args_list)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     if args.command == "demo":
         from bot.offline.demo import run_demo
 
+        configure_logging(LogSetup())
         return asyncio.run(run_demo(args.output))
     try:
         settings = load_settings()
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return 2
+    # LOG_LEVEL, LOG_FORMAT and LOG_FILE apply from here; a settings error above is one
+    # line on stderr, with nothing to log yet.
+    try:
+        configure_logging(LogSetup.from_settings(settings))
+    except OSError as exc:
+        print(
+            f"LOG_FILE: cannot write {settings.log_file} ({exc.strerror}); "
+            "give a file in a writable folder, like LOG_FILE=data/bot.log",
+            file=sys.stderr,
+        )
         return 2
     if args.command == "invite":
         return _invite(settings, args.application_id)

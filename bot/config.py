@@ -33,6 +33,7 @@ ModelType = Literal["lora", "faceid"] | None
 # Astria's Flux training presets (docs/architecture.md §6); "none" sends no preset, which
 # Astria reads as its "high" preset (100 steps a photo against the portrait preset's 27).
 FluxPreset = Literal["flux-lora-portrait", "flux-lora-focus", "none"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 BRANCHES: tuple[str, ...] = ("fast", "flux1", "sd15", "sdxl1")
 # The branches each profile can train on: its own model family, and the free mock. FaceID
@@ -265,6 +266,20 @@ class Settings(BaseSettings):
     discord_api_base: str | None = None
     discord_gateway_url: str | None = None
 
+    # Logs (bot/logs.py): the level, text or one JSON object a line, and an optional
+    # rotating file beside stderr.
+    log_level: LogLevel = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    log_file: Path | None = None
+    log_file_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    log_file_backups: int = Field(default=5, ge=0, le=100)
+
+    # Metrics (bot/metrics.py): a Prometheus endpoint, off unless METRICS_PORT is set;
+    # loopback only unless METRICS_ALLOW_PUBLIC says otherwise.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
+    metrics_allow_public: bool = False
+
     # For tests only (the chaos run's store faults): the share of the running bot's
     # database writes that fail with an I/O error (nothing written), drawn from a
     # generator seeded with CHAOS_STORE_FAULT_SEED. Leave it 0 in production.
@@ -284,6 +299,36 @@ class Settings(BaseSettings):
         if word in ("false", "0", "no", "off"):
             return False
         raise ValueError("must be auto, true or false, like ASTRIA_IDEMPOTENCY=auto")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("metrics_host")
+    @classmethod
+    def _metrics_host(cls, value: str) -> str:
+        host = value.strip().strip("[]")
+        if not host:
+            raise ValueError("must be an address to listen on, like METRICS_HOST=127.0.0.1")
+        return host
+
+    @model_validator(mode="after")
+    def _metrics_loopback(self) -> Settings:
+        if self.metrics_allow_public or _is_loopback(self.metrics_host):
+            return self
+        raise ValueError(
+            f"METRICS_HOST={self.metrics_host} is not a loopback address: the metrics show "
+            "every server's spend and jobs, so they are served on 127.0.0.1 by default. Put "
+            "a proxy with access control in front, or set METRICS_ALLOW_PUBLIC=true to "
+            "serve them there anyway (for example METRICS_HOST=0.0.0.0 with "
+            "METRICS_ALLOW_PUBLIC=true inside a container)"
+        )
 
     @field_validator("astria_base_url")
     @classmethod
@@ -513,6 +558,8 @@ _EXAMPLES: dict[str, str] = {
     "public_callback_url": "https://bot.example.org/astria",
     "database_url": "postgresql://bot:secret@127.0.0.1:5432/bot",
     "tune_price_mc": '{"flux1": 150000}',
+    "log_file": "data/bot.log",
+    "metrics_port": "9108",
     "image_price_mc": '{"flux1": 3000}',
     "upscale_price_mc": '{"flux1": 6000}',
 }

@@ -18,6 +18,7 @@ from bot.astria.probe import probe_client
 from bot.check import DATABASE_FIX, database_problem, settings_source
 from bot.config import ASTRIA_KEY_HELP, Settings
 from bot.jobs.idempotency import settle_idempotency
+from bot.metrics import BotMetrics
 from bot.store import Store, StoreError
 from bot.store.db import Clock
 
@@ -140,14 +141,18 @@ def refuse_partial_shards(settings: Settings) -> None:
         )
 
 
-async def preflight(settings: Settings, *, clock: Clock | None = None) -> Ready:
+async def preflight(
+    settings: Settings, *, clock: Clock | None = None, metrics: BotMetrics | None = None
+) -> Ready:
     """Every check `run` makes before Discord; raises StartProblem (or the idempotency
     contradiction, which words its own line) on the first that fails."""
     now = clock or (lambda: datetime.now(UTC))
     log.info("%s", settings_source())
     refuse_partial_shards(settings)
     store = await open_store(settings, clock=now)
-    session = aiohttp.ClientSession()
+    # The one Astria session of the process: the metrics count every request on it.
+    traces = [] if metrics is None else [metrics.astria_trace()]
+    session = aiohttp.ClientSession(trace_configs=traces)
     try:
         user = await read_account(settings, session)
         who = user.email or user.name or f"user {user.id}"

@@ -17,6 +17,7 @@ import yarl
 from bot.app import AstriaBot, make_bot
 from bot.config import Settings
 from bot.jobs.idempotency import IdempotencyContradiction
+from bot.metrics import BotMetrics, MetricsAddress, MetricsServer
 from bot.preflight import StartProblem, preflight
 from bot.registration import clear, register
 from bot.store import Store
@@ -77,12 +78,28 @@ async def run_bot(settings: Settings, *, debug: bool = False) -> int:
     until SIGTERM or Ctrl-C. A failure is one line on stderr and exit code 2; `debug`
     prints the traceback above it."""
     assert settings.discord_token is not None
+    metrics = BotMetrics()
+    address = MetricsAddress.from_settings(settings)
+    server = None if address is None else MetricsServer(metrics, address)
     try:
-        ready = await preflight(settings)
+        if server is not None:
+            try:
+                await server.start()
+            except OSError as exc:
+                where = f"{server.address.host}:{server.address.port}"
+                raise StartProblem(
+                    f"METRICS_PORT: cannot listen on {where} ({exc.strerror or exc}); pick a "
+                    "free port, like METRICS_PORT=9108, or leave it unset to serve no metrics"
+                ) from exc
+        ready = await preflight(settings, metrics=metrics)
     except (StartProblem, IdempotencyContradiction) as exc:
+        if server is not None:
+            await server.stop()
         return _refuse(str(exc), exc, debug)
+    if server is not None:
+        server.store = ready.store
     apply_discord_overrides(settings)
-    bot = make_bot(settings, ready=ready)
+    bot = make_bot(settings, ready=ready, metrics=metrics, http_trace=metrics.discord_trace())
     loop = asyncio.get_running_loop()
     closing: list[asyncio.Future[None]] = []
 
@@ -110,6 +127,8 @@ async def run_bot(settings: Settings, *, debug: bool = False) -> int:
     finally:
         if closing:  # the signal's close finishes (store, HTTP) before the loop ends
             await closing[0]
+        if server is not None:
+            await server.stop()
     return 0
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Final, Literal
 
-from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services
+from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services, acting
 from bot.actions.door import parse_id, require_admin
 from bot.rules.credits import AmountError, format_mc, parse_usd, upscale_price
 from bot.rules.prompts import clean_name, display_text
@@ -44,6 +44,7 @@ def parse_job(text: str) -> JobRef | Refused:
         return Refused(f"`{shown}` is not a job; {JOB_HELP}.")
 
 
+@acting
 async def set_server_budget(
     svc: Services, actor: Actor, place: Place, amount: str
 ) -> Outcome[GuildSettings]:
@@ -57,6 +58,7 @@ async def set_server_budget(
     return Done(f"Monthly budget set to {format_mc(settings.monthly_budget_mc)}.", settings)
 
 
+@acting
 async def set_member_limits(
     svc: Services, actor: Actor, place: Place, daily: str, monthly: str
 ) -> Outcome[GuildSettings]:
@@ -80,6 +82,7 @@ async def set_member_limits(
     )
 
 
+@acting
 async def grant(
     svc: Services, actor: Actor, place: Place, member_id: int, mention: str, amount: str
 ) -> Outcome[int]:
@@ -102,6 +105,7 @@ async def grant(
     return Done(f"Granted {format_mc(value)} to {mention} this month.", value)
 
 
+@acting
 async def refund(svc: Services, actor: Actor, place: Place, job: str) -> Outcome[int]:
     """Give a settled job's cost back to its member's and the server's budgets, once."""
     guild = _guild(actor, place)
@@ -129,6 +133,7 @@ async def refund(svc: Services, actor: Actor, place: Place, job: str) -> Outcome
     )
 
 
+@acting
 async def cancel_stuck(svc: Services, actor: Actor, place: Place, job: str) -> Outcome[None]:
     guild = _guild(actor, place)
     if isinstance(guild, Refused):
@@ -152,6 +157,7 @@ async def cancel_stuck(svc: Services, actor: Actor, place: Place, job: str) -> O
     return Done(f"Cancelled `{ref}`: deleted at Astria and settled at what it cost.", None)
 
 
+@acting
 async def set_paused(svc: Services, actor: Actor, place: Place, paused: bool) -> Outcome[None]:
     guild = _guild(actor, place)
     if isinstance(guild, Refused):
@@ -162,6 +168,7 @@ async def set_paused(svc: Services, actor: Actor, place: Place, paused: bool) ->
     return Done("Resumed: members can start jobs again.", None)
 
 
+@acting
 async def switch_rule(
     svc: Services,
     actor: Actor,
@@ -197,6 +204,7 @@ async def switch_rule(
     return Done(f"Only members with one of these roles may use the bot: {shown}.", settings)
 
 
+@acting
 async def ban(
     svc: Services,
     actor: Actor,
@@ -212,6 +220,7 @@ async def ban(
     return Done(f"{mention} can no longer use the bot here; running jobs finish.", None)
 
 
+@acting
 async def unban(
     svc: Services, actor: Actor, place: Place, member_id: int, mention: str
 ) -> Outcome[None]:
@@ -222,6 +231,7 @@ async def unban(
     return Done(f"{mention} may use the bot here again.", None)
 
 
+@acting
 async def share(
     svc: Services, actor: Actor, place: Place, tune: str, shared: bool
 ) -> Outcome[TuneRecord]:
@@ -254,6 +264,7 @@ def tune_choice_label(tune: TuneRecord) -> str:
     return f"{clean_name(tune.name)} (by {owner})"[:100]
 
 
+@acting
 async def spend_report(svc: Services, actor: Actor, place: Place) -> Outcome[dict[int, int]]:
     guild = _guild(actor, place)
     if isinstance(guild, Refused):
@@ -265,6 +276,7 @@ async def spend_report(svc: Services, actor: Actor, place: Place) -> Outcome[dic
     return Done("\n".join(lines)[:2000] or "Nothing spent this month.", spend)
 
 
+@acting
 async def refresh_balance(svc: Services, actor: Actor, place: Place) -> Outcome[int]:
     refused = require_admin(actor, place)
     if refused is not None:
@@ -320,6 +332,7 @@ def _alerts_line(svc: Services, rules: GuildSettings) -> str:
     )
 
 
+@acting
 async def set_alerts(
     svc: Services,
     actor: Actor,
@@ -382,6 +395,7 @@ def _listed(ids: list[str]) -> str:
     return shown if len(ids) <= SHOWN else f"{shown} and {len(ids) - SHOWN} more"
 
 
+@acting
 async def settings_report(svc: Services, actor: Actor, place: Place) -> Outcome[GuildSettings]:
     """Everything that governs this server in one view, each part with the command that
     changes it."""

@@ -6,13 +6,16 @@ An entry point (a slash command, a button, the message menu) turns its interacti
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Generic, TypeAlias, TypeVar
+from typing import Any, Generic, ParamSpec, TypeAlias, TypeVar
 
 from bot.astria import AstriaClient
 from bot.config import Settings
 from bot.jobs import Tracker
 from bot.jobs.alerts import Alerter
+from bot.logs import job_context
 from bot.rules.intake import PhotoIntake
 from bot.store import Store
 
@@ -67,3 +70,23 @@ class Services:
     tracker: Tracker
     intake: PhotoIntake
     alerts: Alerter | None = None  # what admins are told in their alert channel
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def acting(action: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """For an action taking `(svc, actor, place, ...)`: every line logged while it runs
+    names the server and the member (bot/logs.py), and the job once it binds one."""
+
+    @functools.wraps(action)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        actor = kwargs.get("actor", args[1] if len(args) > 1 else None)
+        place = kwargs.get("place", args[2] if len(args) > 2 else None)
+        guild_id = place.guild_id if isinstance(place, Place) else None
+        member_id = actor.user_id if isinstance(actor, Actor) else None
+        with job_context(guild_id=guild_id, member_id=member_id):
+            return await action(*args, **kwargs)
+
+    return wrapper

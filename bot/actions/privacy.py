@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services
+from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services, acting
 from bot.actions.door import NOT_YOURS, parse_id, require_admin
 from bot.jobs.removal import delete_tune as remove_everywhere
 from bot.store import ERASED, PromptRecord, PromptState, TuneRecord, TuneState
@@ -55,11 +55,13 @@ def _question(self_erase: bool, who: str) -> str:
     )
 
 
+@acting
 async def ask_erase(svc: Services, actor: Actor, place: Place) -> Outcome[EraseRequest]:
     """`/privacy erase`: the question, and what the confirmation button will carry."""
     return Done(_question(True, ""), EraseRequest(actor.user_id, EVERYWHERE))
 
 
+@acting
 async def ask_admin_erase(
     svc: Services,
     actor: Actor,
@@ -94,6 +96,7 @@ def may_erase(actor: Actor, place: Place, request: EraseRequest) -> Refused | No
     return Refused(NOT_YOURS)
 
 
+@acting
 async def erase(
     svc: Services, actor: Actor, place: Place, request: EraseRequest
 ) -> Outcome[Erased]:

@@ -4,13 +4,15 @@ it. The price is always the tune's own branch's, whatever the bot runs now."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Final
 
-from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services
+from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services, acting
 from bot.actions.door import NOT_YOURS, admit, budget_refusal, parse_id
 from bot.astria import AstriaError
-from bot.rules.credits import format_mc, images_price, prompt_price
+from bot.logs import bind_job
+from bot.rules.credits import Denial, format_mc, images_price, prompt_price
 from bot.rules.prompts import (
     PromptOptions,
     PromptRefusal,
@@ -41,6 +43,7 @@ class PromptOrder:
     options: PromptOptions = field(default_factory=PromptOptions)
 
 
+@acting
 async def queue_prompt(
     svc: Services,
     actor: Actor,
@@ -54,6 +57,7 @@ async def queue_prompt(
     if refused is not None:
         return refused
     assert place.guild_id is not None
+    guild_id = place.guild_id  # narrowed for the lambda below too
     tune_id = parse_id(order.tune, "a tune")
     if isinstance(tune_id, Refused):
         return tune_id
@@ -93,10 +97,14 @@ async def queue_prompt(
     if isinstance(options, PromptRefusal):
         return Refused(options.reason)
     price = images_price(settings, order.count, tune.branch)
-    try:
-        created = await store.prompts.create(
+    created = await queue_created(
+        svc,
+        place,
+        tune,
+        "Not queued. ",
+        lambda: store.prompts.create(
             owner_id=actor.user_id,
-            guild_id=place.guild_id,
+            guild_id=guild_id,
             channel_id=place.channel_id or 0,
             tune_id=tune.id,
             user_text=built.user_text,
@@ -109,12 +117,10 @@ async def queue_prompt(
             max_waiting=settings.max_waiting_per_member,
             tool=tool,
             parent_id=parent_id,
-        )
-    except TuneUnavailable as exc:  # deleted or expired since it was read above
-        return _unusable(replace(tune, state=TuneState(exc.state))) or Refused(GONE)
-    if not isinstance(created, PromptRecord):
-        return await budget_refusal(svc, place.guild_id, "Not queued. ", created)
-    svc.tracker.nudge()
+        ),
+    )
+    if isinstance(created, Refused):
+        return created
     plural = "s" if order.count > 1 else ""
     return Done(
         f"🎨 Queued {order.count} image{plural} with **{display_text(tune.name, 32)}** "
@@ -123,6 +129,7 @@ async def queue_prompt(
     )
 
 
+@acting
 async def reroll(
     svc: Services, actor: Actor, place: Place, prompt_id: int
 ) -> Outcome[PromptRecord]:
@@ -142,8 +149,10 @@ async def reroll(
     unusable = _unusable(tune)
     if unusable is not None:
         return unusable
-    if original.target_tune_id is None:
+    target = original.target_tune_id
+    if target is None:
         return Refused(GONE)  # its tune never reached Astria
+    guild_id = place.guild_id
     options = original.options
     if not svc.settings.profile_named(tune.profile).takes_negative_prompt:
         # Made before negatives were refused on Flux: Flux ignored it then, so dropping
@@ -153,10 +162,14 @@ async def reroll(
     price = prompt_price(
         svc.settings, original.num_images, tune.branch, super_resolution=options.super_resolution
     )
-    try:
-        created = await store.prompts.create(
+    created = await queue_created(
+        svc,
+        place,
+        tune,
+        "Not rerolled. ",
+        lambda: store.prompts.create(
             owner_id=actor.user_id,
-            guild_id=place.guild_id,
+            guild_id=guild_id,
             channel_id=place.channel_id or original.channel_id,
             tune_id=tune.id,
             user_text=original.user_text,
@@ -164,21 +177,42 @@ async def reroll(
             num_images=original.num_images,
             price_mc=price,
             options=options,
-            target_tune_id=original.target_tune_id,
+            target_tune_id=target,
             max_waiting=svc.settings.max_waiting_per_member,
             tool="reroll",
             parent_id=original.id,
             image_index=original.image_index,
-        )
-    except TuneUnavailable as exc:  # deleted or expired since it was read above
-        return _unusable(replace(tune, state=TuneState(exc.state))) or Refused(GONE)
-    if not isinstance(created, PromptRecord):
-        return await budget_refusal(svc, place.guild_id, "Not rerolled. ", created)
-    svc.tracker.nudge()
+        ),
+    )
+    if isinstance(created, Refused):
+        return created
     return Done(
         f"🎲 Rerolling with a new seed ({format_mc(price)}); the images will be posted here.",
         created,
     )
+
+
+async def queue_created(
+    svc: Services,
+    place: Place,
+    tune: TuneRecord,
+    lead: str,
+    create: Callable[[], Awaitable[PromptRecord | Denial]],
+) -> PromptRecord | Refused:
+    """How every way of making a prompt ends (`/imagine`, Reroll, Edit, the image tools):
+    `create` writes the job with its reservation in one transaction; a budget's refusal
+    becomes words (saying when the admins were alerted), a tune deleted or expired
+    meanwhile is named, the new job is bound to the log lines, and the tracker woken."""
+    try:
+        created = await create()
+    except TuneUnavailable as exc:  # deleted or expired since it was read
+        return _unusable(replace(tune, state=TuneState(exc.state))) or Refused(GONE)
+    if not isinstance(created, PromptRecord):
+        assert place.guild_id is not None
+        return await budget_refusal(svc, place.guild_id, lead, created)
+    bind_job(created.job)  # the rest of the action's lines name the new job
+    svc.tracker.nudge()
+    return created
 
 
 def _unusable(tune: TuneRecord) -> Refused | None:
@@ -193,6 +227,7 @@ def _unusable(tune: TuneRecord) -> Refused | None:
     return None
 
 
+@acting
 async def prompt_details(
     svc: Services, actor: Actor, place: Place, prompt_id: int
 ) -> Outcome[None]:
@@ -229,6 +264,7 @@ def _made_from(prompt: PromptRecord) -> str:
     return {"reroll": "Reroll", "edit": "Edit prompt"}.get(prompt.tool, "")
 
 
+@acting
 async def may_delete_result(
     svc: Services, actor: Actor, place: Place, prompt_id: int
 ) -> Outcome[PromptRecord]:
@@ -242,6 +278,7 @@ async def may_delete_result(
     return Done("", prompt)
 
 
+@acting
 async def delete_result(
     svc: Services, actor: Actor, place: Place, prompt_id: int
 ) -> Outcome[PromptRecord]:

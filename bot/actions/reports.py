@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import date
 from typing import Final
 
-from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services
+from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services, acting
 from bot.actions.door import require_admin
 from bot.report.spend_chart import render_spend_chart
 from bot.rules.prompts import clean_name
@@ -36,6 +36,7 @@ async def no_names(user_ids: Sequence[int]) -> Mapping[int, str]:
     return {}
 
 
+@acting
 async def guild_spend_chart(
     svc: Services, actor: Actor, place: Place, names: NameLookup = no_names
 ) -> Outcome[bytes | None]:
@@ -58,6 +59,7 @@ async def guild_spend_chart(
     return await _drawn(summary, today)
 
 
+@acting
 async def member_spend_chart(svc: Services, actor: Actor, place: Place) -> Outcome[bytes | None]:
     """A member's own spend in this server over the last 30 days as a PNG."""
     if place.guild_id is None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services
+from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services, acting
 from bot.actions.door import NOT_YOURS, admit
-from bot.actions.prompts import GONE, PromptOrder, _unusable, queue_prompt
+from bot.actions.prompts import GONE, PromptOrder, _unusable, queue_created, queue_prompt
 from bot.rules.credits import format_mc, prompt_price
 from bot.rules.prompts import PromptOptions
 from bot.rules.tools import (
@@ -23,7 +23,7 @@ from bot.rules.tools import (
     Tool,
     inpaints_faces,
 )
-from bot.store import PromptRecord, PromptState, TuneRecord, TuneState, TuneUnavailable
+from bot.store import PromptRecord, PromptState, TuneRecord
 
 NO_IMAGES = "That result has no images to work from (yet)."
 NO_SUCH_IMAGE = "That result has no such image."
@@ -56,6 +56,7 @@ async def _source(svc: Services, actor: Actor, place: Place, prompt_id: int) -> 
     return _Source(original, tune)
 
 
+@acting
 async def upscale(
     svc: Services, actor: Actor, place: Place, prompt_id: int, index: int
 ) -> Outcome[PromptRecord]:
@@ -64,6 +65,7 @@ async def upscale(
     return await _from_image(svc, actor, place, prompt_id, index, "upscale", None)
 
 
+@acting
 async def vary(
     svc: Services, actor: Actor, place: Place, prompt_id: int, index: int, strength: Strength
 ) -> Outcome[PromptRecord]:
@@ -90,7 +92,8 @@ async def _from_image(
         return Refused(NO_SUCH_IMAGE)
     if tool == "upscale" and original.options.super_resolution:
         return Refused(UPSCALED_ALREADY)  # 16x would pass any upload limit
-    assert original.target_tune_id is not None and place.guild_id is not None
+    target, guild_id = original.target_tune_id, place.guild_id
+    assert target is not None and guild_id is not None
     settings = svc.settings
     negative = original.options.negative_prompt
     if not settings.profile_named(tune.profile).takes_negative_prompt:
@@ -111,10 +114,14 @@ async def _from_image(
         options = replace(base, denoising_strength=VARY_STRENGTHS[strength])
         count = VARY_IMAGES
     price = prompt_price(settings, count, tune.branch, super_resolution=options.super_resolution)
-    try:
-        created = await svc.store.prompts.create(
+    created = await queue_created(
+        svc,
+        place,
+        tune,
+        "Not queued. ",
+        lambda: svc.store.prompts.create(
             owner_id=actor.user_id,
-            guild_id=place.guild_id,
+            guild_id=guild_id,
             channel_id=place.channel_id or original.channel_id,
             tune_id=tune.id,
             user_text=original.user_text,
@@ -122,17 +129,15 @@ async def _from_image(
             num_images=count,
             price_mc=price,
             options=options,
-            target_tune_id=original.target_tune_id,
+            target_tune_id=target,
             max_waiting=settings.max_waiting_per_member,
             tool=tool,
             parent_id=original.id,
             image_index=index,
-        )
-    except TuneUnavailable as exc:  # deleted or expired since it was read above
-        return _unusable(replace(tune, state=TuneState(exc.state))) or Refused(GONE)
-    if not isinstance(created, PromptRecord):
-        return Refused(f"Not queued. {created.reason()}")
-    svc.tracker.nudge()
+        ),
+    )
+    if isinstance(created, Refused):
+        return created
     if strength is None:
         said = f"⬆️ Upscaling image {index + 1} ({format_mc(price)}); it will be posted as a reply."
     else:
@@ -154,6 +159,7 @@ class EditDraft:
     price_mc: int
 
 
+@acting
 async def edit_form(
     svc: Services, actor: Actor, place: Place, prompt_id: int
 ) -> Outcome[EditDraft]:
@@ -174,6 +180,7 @@ def _edit_count(original: PromptRecord) -> int:
     return original.num_images if original.tool != "upscale" else 1
 
 
+@acting
 async def edit_prompt(
     svc: Services,
     actor: Actor,

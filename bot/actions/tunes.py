@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services
+from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services, acting
 from bot.actions.door import NOT_YOURS, admit, budget_refusal, in_server
 from bot.jobs.removal import delete_tune as remove_everywhere
+from bot.logs import bind_job
 from bot.rules.credits import decide, format_mc, tune_price
 from bot.rules.intake import PhotoSource, forget, refused_list
 from bot.rules.prompts import PromptRefusal, clean_name, display_text, subject_classes, tune_name
@@ -55,6 +56,7 @@ class TuneOrder:
     photos: Sequence[PhotoSource]
 
 
+@acting
 async def quote_tune(
     svc: Services, actor: Actor, place: Place, posted: PostedPhotos | None = None
 ) -> Outcome[TuneQuote]:
@@ -94,6 +96,7 @@ async def _price_fits(svc: Services, actor: Actor, guild_id: int) -> TuneQuote |
     return TuneQuote(price, max(0, snapshot.member_remaining_mc - price))
 
 
+@acting
 async def start_tune(
     svc: Services, actor: Actor, place: Place, order: TuneOrder
 ) -> Outcome[TuneRecord]:
@@ -176,6 +179,7 @@ async def _record_tune(
     if not isinstance(created, TuneRecord):
         forget(paths)
         return await budget_refusal(svc, place.guild_id, "Not started: ", created)
+    bind_job(created.job)  # the rest of the action's lines name the new job
     return created
 
 
@@ -183,6 +187,7 @@ def _taken(name: str) -> str:
     return f"You already have a tune named **{display_text(name, 32)}**; pick another name."
 
 
+@acting
 async def ask_delete_tune(
     svc: Services, actor: Actor, place: Place, name: str
 ) -> Outcome[TuneRecord | None]:
@@ -214,6 +219,7 @@ async def ask_delete_tune(
     )
 
 
+@acting
 async def may_delete_tune(
     svc: Services, actor: Actor, place: Place, tune_id: int
 ) -> Outcome[TuneRecord]:
@@ -225,6 +231,7 @@ async def may_delete_tune(
     return Done("", tune)
 
 
+@acting
 async def delete_tune(svc: Services, actor: Actor, place: Place, tune_id: int) -> Outcome[None]:
     """The member confirmed: delete the tune at Astria (with its prompts), then here. Its
     owner may, and an admin of the server it was made in."""
@@ -242,6 +249,7 @@ async def delete_tune(svc: Services, actor: Actor, place: Place, tune_id: int) -
     )
 
 
+@acting
 async def cancel_waiting(svc: Services, actor: Actor, place: Place, job: JobRef) -> Outcome[None]:
     """The owner takes a job still waiting in the queue out of it; its credit is released."""
     store = svc.store

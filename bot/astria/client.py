@@ -101,6 +101,7 @@ class AstriaClient:
         monotonic: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         before_request: Callable[[], Awaitable[None]] | None = None,
+        on_retry: Callable[[str], None] | None = None,
     ) -> None:
         self._session = session
         self._key = api_key
@@ -113,10 +114,16 @@ class AstriaClient:
         self._paused_until = 0.0  # shared back-off after a 429, for every request
         self._before_request = before_request  # e.g. a global rate limiter's acquire
         self.requests_sent = 0
+        self._on_retry = on_retry  # told each request sent again, by route template
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, session: aiohttp.ClientSession, *, idempotency: bool = False
+        cls,
+        settings: Settings,
+        session: aiohttp.ClientSession,
+        *,
+        idempotency: bool = False,
+        on_retry: Callable[[str], None] | None = None,
     ) -> AstriaClient:
         """`idempotency` is the effective value (bot/jobs/idempotency.py settles it from
         ASTRIA_IDEMPOTENCY and the probe); off looks a lost create up, safe either way."""
@@ -136,6 +143,7 @@ class AstriaClient:
             idempotency=idempotency,
             policy=policy,
             before_request=limiter.acquire,
+            on_retry=on_retry,
         )
 
     def __repr__(self) -> str:
@@ -324,7 +332,9 @@ class AstriaClient:
             failure: AstriaError
             try:
                 timeout = aiohttp.ClientTimeout(total=self.policy.timeout)
-                async with self._session.get(url, timeout=timeout) as resp:
+                async with self._session.get(
+                    url, timeout=timeout, trace_request_ctx={"route": IMAGE_ROUTE}
+                ) as resp:
                     if resp.status >= 400:
                         failure = _status_error(resp.status, "GET image", b"", None, "")
                     else:
@@ -344,6 +354,7 @@ class AstriaClient:
                 failure = AstriaConnectionLost(f"GET image: connection lost ({type(exc).__name__})")
             if not failure.retryable or attempt >= self.policy.max_attempts:
                 raise failure
+            self._retried(IMAGE_ROUTE)
             await self._sleep(self.policy.backoff(attempt))
 
     # ------------------------------------------------------------------ transport
@@ -383,6 +394,7 @@ class AstriaClient:
                 data=form,
                 headers=headers,
                 timeout=timeout,
+                trace_request_ctx={"route": route_template(path)},
             ) as resp:
                 status = resp.status
                 body = await resp.read()
@@ -419,7 +431,12 @@ class AstriaClient:
                 if not exc.retryable or attempt >= self.policy.max_attempts:
                     raise
                 log.warning("%s %s failed (%s); retry %d", method, path, exc.message, attempt)
+                self._retried(route_template(path))
                 await self._pause(self._retry_delay(exc, attempt))
+
+    def _retried(self, route: str) -> None:
+        if self._on_retry is not None:
+            self._on_retry(route)
 
     async def _delete(self, path: str) -> bool:
         try:
@@ -473,6 +490,7 @@ class AstriaClient:
                     if attempt >= self.policy.max_attempts:
                         raise
                     log.warning("%s: %s; posting again (try %d)", what, exc.message, attempt + 1)
+                    self._retried(_create_route(what))
                     await self._pause(self._retry_delay(exc, attempt))
                     continue
                 # The create may have happened. A 5xx waits out the backoff; a 504 or a lost
@@ -485,6 +503,7 @@ class AstriaClient:
                     if attempt >= self.policy.max_attempts:
                         raise
                     log.warning("%s: %s; re-posting the same request", what, exc.message)
+                    self._retried(_create_route(what))
                     await self._sleep(wait)
                     continue
                 found = await self._look_up_twice(what, exc, lookup, wait)
@@ -493,6 +512,7 @@ class AstriaClient:
                 if attempt >= self.policy.max_attempts:
                     raise
                 log.warning("%s: two lookups found nothing; posting again", what)
+                self._retried(_create_route(what))
 
     async def _look_up_twice(
         self,
@@ -517,6 +537,34 @@ class AstriaClient:
 
 
 # ---------------------------------------------------------------------- helpers
+
+# Astria's routes as its docs write them; ids never become metric labels.
+IMAGE_ROUTE = "(image)"
+_ROUTES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), template)
+    for pattern, template in (
+        (r"^/tunes/\d+/prompts/\d+$", "/tunes/{tune_id}/prompts/{id}"),
+        (r"^/tunes/\d+/prompts$", "/tunes/{tune_id}/prompts"),
+        (r"^/tunes/\d+$", "/tunes/{id}"),
+        (r"^/prompts/\d+$", "/prompts/{id}"),
+        (r"^/(?:tunes|prompts|users)$", ""),
+    )
+)
+
+
+def route_template(path: str) -> str:
+    """`/tunes/12/prompts` -> `/tunes/{tune_id}/prompts`; an unknown path with digits in it
+    becomes "(other)", so no id ends up as a label."""
+    path = path.split("?", 1)[0].removesuffix(".json")
+    for pattern, template in _ROUTES:
+        if pattern.match(path):
+            return template or path
+    return "(other)"
+
+
+def _create_route(what: str) -> str:
+    """The route of a create's `what` ("POST /tunes/12/prompts")."""
+    return route_template(what.split(" ", 1)[-1])
 
 
 async def _paginate(

@@ -51,6 +51,7 @@ from bot.jobs.quiet import Coalesced
 from bot.jobs.refunds import RefundWatch
 from bot.jobs.schedule import PollPolicy, expected_done, first_check, is_stuck, next_check
 from bot.jobs.signing import callback_url
+from bot.logs import about_job, bind_record
 from bot.rules.intake import BATCH_PREFIX
 from bot.store import (
     GONE_TUNES,
@@ -186,10 +187,12 @@ class Tracker:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         alerts: Alerter | None = None,
+        on_delivered: Callable[[str, float], None] | None = None,
     ) -> None:
         self._store = store
         # What admins should hear about, to the alert outbox (posted by the Discord side).
         self._alerts = alerts or Alerter(store, clock)
+        self._on_delivered = on_delivered  # (job kind, seconds from Astria's end to the post)
         self._sleep = sleep  # between tries of a failed write (tests inject theirs)
         self._repair_due = False  # a write failed for good: reconcile the ledger next round
         self._client = client
@@ -554,6 +557,7 @@ class Tracker:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    @about_job
     async def _submit_tune(self, tune: TuneRecord, *, maybe_created: bool) -> None:
         if tune.job in self._busy:
             return
@@ -631,6 +635,7 @@ class Tracker:
         if created.is_trained:  # FaceID tunes are ready at once
             self._watch[tune.job].next_at = now
 
+    @about_job
     async def _submit_prompt(self, prompt: PromptRecord, *, maybe_created: bool) -> None:
         if prompt.job in self._busy:
             return
@@ -765,6 +770,7 @@ class Tracker:
         self._retry_at[job] = self._clock() + self._config.resubmit_delay
         self._balance_unsure = True  # Astria may have charged for it already
 
+    @about_job
     async def _create_failed(self, record: TuneRecord | PromptRecord, exc: AstriaError) -> None:
         if isinstance(exc, AstriaPaymentRefused):
             await self._refused_for_credit(record, exc)
@@ -792,6 +798,7 @@ class Tracker:
         reason = f"Astria refused it: {exc.detail}" if exc.detail else "Astria refused it"
         await self._fail(record, reason, charge=None)
 
+    @about_job
     async def _refused_for_credit(
         self, record: TuneRecord | PromptRecord, exc: AstriaPaymentRefused
     ) -> None:
@@ -822,6 +829,7 @@ class Tracker:
         known = await self._store.account.last_known()
         return known is not None and known.short
 
+    @about_job
     async def _requeue(self, record: TuneRecord | PromptRecord) -> None:
         if isinstance(record, TuneRecord):
             await self._write(
@@ -945,6 +953,7 @@ class Tracker:
             watch.job.kind, self._steady(), watch.misses, self._poll, stuck=watch.stuck
         )
 
+    @about_job
     async def _mark_stuck(self, watch: _Watch, record: TuneRecord | PromptRecord) -> None:
         now = self._steady()
         if watch.stuck or not is_stuck(watch.job.kind, now, watch.expected, self._poll):
@@ -973,8 +982,10 @@ class Tracker:
         await self._alerts.stuck(str(job), record.guild_id)
         watch.stuck = True  # only once both are written: a failed write is tried again
 
+    @about_job
     async def _on_tune(self, watch: _Watch, tune: Tune | None, report: PollReport) -> None:
         record = await self._store.tunes.get(watch.job.id)
+        bind_record(record)
         if record is None or record.state not in (TuneState.TRAINING, TuneState.STUCK):
             self._watch.pop(watch.job, None)
             return
@@ -1018,8 +1029,10 @@ class Tracker:
         self._watch.pop(watch.job, None)
         report.finished.append(str(watch.job))
 
+    @about_job
     async def _on_prompt(self, watch: _Watch, prompt: Prompt | None, report: PollReport) -> None:
         record = await self._store.prompts.get(watch.job.id)
+        bind_record(record)
         if record is None or record.state not in (PromptState.GENERATING, PromptState.STUCK):
             self._watch.pop(watch.job, None)
             return
@@ -1088,6 +1101,7 @@ class Tracker:
         sharing = await self._store.prompts.by_astria_id(record.astria_id)
         return any(other.id < record.id for other in sharing)
 
+    @about_job
     async def _fail(
         self, record: TuneRecord | PromptRecord, reason: str, charge: int | str | None
     ) -> None:
@@ -1511,6 +1525,7 @@ class Tracker:
             self._finishing.discard(job)
             self._report_due.set()
 
+    @about_job
     async def _record(
         self,
         record: TuneRecord | PromptRecord,
@@ -1577,6 +1592,7 @@ class Tracker:
                 waiting.add(pending.job)
                 continue
             event = _event_from(pending.payload)
+            bind_record(event)  # this task's own context: the lines below name the job
             attempted = True
             outcome = await self._attempt(pending, event)
             if outcome is None:
@@ -1607,6 +1623,10 @@ class Tracker:
                 continue  # reported again later: the delivery finds its own posts
             self._traced.discard(event.key)
             done.append(event.key)
+            if outcome == Outcome.DELIVERED and self._on_delivered is not None:
+                # From the end seen at Astria (the event's time) to the result posted.
+                waited = (self._clock() - pending.created_at).total_seconds()
+                self._on_delivered(str(JobRef.parse(event.job).kind), waited)
         if attempted:
             # Events that arrived meanwhile. Not when every event here waits for its next
             # attempt: the reporting loop would spin on them until then.
@@ -1681,6 +1701,7 @@ class Tracker:
                 )
             return None
 
+    @about_job
     async def _progress(
         self,
         record: TuneRecord | PromptRecord,

@@ -35,10 +35,12 @@ import collections
 import contextlib
 import dataclasses
 import functools
+import json
 import logging
 import random
 import re
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -47,10 +49,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from bot.astria.client import IMAGE_ROUTE
 from bot.offline.demo import demo_photo
 from bot.offline.emulator import READINGS, Fault
+from bot.offline.emulator.faults import RequestRecord
 from bot.offline.fakecord import DriverError, FakeDiscordConfig, Member, Message
-from bot.offline.stage import Stage, StageError, StageOptions
+from bot.offline.stage import BOT_TOKEN, Stage, StageError, StageOptions
 from bot.rules.credits import format_mc
 from bot.store import (
     LedgerKind,
@@ -119,6 +126,10 @@ class ChaosPlan:
     # An extra kill while a member's form photos are being read (slow attachments): no
     # photo may be left on disk at the end.
     intake_kill: bool = False
+    # The bot serves its Prometheus metrics on loopback; after the drain, while it still
+    # runs, they are scraped and checked against the emulator's and the fake's own counts.
+    metrics: bool = True
+    log_format: str = "text"  # the bot's LOG_FORMAT: every line is checked to parse
 
     @classmethod
     def short(cls, seed: int = 7) -> ChaosPlan:
@@ -202,6 +213,14 @@ class ChaosReport:
     store_faults: int = 0  # the bot's writes failed on purpose (from its logs)
     astria_requests: int = 0
     discord_429s: int = 0
+    # The scrape after the drain (the last process's counters, against what the emulator
+    # and the fake saw since it started): requests compared, equal when they are.
+    metrics_requests: int = 0
+    metrics_429s: tuple[int, int] = (0, 0)  # (Astria's, Discord's) as the bot counted them
+    metrics_retries: int = 0
+    metrics_deliveries: int = 0  # observations in the delivery latency histogram
+    secrets_in_logs: int = 0  # lines with the Astria key or the Discord token in them
+    unparsed_log_lines: int = 0  # with LOG_FORMAT=json: lines that are not one JSON object
     drained: bool = False
     exit_code: int | None = None
     log_errors: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -256,6 +275,12 @@ class ChaosReport:
             found.append("no job was accepted")
         if self.plan.store_faults and self.store_faults == 0:
             found.append("no store fault was injected")
+        if self.secrets_in_logs:
+            found.append(f"{self.secrets_in_logs} log lines carry a secret")
+        if self.unparsed_log_lines:
+            found.append(f"{self.unparsed_log_lines} log lines are not one JSON object")
+        if self.plan.metrics and self.drained and self.metrics_requests == 0:
+            found.append("the metrics were not compared")
         return found
 
     def lines(self) -> list[str]:
@@ -299,6 +324,14 @@ class ChaosReport:
         if plan.store_faults:
             out.append(f"  store faults             {self.store_faults} failed writes in the bot")
         out.append(f"  Discord 429s             {self.discord_429s}")
+        if plan.metrics:
+            astria_429s, discord_429s = self.metrics_429s
+            out.append(
+                f"  metrics (last process)   {self.metrics_requests} Astria requests counted "
+                f"as the emulator saw them; 429s from Astria {astria_429s}, from Discord "
+                f"{discord_429s}; retries {self.metrics_retries}; deliveries timed "
+                f"{self.metrics_deliveries}"
+            )
         for reason, n in self.refusals.most_common(5):
             out.append(f"  refused x{n}: {reason[:150]}")
         for line, n in self.log_errors.most_common(8):
@@ -342,6 +375,8 @@ class ChaosRun:
             ),
             bot_settings={
                 **BOT_SETTINGS,
+                **({"METRICS_PORT": str(free_port())} if plan.metrics else {}),
+                "LOG_FORMAT": plan.log_format,
                 **self._store_fault_settings(),
                 **({"PHOTO_SWEEP_GRACE_SECONDS": "1"} if plan.intake_kill else {}),
             },
@@ -353,6 +388,11 @@ class ChaosRun:
         self._started = 0.0
         self._photos = [(f"IMG_{i}.jpg", demo_photo(i, size=600)) for i in range(1, 5)]
         self._training = 0  # forms being submitted now
+        self._metrics_url = (
+            f"http://127.0.0.1:{options.bot_settings['METRICS_PORT']}/metrics"
+            if plan.metrics
+            else None
+        )
         self._form_sent = asyncio.Event()
 
     def _store_fault_settings(self) -> dict[str, str]:
@@ -425,9 +465,97 @@ class ChaosRun:
         self.report.drained = await self._drain()
         if self.report.drained:
             await self._statuses_settle(within=20.0)
+            if self._metrics_url is not None:
+                await self._compare_metrics(self._metrics_url)
         self.report.exit_code = await self.stage.stop_bot()
         self.say(f"  {self.elapsed():5.1f} s  drained: {self.report.drained}; the bot stopped")
         await self._reckon()
+
+    async def _restart(self) -> None:
+        """Start the bot again after a kill. With metrics, first until the emulator has
+        taken in every request the dead process sent (its loop may lag under load): the
+        stage marks the emulator's counts at the start, and the new process's counters
+        are compared with what arrives after that mark."""
+        if self.plan.metrics:
+            counts = self.stage.emulator.counters
+            last, steady_since = sum(counts.values()), time.monotonic()
+            deadline = steady_since + 5.0
+            while time.monotonic() < deadline and time.monotonic() - steady_since < 0.5:
+                await asyncio.sleep(0.05)
+                now = sum(counts.values())
+                if now != last:
+                    last, steady_since = now, time.monotonic()
+        await self.stage.start_bot(timeout=60.0)
+
+    # ------------------------------------------------------------------ metrics
+
+    async def _compare_metrics(self, url: str, *, within: float = 15.0) -> None:
+        """Scrape the bot and compare its request counters (this process's, since its
+        start) with what the emulator and the fake saw in that time. The bot still polls
+        its balance now and then, so a scrape counts only when no request arrived at the
+        emulator while it was taken; the counts must then be equal, route by route."""
+        emulator, fake, mark = self.stage.emulator, self.stage.fake, self.stage.at_start
+        deadline = time.monotonic() + within
+        problem = "no quiet moment to scrape in"
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                before = collections.Counter(emulator.counters)
+                fake_before = sum(fake.rate_limited.values())
+                try:
+                    async with session.get(url, timeout=aiohttp.ClientTimeout(total=5)) as resp:
+                        text = await resp.text()
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    problem = f"the scrape failed ({type(exc).__name__})"
+                    await asyncio.sleep(0.5)
+                    continue
+                if emulator.counters != before or sum(fake.rate_limited.values()) != fake_before:
+                    await asyncio.sleep(0.2)
+                    continue
+                scraped = scrape(text)
+                seen = before - mark.astria_arrivals
+                records = emulator.requests[mark.astria_records :]
+                found = self._metrics_problem(
+                    scraped, seen, records, fake_before - mark.discord_429s
+                )
+                if found is None:
+                    return
+                problem = found
+                await asyncio.sleep(0.5)
+        self.report.failures.append(f"metrics: {problem}")
+
+    def _metrics_problem(
+        self,
+        scraped: Scrape,
+        seen: collections.Counter[str],
+        records: Sequence[RequestRecord],
+        fake_429s: int,
+    ) -> str | None:
+        report = self.report
+        # The emulator keys a request "METHOD /route"; image downloads are its /files.
+        expected: collections.Counter[str] = collections.Counter()
+        for route, n in seen.items():
+            path = route.partition(" ")[2]
+            expected[f"GET {IMAGE_ROUTE}" if path.startswith("/files") else route] += n
+        counted = scraped.astria_by_route()
+        if counted != expected:
+            diff = {
+                k: (counted[k], expected[k])
+                for k in counted | expected
+                if counted[k] != expected[k]
+            }
+            return f"Astria requests by route differ (bot, emulator): {diff}"
+        astria_429s = sum(1 for r in records if r.status == 429)
+        bot_429s = scraped.value("astria_bot_rate_limited_total", side="astria")
+        if bot_429s != astria_429s:
+            return f"the bot counted {bot_429s:g} 429s from Astria, the emulator sent {astria_429s}"
+        discord_429s = scraped.value("astria_bot_rate_limited_total", side="discord")
+        if discord_429s != fake_429s:
+            return f"the bot counted {discord_429s:g} 429s from Discord, the fake sent {fake_429s}"
+        report.metrics_requests = sum(counted.values())
+        report.metrics_429s = (int(bot_429s), int(discord_429s))
+        report.metrics_retries = int(scraped.total("astria_bot_astria_retries_total"))
+        report.metrics_deliveries = int(scraped.total("astria_bot_delivery_latency_seconds_count"))
+        return None
 
     # ------------------------------------------------------------------ members
 
@@ -549,7 +677,7 @@ class ChaosRun:
         self.report.kills.append(kill)
         self.say(f"  {at:5.1f} s  kill -9 during intake ({self._training} forms in flight)")
         await asyncio.sleep(kill.down)
-        await self.stage.start_bot(timeout=60.0)
+        await self._restart()
         self._up.set()
 
     async def _monkey(self) -> None:
@@ -577,7 +705,7 @@ class ChaosRun:
                 + (f" (right after a lost {lost_create})" if lost_create else "")
             )
             await asyncio.sleep(down)
-            await self.stage.start_bot(timeout=60.0)
+            await self._restart()
             self._up.set()
             self.say(f"  {self.elapsed():5.1f} s  the bot is up again")
 
@@ -749,14 +877,71 @@ class ChaosRun:
         report.orphans_at_astria += sum(1 for p in at_astria if p["id"] not in owned)
 
     def _scan_logs(self) -> None:
-        """Errors and tracebacks in the bot's logs, by message (ids and numbers folded)."""
+        """Errors and tracebacks in the bot's logs, by message (ids and numbers folded);
+        secrets; with LOG_FORMAT=json, lines that are not one JSON object."""
+        secrets = (BOT_TOKEN, self.stage.emulator.config.api_key)
         for log in sorted(self.folder.glob("bot-*.log")):
             for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+                if any(secret in line for secret in secrets):
+                    self.report.secrets_in_logs += 1
+                if self.plan.log_format == "json":
+                    line = self._json_line(line)
                 if STORE_FAULT_LOGGED in line:
                     self.report.store_faults += 1
                 if " ERROR " in line or " CRITICAL " in line or line.startswith("Traceback"):
                     message = line.split(" ERROR ", 1)[-1].split(" CRITICAL ", 1)[-1]
                     self.report.log_errors[re.sub(r"\d+", "N", message)] += 1
+
+    def _json_line(self, line: str) -> str:
+        """A JSON log line as the text scan reads it ("LEVEL message"); what is not one
+        JSON object (a crash's output before logging starts) is counted."""
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict) or not {"level", "message"} <= record.keys():
+            if line.strip():
+                self.report.unparsed_log_lines += 1
+            return line
+        exc = "\nTraceback" if "exc" in record else ""
+        return f" {record['level']} {record['message']}{exc}"
+
+
+def free_port() -> int:
+    """A loopback port free now (bound, then released) for the bot's metrics."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@dataclass(frozen=True)
+class Scrape:
+    """A parsed Prometheus scrape: (metric name, labels) -> value."""
+
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+    def value(self, name: str, **labels: str) -> float:
+        return self.samples.get((name, frozenset(labels.items())), 0.0)
+
+    def total(self, name: str) -> float:
+        return sum(v for (n, _), v in self.samples.items() if n == name)
+
+    def astria_by_route(self) -> collections.Counter[str]:
+        counted: collections.Counter[str] = collections.Counter()
+        for (name, labels), value in self.samples.items():
+            if name == "astria_bot_astria_requests_total" and value:
+                found = dict(labels)
+                counted[f"{found['method']} {found['route']}"] += int(value)
+        return counted
+
+
+def scrape(text: str) -> Scrape:
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return Scrape(samples)
 
 
 async def _all(tasks: Sequence[asyncio.Task[None]]) -> None:

@@ -13,6 +13,7 @@ environment built here from scratch.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import signal
@@ -56,6 +57,16 @@ class StageOptions:
     bot_settings: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class StartMark:
+    """The emulator's request counts by route (at arrival), its request records and the
+    fake's 429s, when the bot process last started."""
+
+    astria_arrivals: collections.Counter[str] = field(default_factory=collections.Counter)
+    astria_records: int = 0
+    discord_429s: int = 0
+
+
 class StageError(Exception):
     """Something the stage waited for did not happen."""
 
@@ -85,6 +96,9 @@ class Stage:
         self._process: asyncio.subprocess.Process | None = None
         self._starts = 0
         self.database = self.folder / "bot.sqlite3"
+        # What the emulator and the fake had seen when the bot process last started: its
+        # own metrics count from there (a process's counters start at 0).
+        self.at_start = StartMark()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -179,6 +193,14 @@ class Stage:
             raise StageError("the bot is already running")
         identifies = self.fake.gateway.identifies
         self._starts += 1
+        # The previous process is gone (killed or stopped): every request from here on is
+        # the new one's. Arrivals are counted (`counters`), so a request of the dead
+        # process still sleeping in the emulator's latency is not the new one's.
+        self.at_start = StartMark(
+            collections.Counter(self.emulator.counters),
+            len(self.emulator.requests),
+            sum(self.fake.rate_limited.values()),
+        )
         log = (self.folder / f"bot-{self._starts}.log").open("wb")
         try:
             self._process = await asyncio.create_subprocess_exec(

@@ -62,6 +62,13 @@ class JobRepository(Generic[R, S]):
         """The job if `owner_id` made it, else None (another member's is not found)."""
         return await self._one("id = ? AND owner_id = ?", (row_id, owner_id))
 
+    async def count_by_state(self) -> dict[str, int]:
+        """How many jobs are in each state (for the metrics)."""
+        rows = await self._db.fetchall(
+            f"SELECT state, COUNT(*) AS n FROM {self._table} GROUP BY state"  # noqa: S608
+        )
+        return {str(r["state"]): int(r["n"]) for r in rows}
+
     async def unfinished(self) -> list[R]:
         """Jobs the tracker owns after a restart, in the order they were accepted."""
         rows = await self._db.fetchall(

@@ -697,6 +697,17 @@ class Ledger:
         )
         return [_reservation(_entry(r)) for r in rows]
 
+    async def totals_by_kind(self) -> dict[str, int]:
+        """The sum of `amount_mc` (the signed effect on spend) of each kind of row, and of
+        `cost_mc` as "cost" (what Astria said the settled jobs cost), for the metrics."""
+        rows = await self._db.fetchall(
+            "SELECT kind, COALESCE(SUM(amount_mc), 0) AS total,"
+            " COALESCE(SUM(cost_mc), 0) AS cost FROM ledger GROUP BY kind"
+        )
+        totals = {str(r["kind"]): int(r["total"]) for r in rows}
+        totals["cost"] = sum(int(r["cost"]) for r in rows)
+        return totals
+
     async def entries(
         self,
         *,

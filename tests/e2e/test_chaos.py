@@ -34,8 +34,11 @@ async def test_short_chaos_run_with_store_faults_loses_nothing_and_doubles_nothi
 ) -> None:
     """The bot's own database also fails some of its writes (an I/O error at commit):
     retried, or left where the tracker takes the job up again (issue 13); and the bot is
-    killed once more while a member's form photos are being read: no photo is left."""
-    plan = dataclasses.replace(ChaosPlan.short(SEED), store_faults=True, intake_kill=True)
+    killed once more while a member's form photos are being read: no photo is left. The
+    bot logs JSON here: every line of its logs must be one JSON object."""
+    plan = dataclasses.replace(
+        ChaosPlan.short(SEED), store_faults=True, intake_kill=True, log_format="json"
+    )
     report = await _passes(plan, tmp_path)
     assert report.store_faults > 0
     assert report.kills[0].number == 0  # the intake kill came first
@@ -60,4 +63,8 @@ async def _passes(plan: ChaosPlan, tmp_path: Path) -> ChaosReport:
     assert report.killed_mid_flight, figures
     assert report.orphan_photos == 0, figures
     assert report.problems() == [], figures
+    # The metrics scraped after the drain equal the emulator's and the fake's own counts
+    # since the bot's last start, route by route (problems() names any difference).
+    assert report.metrics_requests > 0, figures
+    assert report.secrets_in_logs == 0, figures
     return report

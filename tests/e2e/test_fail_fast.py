@@ -6,6 +6,7 @@ shows it). Astria's passing faults at start are retried, so a restart mid-outage
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import sys
 import time
@@ -224,3 +225,59 @@ async def test_part_of_the_shards_is_refused_until_processes_can_share_jobs(
     line = assert_refused(start, "SHARD_IDS=1", discord_tripwire)
     assert "1 of 2 shards" in line and "leave SHARD_IDS empty" in line
     assert not (tmp_path / "bot.sqlite3").exists()  # refused before the store is opened
+
+
+async def test_a_metrics_port_in_use_is_one_line_before_anything(
+    tmp_path: Path, emulator: Emulator, discord_tripwire: Tripwire
+):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        start = await start_bot(
+            tmp_path, discord_tripwire, emulator.base_url, METRICS_PORT=str(port)
+        )
+    line = assert_refused(start, "METRICS_PORT", discord_tripwire)
+    assert f"cannot listen on 127.0.0.1:{port}" in line and "METRICS_PORT=9108" in line
+    assert emulator.counters[USERS] == 0
+
+
+async def test_metrics_on_a_public_address_are_refused_unless_allowed(
+    tmp_path: Path, emulator: Emulator, discord_tripwire: Tripwire
+):
+    start = await start_bot(
+        tmp_path,
+        discord_tripwire,
+        emulator.base_url,
+        METRICS_PORT=str(closed_port()),
+        METRICS_HOST="0.0.0.0",
+    )
+    assert start.code == 2 and "Traceback" not in start.err, start.err
+    assert "METRICS_HOST=0.0.0.0 is not a loopback address" in start.err
+    assert "METRICS_ALLOW_PUBLIC=true" in start.err
+    assert discord_tripwire.seen == []
+
+
+async def test_the_log_file_gets_json_lines_and_never_the_key(
+    tmp_path: Path, emulator: Emulator, discord_tripwire: Tripwire
+):
+    """The real process with LOG_FORMAT=json and LOG_FILE: Astria refuses the key, the
+    lines are JSON objects in the file (and on stderr), and neither holds the key."""
+    wrong = "sd_wrong_but_secret_key_1234"
+    log_file = tmp_path / "logs" / "bot.log"
+    start = await start_bot(
+        tmp_path,
+        discord_tripwire,
+        emulator.base_url,
+        ASTRIA_API_KEY=wrong,
+        LOG_FORMAT="json",
+        LOG_FILE=str(log_file),
+        LOG_LEVEL="debug",
+    )
+    assert_refused(start, "ASTRIA_API_KEY", discord_tripwire)
+    lines = log_file.read_text().splitlines()
+    assert lines, "nothing was logged to the file"
+    records = [json.loads(line) for line in lines]
+    assert {r["level"] for r in records} >= {"INFO"}
+    assert any(r["level"] == "DEBUG" for r in records)  # LOG_LEVEL=debug applies
+    assert wrong not in log_file.read_text() and wrong not in start.err
