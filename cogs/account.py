@@ -12,7 +12,13 @@ from discord.ext import commands
 
 from bot.actions import reports
 from bot.jobs.delivery import EventKind, event_key
-from bot.rules.credits import Allowance, can_still_spend, format_mc, upscale_price
+from bot.rules.credits import (
+    Allowance,
+    can_still_spend,
+    format_mc,
+    high_resolution_price,
+    upscale_price,
+)
 from bot.rules.prompts import display_text
 from bot.rules.tools import VARY_IMAGES
 from bot.store import (
@@ -165,7 +171,9 @@ class Account(commands.Cog):
                 "",
                 f"**Prices**{free}: a tune {format_mc(settings.tune_price())}, "
                 f"an image {format_mc(settings.image_price())}, "
-                f"an upscale {format_mc(upscale_price(settings))}.",
+                f"an upscale {format_mc(upscale_price(settings))}; with `/imagine quality:` "
+                f"an image at high resolution (2K) {format_mc(high_resolution_price(settings))}"
+                f", with super-resolution (x4) {format_mc(upscale_price(settings))}.",
                 f"**Limits here:** you {format_mc(guild.user_daily_limit_mc)} a day and "
                 f"{format_mc(guild.user_monthly_limit_mc)} a month; the server "
                 f"{format_mc(guild.monthly_budget_mc)} a month.",

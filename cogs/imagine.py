@@ -9,7 +9,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.actions import prompts
-from bot.rules.prompts import AspectRatio, PromptOptions
+from bot.rules.prompts import HIGH_RESOLUTION, AspectRatio, PromptOptions, Quality, Style
 from bot.store import TuneState
 from bot.ui.door import actor_of, entry, place_of, reply, services
 from cogs.checks import refuse_if_cannot_post
@@ -30,6 +30,9 @@ class Imagine(commands.Cog):
         aspect="Shape of the images",
         seed="Repeat a result: the seed from its Details",
         negative="What to keep out of the picture (SD1.5 and FaceID; Flux ignores it)",
+        style="One of Astria's styles (e.g. Cinematic, Comic book)",
+        quality="standard: the image price; high: 2K; super: super-resolution x4 "
+        "(each priced per image, see /help)",
     )
     @app_commands.guild_only()
     @entry("spends")
@@ -42,6 +45,8 @@ class Imagine(commands.Cog):
         aspect: AspectRatio = "1:1",
         seed: app_commands.Range[int, 0, 4_294_967_295] | None = None,
         negative: app_commands.Range[str, 0, 300] | None = None,
+        style: Style | None = None,
+        quality: Quality = "standard",
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         refuse_if_cannot_post(interaction)
@@ -50,7 +55,13 @@ class Imagine(commands.Cog):
             tune=tune,
             count=count,
             seed=seed,
-            options=PromptOptions(aspect_ratio=aspect, negative_prompt=negative or None),
+            options=PromptOptions(
+                aspect_ratio=aspect,
+                negative_prompt=negative or None,
+                style=style,
+                super_resolution=quality == "super",
+                resolution=HIGH_RESOLUTION if quality == "high" else None,
+            ),
         )
         outcome = await prompts.queue_prompt(
             services(interaction), actor_of(interaction), place_of(interaction), order

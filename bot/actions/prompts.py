@@ -10,7 +10,7 @@ from typing import Final
 from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services
 from bot.actions.door import NOT_YOURS, admit, budget_refusal, parse_id
 from bot.astria import AstriaError
-from bot.rules.credits import format_mc, images_price, prompt_price
+from bot.rules.credits import format_mc, prompt_price
 from bot.rules.prompts import (
     PromptOptions,
     PromptRefusal,
@@ -92,7 +92,13 @@ async def queue_prompt(
     options = prompt_options(order.options, tune_profile, rules)
     if isinstance(options, PromptRefusal):
         return Refused(options.reason)
-    price = images_price(settings, order.count, tune.branch)
+    price = prompt_price(
+        settings,
+        order.count,
+        tune.branch,
+        super_resolution=options.super_resolution,
+        high_resolution=options.resolution is not None,
+    )
     try:
         created = await store.prompts.create(
             owner_id=actor.user_id,
@@ -117,10 +123,24 @@ async def queue_prompt(
     svc.tracker.nudge()
     plural = "s" if order.count > 1 else ""
     return Done(
-        f"🎨 Queued {order.count} image{plural} with **{display_text(tune.name, 32)}** "
-        f"({format_mc(price)}). They will be posted in this channel.",
+        f"🎨 Queued {order.count} image{plural} with **{display_text(tune.name, 32)}**"
+        f"{_extras(options)} ({format_mc(price)}). They will be posted in this channel.",
         created,
     )
+
+
+def _extras(options: PromptOptions) -> str:
+    """The chosen style, quality and source image, in words for the queue answer."""
+    parts = []
+    if options.input_image_path:
+        parts.append(f"from your image (strength {options.denoising_strength})")
+    if options.style:
+        parts.append(f"style {options.style}")
+    if options.quality == "high":
+        parts.append("high resolution (2K)")
+    elif options.quality == "super":
+        parts.append("super-resolution (x4)")
+    return ", " + ", ".join(parts) if parts else ""
 
 
 async def reroll(
@@ -151,7 +171,11 @@ async def reroll(
         options = replace(options, negative_prompt=None)
     # An upscale rerolled is an upscale again: priced as one (super-resolution).
     price = prompt_price(
-        svc.settings, original.num_images, tune.branch, super_resolution=options.super_resolution
+        svc.settings,
+        original.num_images,
+        tune.branch,
+        super_resolution=options.super_resolution,
+        high_resolution=options.resolution is not None,
     )
     try:
         created = await store.prompts.create(
@@ -214,6 +238,9 @@ async def prompt_details(
     made = _made_from(prompt)
     if made:
         lines.insert(1, f"**Made by:** {made}")
+    extras = _extras(prompt.options).removeprefix(", ")
+    if extras and prompt.tool != "upscale":
+        lines.insert(1, f"**Options:** {extras}")
     return Done("\n".join(lines), None)
 
 

@@ -165,8 +165,27 @@ async def edit_form(
     takes_negative = svc.settings.profile_named(tune.profile).takes_negative_prompt
     negative = (original.options.negative_prompt or "") if takes_negative else None
     count = _edit_count(original)
-    price = prompt_price(svc.settings, count, tune.branch)
+    kept = _kept_options(original)
+    price = prompt_price(
+        svc.settings,
+        count,
+        tune.branch,
+        super_resolution=kept.super_resolution,
+        high_resolution=kept.resolution is not None,
+    )
     return Done("", EditDraft(original.id, original.user_text, negative, price))
+
+
+def _kept_options(original: PromptRecord) -> PromptOptions:
+    """What an edit keeps besides the text: the shape, style and quality (an upscale's
+    super-resolution was the tool's, not a quality the member chose)."""
+    options = original.options
+    return PromptOptions(
+        aspect_ratio=options.aspect_ratio,
+        style=options.style,
+        resolution=options.resolution,
+        super_resolution=options.super_resolution and original.tool != "upscale",
+    )
 
 
 def _edit_count(original: PromptRecord) -> int:
@@ -192,8 +211,6 @@ async def edit_prompt(
         text=text,
         tune=str(original.tune_id),
         count=_edit_count(original),
-        options=PromptOptions(
-            aspect_ratio=original.options.aspect_ratio, negative_prompt=negative or None
-        ),
+        options=replace(_kept_options(original), negative_prompt=negative or None),
     )
     return await queue_prompt(svc, actor, place, order, tool="edit", parent_id=original.id)

@@ -323,10 +323,15 @@ class Account:
         return self.config.image_price_mc.get(tune.branch, 0) * num_images
 
     def prompt_price(self, tune: Tune, request: PromptRequest) -> int:
-        """What a prompt costs: its images, and super-resolution on each when asked."""
+        """What a prompt costs: its images, and super-resolution or a 2K/4K resolution on
+        each when asked."""
         extra = 0
         if request.values.get("super_resolution"):
             extra = self.config.super_resolution_price_mc.get(tune.branch, 0)
+        resolution = request.values.get("resolution")
+        if resolution in ("2K", "4K"):
+            per_2k = self.config.resolution_price_mc.get(tune.branch, 0)
+            extra += per_2k if resolution == "2K" else 3 * per_2k
         return self.image_price(tune, request.num_images) + extra * request.num_images
 
     def tune_titled(self, title: str, now: float) -> Tune | None:
