@@ -12,7 +12,14 @@ from dataclasses import dataclass, replace
 
 from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services
 from bot.actions.door import NOT_YOURS, admit
-from bot.actions.prompts import GONE, PromptOrder, _unusable, queue_prompt
+from bot.actions.prompts import (
+    GONE,
+    SOURCE_GONE,
+    PromptOrder,
+    _unusable,
+    queue_prompt,
+    source_kept,
+)
 from bot.rules.credits import format_mc, prompt_price
 from bot.rules.prompts import PromptOptions
 from bot.rules.tools import (
@@ -185,6 +192,9 @@ def _kept_options(original: PromptRecord) -> PromptOptions:
         style=options.style,
         resolution=options.resolution,
         super_resolution=options.super_resolution and original.tool != "upscale",
+        # From a member's own picture: the same picture at the same strength.
+        input_image_path=options.input_image_path,
+        denoising_strength=options.denoising_strength if options.input_image_path else None,
     )
 
 
@@ -207,6 +217,8 @@ async def edit_prompt(
     if isinstance(source, Refused):
         return source
     original = source.original
+    if not await source_kept(original.options):
+        return Refused(SOURCE_GONE)
     order = PromptOrder(
         text=text,
         tune=str(original.tune_id),

@@ -639,6 +639,13 @@ class Account:
                 # Astria sends cfg_scale as a decimal string ("3.0"); clients must cope.
                 "cfg_scale": None if cfg_scale is None else str(float(cfg_scale)),
                 "ar": prompt.request.match_value("ar"),
+                # Astria answers with a link to the stored upload; the emulator keeps only
+                # the upload's facts, so the link names it but serves nothing.
+                "input_image": (
+                    f"{base}/files/inputs/{values['input_image'].sha256}"
+                    if values["input_image"] is not None
+                    else None
+                ),
                 "trained_at": iso(ended) if state == "done" else None,
                 "started_training_at": iso(start) if start is not None and start <= now else None,
                 "created_at": iso(prompt.created_at),
