@@ -165,7 +165,9 @@ class Account(commands.Cog):
                 "2. `/imagine`: describe a picture and pick your tune; the images are posted "
                 "here with Reroll, Edit, Details and Delete buttons, and for each image "
                 "Upscale (4x the size, posted as a reply) and Vary, subtle or strong "
-                f"({VARY_IMAGES} new images).",
+                f"({VARY_IMAGES} new images). Add `style:` or `quality:` (high resolution, "
+                "super-resolution), or start from a picture with `image:` (or right-click "
+                "any message with a picture > Apps > *Imagine from this image*).",
                 "`/jobs` shows what is in progress, `/balance` what you have spent and left, "
                 "`/tune list` your tunes.",
                 "",
