@@ -12,7 +12,13 @@ from discord.ext import commands
 
 from bot.actions import reports
 from bot.jobs.delivery import EventKind, event_key
-from bot.rules.credits import Allowance, can_still_spend, format_mc, upscale_price
+from bot.rules.credits import (
+    Allowance,
+    can_still_spend,
+    format_mc,
+    high_resolution_price,
+    upscale_price,
+)
 from bot.rules.prompts import display_text
 from bot.rules.tools import VARY_IMAGES
 from bot.store import (
@@ -159,13 +165,17 @@ class Account(commands.Cog):
                 "2. `/imagine`: describe a picture and pick your tune; the images are posted "
                 "here with Reroll, Edit, Details and Delete buttons, and for each image "
                 "Upscale (4x the size, posted as a reply) and Vary, subtle or strong "
-                f"({VARY_IMAGES} new images).",
+                f"({VARY_IMAGES} new images). Add `style:` or `quality:` (high resolution, "
+                "super-resolution), or start from a picture with `image:` (or right-click "
+                "any message with a picture > Apps > *Imagine from this image*).",
                 "`/jobs` shows what is in progress, `/balance` what you have spent and left, "
                 "`/tune list` your tunes.",
                 "",
                 f"**Prices**{free}: a tune {format_mc(settings.tune_price())}, "
                 f"an image {format_mc(settings.image_price())}, "
-                f"an upscale {format_mc(upscale_price(settings))}.",
+                f"an upscale {format_mc(upscale_price(settings))}; with `/imagine quality:` "
+                f"an image at high resolution (2K) {format_mc(high_resolution_price(settings))}"
+                f", with super-resolution (x4) {format_mc(upscale_price(settings))}.",
                 f"**Limits here:** you {format_mc(guild.user_daily_limit_mc)} a day and "
                 f"{format_mc(guild.user_monthly_limit_mc)} a month; the server "
                 f"{format_mc(guild.monthly_budget_mc)} a month.",

@@ -14,6 +14,7 @@ import pytest
 from bot.config import load_settings
 from bot.offline.fakecord import FakeDiscord
 from bot.runner import sync_commands
+from cogs.imagine import MENU_NAME as IMAGINE_MENU
 from cogs.tunes import MENU_NAME
 
 
@@ -42,7 +43,19 @@ async def test_sync_registers_every_command_and_the_menu(
     assert code == 0, out.getvalue()
     registered = fake.commands(guild if in_guild else None)
     names = {c["name"] for c in registered}
-    assert names == {"tune", "imagine", "balance", "jobs", "help", "admin", "privacy", MENU_NAME}
+    assert names == {
+        "tune",
+        "imagine",
+        "balance",
+        "jobs",
+        "help",
+        "admin",
+        "privacy",
+        MENU_NAME,
+        IMAGINE_MENU,
+    }
+    # Discord allows five message menus an application.
+    assert sum(1 for c in registered if c.get("type") == 3) <= 5
     assert f"Registered {len(names)} commands" in out.getvalue()
     assert fake.commands(None if in_guild else guild) == []
     admin = next(c for c in registered if c["name"] == "admin")
@@ -66,7 +79,9 @@ async def test_a_server_copy_and_the_global_set_never_show_together(
         both = [*fake.commands(None), *fake.commands(guild)]
         return sorted(c["name"] for c in both)
 
-    expected = sorted(["tune", "imagine", "balance", "jobs", "help", "admin", "privacy", MENU_NAME])
+    expected = sorted(
+        ["tune", "imagine", "balance", "jobs", "help", "admin", "privacy", MENU_NAME, IMAGINE_MENU]
+    )
     out = io.StringIO()
     assert await sync_commands(settings, None, out) == 0
     assert shown_in_server() == expected

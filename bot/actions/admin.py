@@ -9,7 +9,13 @@ from typing import Final, Literal
 
 from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services, acting
 from bot.actions.door import parse_id, require_admin
-from bot.rules.credits import AmountError, format_mc, parse_usd, upscale_price
+from bot.rules.credits import (
+    AmountError,
+    format_mc,
+    high_resolution_price,
+    parse_usd,
+    upscale_price,
+)
 from bot.rules.prompts import clean_name, display_text
 from bot.store import GuildSettings, JobKind, JobRef, RefundOutcome, TuneRecord, TuneState
 
@@ -450,8 +456,9 @@ async def settings_report(svc: Services, actor: Actor, place: Place) -> Outcome[
     )
     lines.append(
         f"**Branch:** `{cfg.astria_branch}`; a tune {format_mc(cfg.tune_price())}, an image "
-        f"{format_mc(cfg.image_price())}, an upscale {format_mc(upscale_price(cfg))}. Set by "
-        "the operator (ASTRIA_BRANCH, TUNE_PRICE_MC, IMAGE_PRICE_MC, UPSCALE_PRICE_MC)."
+        f"{format_mc(cfg.image_price())}, an upscale {format_mc(upscale_price(cfg))}, a 2K "
+        f"image {format_mc(high_resolution_price(cfg))}. Set by the operator (ASTRIA_BRANCH, "
+        "TUNE_PRICE_MC, IMAGE_PRICE_MC, UPSCALE_PRICE_MC, HIGH_RESOLUTION_PRICE_MC)."
     )
     if known is None:
         account = "not read yet."

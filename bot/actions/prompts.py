@@ -3,16 +3,19 @@ it. The price is always the tune's own branch's, whatever the bot runs now."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Final
 
 from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services, acting
 from bot.actions.door import NOT_YOURS, admit, budget_refusal, parse_id
 from bot.astria import AstriaError
 from bot.logs import bind_job
-from bot.rules.credits import Denial, format_mc, images_price, prompt_price
+from bot.rules.credits import Denial, format_mc, prompt_price
+from bot.rules.intake import IntakeResult, PhotoSource, forget
 from bot.rules.prompts import (
     PromptOptions,
     PromptRefusal,
@@ -22,7 +25,7 @@ from bot.rules.prompts import (
     prompt_options,
     rules_from,
 )
-from bot.rules.tools import Tool
+from bot.rules.tools import FROM_IMAGE_STRENGTH, MAX_STRENGTH, MIN_STRENGTH, Tool
 from bot.store import PromptRecord, TuneRecord, TuneState, TuneUnavailable
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,21 @@ class PromptOrder:
     count: int = 1
     seed: int | None = None
     options: PromptOptions = field(default_factory=PromptOptions)
+    # Image-to-image from a member's picture: read at submit (Discord's links expire),
+    # checked and prepared like a training photo; `strength` is its denoising.
+    image: PhotoSource | None = None
+    strength: float | None = None
+
+
+NO_IMAGE_FOR_STRENGTH: Final = (
+    "`strength` says how far to move away from an image: attach one in `image`, or leave "
+    "`strength` out."
+)
+NO_READY_TUNE: Final = "You have no ready tune here yet: train one with `/tune create`."
+SOURCE_GONE: Final = (
+    "The image this was made from is not kept once Astria has it; run `/imagine` with the "
+    "image again."
+)
 
 
 @acting
@@ -58,9 +76,16 @@ async def queue_prompt(
         return refused
     assert place.guild_id is not None
     guild_id = place.guild_id  # narrowed for the lambda below too
-    tune_id = parse_id(order.tune, "a tune")
+    tune_id = await _tune_id(svc, actor, place.guild_id, order.tune)
     if isinstance(tune_id, Refused):
         return tune_id
+    strength = order.strength
+    if order.image is None and strength is not None:
+        return Refused(NO_IMAGE_FOR_STRENGTH)
+    if order.image is not None:
+        strength = FROM_IMAGE_STRENGTH if strength is None else strength
+        if not MIN_STRENGTH <= strength <= MAX_STRENGTH:
+            return Refused(f"`strength` is a number from {MIN_STRENGTH} to {MAX_STRENGTH}.")
     if not 1 <= order.count <= MAX_IMAGES:
         return Refused(f"Ask for 1 to {MAX_IMAGES} images.")
     if order.seed is not None and not 0 <= order.seed <= MAX_SEED:
@@ -96,37 +121,132 @@ async def queue_prompt(
     options = prompt_options(order.options, tune_profile, rules)
     if isinstance(options, PromptRefusal):
         return Refused(options.reason)
-    price = images_price(settings, order.count, tune.branch)
-    created = await queue_created(
-        svc,
-        place,
-        tune,
-        "Not queued. ",
-        lambda: store.prompts.create(
-            owner_id=actor.user_id,
-            guild_id=guild_id,
-            channel_id=place.channel_id or 0,
-            tune_id=tune.id,
-            user_text=built.user_text,
-            final_text=built.final_text,
-            num_images=order.count,
-            price_mc=price,
-            options=options,
-            seed=order.seed,
-            target_tune_id=built.target_tune_id,
-            max_waiting=settings.max_waiting_per_member,
-            tool=tool,
-            parent_id=parent_id,
-        ),
+    price = prompt_price(
+        settings,
+        order.count,
+        tune.branch,
+        super_resolution=options.super_resolution,
+        high_resolution=options.resolution is not None,
     )
+    taken: IntakeResult | None = None
+    if order.image is not None:
+        # Read only now, once every cheap rule passed; refused here, nothing is charged.
+        taken = await svc.intake.take_one(order.image)
+        if taken.problem is not None or not taken.paths:
+            svc.intake.release(taken)
+            return Refused(f"Not queued: {_image_problem(taken)}")
+        options = replace(
+            options, input_image_path=str(taken.paths[0]), denoising_strength=strength
+        )
+    try:
+        created = await queue_created(
+            svc,
+            place,
+            tune,
+            "Not queued. ",
+            lambda: store.prompts.create(
+                owner_id=actor.user_id,
+                guild_id=guild_id,
+                channel_id=place.channel_id or 0,
+                tune_id=tune.id,
+                user_text=built.user_text,
+                final_text=built.final_text,
+                num_images=order.count,
+                price_mc=price,
+                options=options,
+                seed=order.seed,
+                target_tune_id=built.target_tune_id,
+                max_waiting=svc.settings.max_waiting_per_member,
+                tool=tool,
+                parent_id=parent_id,
+            ),
+        )
+    finally:
+        if taken is not None:
+            svc.intake.release(taken)  # in a prompt row now, or forgotten below
     if isinstance(created, Refused):
+        if taken is not None:
+            forget(taken.paths)
         return created
     plural = "s" if order.count > 1 else ""
     return Done(
-        f"🎨 Queued {order.count} image{plural} with **{display_text(tune.name, 32)}** "
-        f"({format_mc(price)}). They will be posted in this channel.",
+        f"🎨 Queued {order.count} image{plural} with **{display_text(tune.name, 32)}**"
+        f"{_extras(options)} ({format_mc(price)}). They will be posted in this channel.",
         created,
     )
+
+
+async def source_kept(options: PromptOptions) -> bool:
+    """Whether a member's source image is still on disk (True when there is none): it is
+    kept until Astria has the prompt, then swept, so a later Reroll or Edit may find it
+    gone."""
+    path = options.input_image_path
+    return path is None or await asyncio.to_thread(Path(path).is_file)
+
+
+def _image_problem(taken: IntakeResult) -> str:
+    """Why the member's picture cannot be a source, in their words."""
+    if taken.problems:
+        return f"{taken.problems[0]}."
+    return f"{taken.problem}." if taken.problem is not None else "the image could not be read."
+
+
+async def _tune_id(svc: Services, actor: Actor, guild_id: int, picked: str) -> int | Refused:
+    """The tune `picked` names: its id (the `/imagine` option's value), its name (typed in
+    the form), or nothing: the member's newest ready tune (else one shared here)."""
+    text = picked.strip()
+    if text.isascii() and text.isdigit():
+        return parse_id(text, "a tune")
+    usable = await svc.store.tunes.list_usable(actor.user_id, guild_id, states=[TuneState.READY])
+    if not text:
+        own = [t for t in usable if t.owner_id == actor.user_id]
+        chosen = max(own or usable, key=lambda t: t.id, default=None)
+        return chosen.id if chosen is not None else Refused(NO_READY_TUNE)
+    wanted = text.casefold()
+    named = [t for t in usable if t.name.casefold() == wanted]
+    if not named:
+        return parse_id(text, "a tune")  # not a name either: the option's own refusal
+    return min(named, key=lambda t: (t.owner_id != actor.user_id, -t.id)).id
+
+
+def _extras(options: PromptOptions) -> str:
+    """The chosen style, quality and source image, in words for the queue answer."""
+    parts = []
+    if options.input_image_path:
+        parts.append(f"from your image (strength {options.denoising_strength})")
+    if options.style:
+        parts.append(f"style {options.style}")
+    if options.quality == "high":
+        parts.append("high resolution (2K)")
+    elif options.quality == "super":
+        parts.append("super-resolution (x4)")
+    return ", " + ", ".join(parts) if parts else ""
+
+
+@dataclass(frozen=True)
+class FromImageQuote:
+    """What the "Imagine from this image" form says before it opens: the price of one
+    image with the tune it would use when the member leaves the tune empty."""
+
+    tune_name: str
+    image_price_mc: int
+
+
+async def quote_from_image(svc: Services, actor: Actor, place: Place) -> Outcome[FromImageQuote]:
+    """Whether `actor` may make images from a posted picture here: the server's rules and
+    a ready tune to make them with (checked before the form opens, and all again at
+    submit by `queue_prompt`)."""
+    refused = await admit(svc, actor, place)
+    if refused is not None:
+        return refused
+    assert place.guild_id is not None
+    picked = await _tune_id(svc, actor, place.guild_id, "")
+    if isinstance(picked, Refused):
+        return picked
+    tune = await svc.store.tunes.get(picked)
+    assert tune is not None
+    price = prompt_price(svc.settings, 1, tune.branch)
+    return Done("", FromImageQuote(display_text(tune.name, 32), price))
 
 
 @acting
@@ -154,13 +274,19 @@ async def reroll(
         return Refused(GONE)  # its tune never reached Astria
     guild_id = place.guild_id
     options = original.options
+    if not await source_kept(options):
+        return Refused(SOURCE_GONE)
     if not svc.settings.profile_named(tune.profile).takes_negative_prompt:
         # Made before negatives were refused on Flux: Flux ignored it then, so dropping
         # it changes nothing in the pictures.
         options = replace(options, negative_prompt=None)
     # An upscale rerolled is an upscale again: priced as one (super-resolution).
     price = prompt_price(
-        svc.settings, original.num_images, tune.branch, super_resolution=options.super_resolution
+        svc.settings,
+        original.num_images,
+        tune.branch,
+        super_resolution=options.super_resolution,
+        high_resolution=options.resolution is not None,
     )
     created = await queue_created(
         svc,
@@ -249,6 +375,9 @@ async def prompt_details(
     made = _made_from(prompt)
     if made:
         lines.insert(1, f"**Made by:** {made}")
+    extras = _extras(prompt.options).removeprefix(", ")
+    if extras and prompt.tool != "upscale":
+        lines.insert(1, f"**Options:** {extras}")
     return Done("\n".join(lines), None)
 
 

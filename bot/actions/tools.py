@@ -12,7 +12,15 @@ from dataclasses import dataclass, replace
 
 from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services, acting
 from bot.actions.door import NOT_YOURS, admit
-from bot.actions.prompts import GONE, PromptOrder, _unusable, queue_created, queue_prompt
+from bot.actions.prompts import (
+    GONE,
+    SOURCE_GONE,
+    PromptOrder,
+    _unusable,
+    queue_created,
+    queue_prompt,
+    source_kept,
+)
 from bot.rules.credits import format_mc, prompt_price
 from bot.rules.prompts import PromptOptions
 from bot.rules.tools import (
@@ -171,8 +179,30 @@ async def edit_form(
     takes_negative = svc.settings.profile_named(tune.profile).takes_negative_prompt
     negative = (original.options.negative_prompt or "") if takes_negative else None
     count = _edit_count(original)
-    price = prompt_price(svc.settings, count, tune.branch)
+    kept = _kept_options(original)
+    price = prompt_price(
+        svc.settings,
+        count,
+        tune.branch,
+        super_resolution=kept.super_resolution,
+        high_resolution=kept.resolution is not None,
+    )
     return Done("", EditDraft(original.id, original.user_text, negative, price))
+
+
+def _kept_options(original: PromptRecord) -> PromptOptions:
+    """What an edit keeps besides the text: the shape, style and quality (an upscale's
+    super-resolution was the tool's, not a quality the member chose)."""
+    options = original.options
+    return PromptOptions(
+        aspect_ratio=options.aspect_ratio,
+        style=options.style,
+        resolution=options.resolution,
+        super_resolution=options.super_resolution and original.tool != "upscale",
+        # From a member's own picture: the same picture at the same strength.
+        input_image_path=options.input_image_path,
+        denoising_strength=options.denoising_strength if options.input_image_path else None,
+    )
 
 
 def _edit_count(original: PromptRecord) -> int:
@@ -195,12 +225,12 @@ async def edit_prompt(
     if isinstance(source, Refused):
         return source
     original = source.original
+    if not await source_kept(original.options):
+        return Refused(SOURCE_GONE)
     order = PromptOrder(
         text=text,
         tune=str(original.tune_id),
         count=_edit_count(original),
-        options=PromptOptions(
-            aspect_ratio=original.options.aspect_ratio, negative_prompt=negative or None
-        ),
+        options=replace(_kept_options(original), negative_prompt=negative or None),
     )
     return await queue_prompt(svc, actor, place, order, tool="edit", parent_id=original.id)

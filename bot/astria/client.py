@@ -249,10 +249,19 @@ class AstriaClient:
         """Create a prompt on `tune_id` exactly once (see the module docstring and
         `create_tune` for `maybe_created` and `since`)."""
         path = f"/tunes/{tune_id}/prompts"
-        body = {"prompt": request.form()}
+        if request.input_image is not None:
+            # A member's picture goes up as bytes (multipart `prompt[input_image]`), read
+            # again on each attempt.
 
-        async def send() -> Any:
-            return await self._send("POST", path, json=body)
+            async def send() -> Any:
+                with ExitStack() as files:
+                    return await self._send("POST", path, form=_prompt_form(request, files))
+
+        else:
+            body = {"prompt": request.form()}
+
+            async def send() -> Any:
+                return await self._send("POST", path, json=body)
 
         since = since or self._wall()
 
@@ -647,6 +656,23 @@ def _tune_form(request: TuneRequest, files: ExitStack) -> aiohttp.FormData:
     for prompt in request.prompts:
         for key, value in prompt.form().items():
             form.add_field(f"tune[prompts_attributes][][{key}]", _form_text(value))
+    return form
+
+
+def _prompt_form(request: PromptRequest, files: ExitStack) -> aiohttp.FormData:
+    """The multipart body of a prompt create with its input image's bytes."""
+    form = aiohttp.FormData(quote_fields=False)
+    for key, value in request.form().items():
+        form.add_field(f"prompt[{key}]", _form_text(value))
+    image = request.input_image
+    if isinstance(image, Path):
+        handle = files.enter_context(image.open("rb"))
+        name = _photo_name(1, handle.read(16)).replace("photo-01", "input")
+        handle.seek(0)
+        form.add_field("prompt[input_image]", handle, filename=name)
+    elif image is not None:
+        name = _photo_name(1, image[:16]).replace("photo-01", "input")
+        form.add_field("prompt[input_image]", image, filename=name)
     return form
 
 

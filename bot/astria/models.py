@@ -118,6 +118,11 @@ class PromptRequest:
     inpaint_faces: bool | None = None
     input_image_url: str | None = None
     denoising_strength: float | None = None
+    style: str | None = None
+    resolution: str | None = None
+    # A member's own picture for image-to-image: sent as the bytes of `input_image`
+    # (multipart), read again on each attempt, so a retry never needs a Discord URL.
+    input_image: Path | bytes | None = None
 
     def form(self) -> dict[str, Any]:
         """The prompt's fields without the unset ones, as Astria names them."""
@@ -134,6 +139,8 @@ class PromptRequest:
             "inpaint_faces": self.inpaint_faces,
             "input_image_url": self.input_image_url,
             "denoising_strength": self.denoising_strength,
+            "style": self.style,
+            "resolution": self.resolution,
         }
         return {k: v for k, v in values.items() if v is not None}
 

@@ -1,4 +1,4 @@
-"""The photo sweep: no training photo outlives every record of it.
+"""The photo sweep: no training photo (or image-to-image source) outlives every record of it.
 
 A photo is written while a member's form is read, before its tune row exists (the row is
 written with the paths once the whole set passed), so a kill mid-intake leaves files no
@@ -47,7 +47,9 @@ class PhotoSweep:
         folder = self._intake.folder
         older_than = self._clock() - self._grace
         held = self._intake.held
-        keep = await self._store.tunes.photos_in_use()
+        # Training photos of unfinished tunes, and the source images of image-to-image
+        # prompts Astria does not have yet: both live in the intake's batch folders.
+        keep = await self._store.tunes.photos_in_use() | await self._store.prompts.inputs_in_use()
         held |= self._intake.held  # a batch taken up while the store was read
         removed = await asyncio.to_thread(self._sweep, folder, keep, older_than, held)
         if removed:

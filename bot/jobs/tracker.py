@@ -698,7 +698,16 @@ class Tracker:
             denoising_strength=options.denoising_strength,
             super_resolution=options.super_resolution or None,
             inpaint_faces=options.inpaint_faces or None,
+            style=options.style,
+            resolution=options.resolution,
+            input_image=Path(options.input_image_path) if options.input_image_path else None,
         )
+        source = options.input_image_path
+        if source and not maybe_created and not await asyncio.to_thread(Path(source).is_file):
+            # Kept until Astria has it (the photo sweep spares it); gone means the disk
+            # was wiped: nothing to send, nothing charged.
+            await self._fail(prompt, "its source image is not kept any more", charge=None)
+            return
         try:
             created = await self._client.create_prompt(
                 target,

@@ -36,15 +36,29 @@ def upscale_price(settings: Settings, branch: str | None = None) -> int:
     return settings.upscale_price_mc[branch or settings.astria_branch]
 
 
+def high_resolution_price(settings: Settings, branch: str | None = None) -> int:
+    """Millicents reserved for one image at Astria's `resolution=2K`
+    (`HIGH_RESOLUTION_PRICE_MC`; the `fast` branch is always 0)."""
+    return settings.high_resolution_price_mc[branch or settings.astria_branch]
+
+
 def prompt_price(
-    settings: Settings, count: int, branch: str | None = None, *, super_resolution: bool = False
+    settings: Settings,
+    count: int,
+    branch: str | None = None,
+    *,
+    super_resolution: bool = False,
+    high_resolution: bool = False,
 ) -> int:
     """Millicents reserved for a prompt: an upscale's price per image when it asks for
-    super-resolution, else the image price."""
-    if super_resolution:
+    super-resolution, a 2K image's when it asks for `resolution=2K`, else the image price.
+    (The bot never asks for both: `quality` is one choice.)"""
+    if super_resolution or high_resolution:
         if count < 1:
             raise ValueError("a prompt makes at least one image")
-        return count * upscale_price(settings, branch)
+        if super_resolution:
+            return count * upscale_price(settings, branch)
+        return count * high_resolution_price(settings, branch)
     return images_price(settings, count, branch)
 
 

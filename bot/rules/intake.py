@@ -23,7 +23,7 @@ import logging
 import os
 import secrets
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bot.rules.photos import (
@@ -134,6 +134,19 @@ class PhotoIntake:
         self._held.add(folder)
         try:
             return await self._take(sources, batch, folder)
+        except BaseException:
+            self._held.discard(folder)
+            raise
+
+    async def take_one(self, source: PhotoSource) -> IntakeResult:
+        """One picture to start image-to-image from, read, checked and prepared exactly as
+        a training photo is (type by its bytes, size, dimensions, no metadata kept), in a
+        batch folder of its own held until `release`."""
+        batch = PhotoBatch(replace(self.rules, min_photos=1, max_photos=1))
+        folder = self.folder / f"{BATCH_PREFIX}{secrets.token_hex(8)}"
+        self._held.add(folder)
+        try:
+            return await self._take([source], batch, folder)
         except BaseException:
             self._held.discard(folder)
             raise

@@ -19,6 +19,48 @@ PostTo = Literal["tune", "base"]
 AspectRatio = Literal["1:1", "3:2", "2:3", "16:9", "9:16"]
 ASPECT_RATIOS: tuple[AspectRatio, ...] = ("1:1", "3:2", "2:3", "16:9", "9:16")
 
+# Astria's prompt `style` (astria-api.md §3.1 names the field, not its values): the values
+# Astria's prompt form and docs offer, sent as written. Astria documents no profile that
+# refuses them, so every profile offers them (`styles_for`); a profile that turns out not
+# to read them loses them there, in one place.
+Style = Literal[
+    "Cinematic",
+    "Animated",
+    "Digital Art",
+    "Photographic",
+    "Fantasy art",
+    "Neonpunk",
+    "Enhance",
+    "Comic book",
+    "Lowpoly",
+    "Line art",
+]
+STYLES: tuple[Style, ...] = (
+    "Cinematic",
+    "Animated",
+    "Digital Art",
+    "Photographic",
+    "Fantasy art",
+    "Neonpunk",
+    "Enhance",
+    "Comic book",
+    "Lowpoly",
+    "Line art",
+)
+# `/imagine quality:`: standard (Astria's default 1K), high (`resolution=2K`, priced at
+# HIGH_RESOLUTION_PRICE_MC an image) or super (`super_resolution=true`, x4, priced at
+# UPSCALE_PRICE_MC an image, as an Upscale is).
+Quality = Literal["standard", "high", "super"]
+QUALITIES: tuple[Quality, ...] = ("standard", "high", "super")
+Resolution = Literal["2K"]
+HIGH_RESOLUTION: Resolution = "2K"
+
+
+def styles_for(profile: ProfileName) -> tuple[Style, ...]:
+    """The styles a tune of `profile` is offered (all of them: see `Style`)."""
+    del profile
+    return STYLES
+
 
 @dataclass(frozen=True)
 class PromptOptions:
@@ -32,6 +74,17 @@ class PromptOptions:
     denoising_strength: float | None = None
     super_resolution: bool = False
     inpaint_faces: bool = False
+    style: Style | None = None  # Astria's `style`, from `/imagine style:`
+    resolution: Resolution | None = None  # Astria's `resolution`, from `quality:high`
+    # Image-to-image from a member's own picture: the prepared file (bot/rules/prepare.py)
+    # kept in PHOTOS_DIR until Astria has it, sent as the bytes of `input_image`.
+    input_image_path: str | None = None
+
+    @property
+    def quality(self) -> Quality:
+        if self.super_resolution:
+            return "super"
+        return "high" if self.resolution == HIGH_RESOLUTION else "standard"
 
     def to_json(self) -> dict[str, object]:
         data: dict[str, object] = {}
@@ -47,6 +100,12 @@ class PromptOptions:
             data["super_resolution"] = True
         if self.inpaint_faces:
             data["inpaint_faces"] = True
+        if self.style is not None:
+            data["style"] = self.style
+        if self.resolution is not None:
+            data["resolution"] = self.resolution
+        if self.input_image_path:
+            data["input_image_path"] = self.input_image_path
         return data
 
     @classmethod
@@ -57,6 +116,8 @@ class PromptOptions:
         negative = data.get("negative_prompt")
         image = data.get("input_image_url")
         strength = data.get("denoising_strength")
+        style = data.get("style")
+        path = data.get("input_image_path")
         return cls(
             aspect_ratio=next((a for a in ASPECT_RATIOS if a == aspect), None),
             negative_prompt=negative if isinstance(negative, str) and negative else None,
@@ -68,6 +129,9 @@ class PromptOptions:
             ),
             super_resolution=data.get("super_resolution") is True,
             inpaint_faces=data.get("inpaint_faces") is True,
+            style=next((s for s in STYLES if s == style), None),
+            resolution=HIGH_RESOLUTION if data.get("resolution") == HIGH_RESOLUTION else None,
+            input_image_path=path if isinstance(path, str) and path else None,
         )
 
 
@@ -226,6 +290,13 @@ def prompt_options(
     prompts (docs/architecture.md §6), and a member who asked for one should know it would
     change nothing, rather than pay for pictures that silently ignored it.
     """
+    if options.style is not None and options.style not in styles_for(profile.name):
+        return PromptRefusal(
+            f"The style {options.style} does not work with this tune's model; leave `style` "
+            "empty or pick another."
+        )
+    if options.super_resolution and options.resolution is not None:
+        return PromptRefusal("Pick one quality: high resolution or super-resolution.")
     if not options.negative_prompt:
         return replace(options, negative_prompt=None)
     negative = clean_negative(options.negative_prompt, rules)

@@ -7,6 +7,9 @@ requests built from one image of an earlier prompt. Pure: the numbers and the ch
   with super-resolution) is added where the tune is of a person (`FACE_CLASSES`): a pet or a
   style has no face to repair. Priced at `UPSCALE_PRICE_MC` (an image plus Astria's
   super-resolution surcharge).
+- **From an image** (`/imagine image:`, the menu "Imagine from this image") is a prompt
+  whose source is a member's own picture, checked and prepared as a training photo and
+  sent as bytes, at `FROM_IMAGE_STRENGTH` denoising unless the member picks a strength.
 - **Vary** is `VARY_IMAGES` new images, image-to-image from the source with a new seed, at
   `VARY_SUBTLE` or `VARY_STRONG` denoising (how far from the source Astria may go: 0 keeps
   it, 1 ignores it; Astria's own default is 0.8). Priced as that many images.
@@ -17,6 +20,13 @@ from __future__ import annotations
 from typing import Final, Literal
 
 Tool = Literal["imagine", "reroll", "edit", "upscale", "vary"]
+
+# Image-to-image from a member's own picture (`/imagine image:`, the message menu): how far
+# Astria may move from it. 0.6 keeps the picture's layout and colours while the tune and the
+# prompt restyle it; Astria's own default, 0.8, mostly ignores the source.
+FROM_IMAGE_STRENGTH: Final = 0.6
+MIN_STRENGTH: Final = 0.05
+MAX_STRENGTH: Final = 1.0
 Strength = Literal["subtle", "strong"]
 
 # Denoising for a variation: subtle keeps the composition, pose and colours and changes

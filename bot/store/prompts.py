@@ -254,6 +254,16 @@ class Prompts(JobRepository[PromptRecord, PromptState]):
 
     # --- reads for the tracker and for admins -------------------------------------------
 
+    async def inputs_in_use(self) -> frozenset[str]:
+        """Every member's source image (image-to-image) a prompt not yet at Astria still
+        needs: what the photo sweep must keep. Once Astria has the prompt the file may go."""
+        rows = await self._db.fetchall(
+            "SELECT params FROM prompts WHERE state IN ('queued', 'submitting')"
+            " AND params LIKE '%input_image_path%'"
+        )
+        paths = (PromptOptions.from_json(json.loads(r["params"])).input_image_path for r in rows)
+        return frozenset(p for p in paths if p)
+
     async def for_tune(self, tune_id: int) -> list[PromptRecord]:
         """Every prompt made with a tune, oldest first."""
         rows = await self._db.fetchall(

@@ -21,11 +21,15 @@ from typing import Any, Final
 
 import discord
 
-from bot.actions import tools
+from bot.actions import prompts, tools
+from bot.actions.prompts import FromImageQuote
 from bot.actions.tools import EditDraft
 from bot.rules.credits import format_mc
+from bot.rules.intake import PhotoSource
+from bot.rules.photos import display_name
 from bot.rules.prompts import NAME_MAX
-from bot.ui.base import SafeModal, answer_error
+from bot.rules.tools import FROM_IMAGE_STRENGTH, MAX_STRENGTH, MIN_STRENGTH
+from bot.ui.base import SafeModal, UserError, answer_error
 from bot.ui.door import actor_of, place_of, reply, services
 
 log = logging.getLogger(__name__)
@@ -274,3 +278,119 @@ class EditForm(SafeModal):
 
     async def on_timeout(self) -> None:
         self._registry.close(self.custom_id)
+
+
+def image_source(attachment: discord.Attachment) -> PhotoSource:
+    """A member's picture as the use case reads it: at submit, by its bytes."""
+    label = f"the image ({display_name(attachment.filename)})"
+    return PhotoSource(label=label, size=attachment.size, read=attachment.read)
+
+
+class ImagineForm(SafeModal):
+    """ "Imagine from this image": the prompt, the tune (empty: the member's newest), the
+    count and the strength. Its submit reads the picture (Discord's links expire, so not
+    before) and queues through the same action as `/imagine`, every check again."""
+
+    def __init__(
+        self, registry: FormRegistry, image: discord.Attachment, quote: FromImageQuote
+    ) -> None:
+        super().__init__(
+            title=f"Imagine from this image ({format_mc(quote.image_price_mc)} an image)"[:45],
+            custom_id=registry.new_id(),
+            timeout=FORM_TIMEOUT,
+        )
+        self._registry = registry
+        self._image = image
+        self.prompt_input: discord.ui.TextInput[Any] = discord.ui.TextInput(
+            custom_id="prompt",
+            style=discord.TextStyle.paragraph,
+            min_length=1,
+            max_length=PROMPT_INPUT_MAX,
+            required=True,
+        )
+        self.tune_input: discord.ui.TextInput[Any] = discord.ui.TextInput(
+            custom_id="tune", max_length=NAME_MAX, required=False, placeholder=quote.tune_name
+        )
+        self.count_input: discord.ui.TextInput[Any] = discord.ui.TextInput(
+            custom_id="count", max_length=1, required=False, placeholder="1"
+        )
+        self.strength_input: discord.ui.TextInput[Any] = discord.ui.TextInput(
+            custom_id="strength", max_length=5, required=False, placeholder=str(FROM_IMAGE_STRENGTH)
+        )
+        self.add_item(
+            discord.ui.Label(
+                text="Prompt",
+                description="What to make of the picture, e.g. 'as a watercolour painting'",
+                component=self.prompt_input,
+            )
+        )
+        self.add_item(
+            discord.ui.Label(
+                text="Tune (optional)",
+                description=f"A tune's name from /tune list; empty: {quote.tune_name}"[:100],
+                component=self.tune_input,
+            )
+        )
+        self.add_item(
+            discord.ui.Label(
+                text="How many images (1-8, optional)",
+                description=f"{format_mc(quote.image_price_mc)} an image; empty: 1"[:100],
+                component=self.count_input,
+            )
+        )
+        self.add_item(
+            discord.ui.Label(
+                text="Strength (optional)",
+                description=(
+                    f"{MIN_STRENGTH} keeps the picture, {MAX_STRENGTH} ignores it; "
+                    f"empty: {FROM_IMAGE_STRENGTH}"
+                )[:100],
+                component=self.strength_input,
+            )
+        )
+
+    async def on_submit(self, interaction: discord.Interaction[Any], /) -> None:
+        try:
+            count = _whole(self.count_input.value, default=1, what="How many images")
+            strength = _number(self.strength_input.value, what="Strength")
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            order = prompts.PromptOrder(
+                text=self.prompt_input.value,
+                tune=self.tune_input.value,
+                count=count,
+                image=image_source(self._image),
+                strength=strength,
+            )
+            outcome = await prompts.queue_prompt(
+                services(interaction), actor_of(interaction), place_of(interaction), order
+            )
+            await reply(interaction, outcome)
+        except Exception as exc:  # answered here: a refusal is not an error to log
+            await answer_error(interaction, exc)
+
+    async def on_timeout(self) -> None:
+        self._registry.close(self.custom_id)
+
+
+def _whole(text: str, *, default: int, what: str) -> int:
+    cleaned = text.strip()
+    if not cleaned:
+        return default
+    if not (cleaned.isascii() and cleaned.isdigit()):
+        raise UserError(f"{what}: type a whole number, e.g. 4.")
+    return int(cleaned)
+
+
+def _number(text: str, *, what: str) -> float | None:
+    cleaned = text.strip().replace(",", ".")
+    if not cleaned:
+        return None
+    try:
+        value = float(cleaned)
+    except ValueError:
+        raise UserError(
+            f"{what}: type a number from {MIN_STRENGTH} to {MAX_STRENGTH}, e.g. 0.6."
+        ) from None
+    if value != value:  # NaN
+        raise UserError(f"{what}: type a number from {MIN_STRENGTH} to {MAX_STRENGTH}.")
+    return value

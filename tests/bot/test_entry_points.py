@@ -374,6 +374,7 @@ async def test_every_entry_point_refuses_whoever_the_rules_refuse(world: World):
         "/admin grant",
         "/admin refund",
         "menu 'Train a tune from these photos'",
+        "menu 'Imagine from this image'",
         "button RerollButton",
         "button CancelButton",
     } <= labels, labels

@@ -109,6 +109,8 @@ async def test_help_states_prices_and_this_servers_limits(scene: Scene):
     text = reply(await scene.alice.slash(scene.channel, "help"))
     assert "/tune create" in text and "/imagine" in text
     assert "a tune $1.50, an image $0.02" in text  # the paid test branch's prices
+    assert "high resolution (2K) $0.03" in text and "Imagine from this image" in text
+    assert len(text) <= 2000
     assert "you $0.50 a day" in text
 
 

@@ -163,3 +163,36 @@ def _reader(data: bytes) -> Callable[[], Awaitable[bytes]]:
         return data
 
     return read
+
+
+async def test_a_source_image_stays_until_astria_has_its_prompt(store: Store, tmp_path: Path):
+    """Image-to-image sources live in the intake's batch folders too: kept while their
+    prompt waits or is being sent, swept once Astria has it."""
+    from bot.rules.prompts import PromptOptions
+    from bot.store import PromptRecord, PromptState
+
+    photos = tmp_path / "photos"
+    source = write(photos / f"{BATCH_PREFIX}s", "src.jpg", age=3 * GRACE)
+    tune = await tune_with(store, [], "base")
+    created = await store.prompts.create(
+        owner_id=1,
+        guild_id=10,
+        channel_id=20,
+        tune_id=tune.id,
+        user_text="x",
+        final_text="x",
+        num_images=1,
+        price_mc=3_000,
+        options=PromptOptions(input_image_path=str(source), denoising_strength=0.6),
+        target_tune_id=1504944,
+    )
+    assert isinstance(created, PromptRecord)
+    assert await store.prompts.inputs_in_use() == frozenset({str(source)})
+    cleaner = sweep(store, intake(photos))
+    assert await cleaner.once() == [] and source.exists()
+    await store.prompts.transition(created.id, PromptState.QUEUED, PromptState.SUBMITTING)
+    assert await cleaner.once() == [] and source.exists()
+    await store.prompts.set_astria_id(created.id, 77)
+    await store.prompts.set_state(created.id, PromptState.GENERATING)
+    assert await store.prompts.inputs_in_use() == frozenset()
+    assert await cleaner.once() == [source] and not source.exists()

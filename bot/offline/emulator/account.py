@@ -323,10 +323,15 @@ class Account:
         return self.config.image_price_mc.get(tune.branch, 0) * num_images
 
     def prompt_price(self, tune: Tune, request: PromptRequest) -> int:
-        """What a prompt costs: its images, and super-resolution on each when asked."""
+        """What a prompt costs: its images, and super-resolution or a 2K/4K resolution on
+        each when asked."""
         extra = 0
         if request.values.get("super_resolution"):
             extra = self.config.super_resolution_price_mc.get(tune.branch, 0)
+        resolution = request.values.get("resolution")
+        if resolution in ("2K", "4K"):
+            per_2k = self.config.resolution_price_mc.get(tune.branch, 0)
+            extra += per_2k if resolution == "2K" else 3 * per_2k
         return self.image_price(tune, request.num_images) + extra * request.num_images
 
     def tune_titled(self, title: str, now: float) -> Tune | None:
@@ -634,6 +639,13 @@ class Account:
                 # Astria sends cfg_scale as a decimal string ("3.0"); clients must cope.
                 "cfg_scale": None if cfg_scale is None else str(float(cfg_scale)),
                 "ar": prompt.request.match_value("ar"),
+                # Astria answers with a link to the stored upload; the emulator keeps only
+                # the upload's facts, so the link names it but serves nothing.
+                "input_image": (
+                    f"{base}/files/inputs/{values['input_image'].sha256}"
+                    if values["input_image"] is not None
+                    else None
+                ),
                 "trained_at": iso(ended) if state == "done" else None,
                 "started_training_at": iso(start) if start is not None and start <= now else None,
                 "created_at": iso(prompt.created_at),

@@ -50,6 +50,13 @@ def _default_super_resolution_prices() -> dict[str, int]:
     return {"fast": 0, "flux1": 3_000, "sd15": 2_000, "sdxl1": 2_500}
 
 
+def _default_resolution_prices() -> dict[str, int]:
+    # `resolution` 2K and 4K are billed on top of each image, with no published figure:
+    # played as half an image more for 2K and one and a half for 4K (the bot's
+    # HIGH_RESOLUTION_PRICE_MC default is the image plus the 2K extra).
+    return {"fast": 0, "flux1": 1_500, "sd15": 1_000, "sdxl1": 1_250}
+
+
 @dataclass
 class EmulatorConfig:
     """Everything that differs between emulated accounts; money is in millicents."""
@@ -62,6 +69,8 @@ class EmulatorConfig:
     super_resolution_price_mc: dict[str, int] = field(
         default_factory=_default_super_resolution_prices
     )
+    # The extra per image of `resolution=2K`; 4K costs three times that.
+    resolution_price_mc: dict[str, int] = field(default_factory=_default_resolution_prices)
     train_seconds: float = 60.0
     prompt_seconds: float = 15.0
     jitter: float = 0.2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -29,6 +30,7 @@ class Upload:
     valid: bool
     too_large: bool
     facts: PhotoFacts | None = None  # when valid: format, size, metadata found
+    sha256: str = ""  # of the bytes received, so a test can tell which file arrived
 
 
 def split_key(key: str) -> list[str]:
@@ -121,7 +123,10 @@ async def _read_file(part: BodyPartReader, index: int, cap: int) -> Upload:
     data = buffer.getvalue()
     valid = is_image(data)
     facts = photo_facts(data) if valid else None
-    return Upload(index, part.filename or "", size, valid, too_large=False, facts=facts)
+    digest = hashlib.sha256(data).hexdigest()
+    return Upload(
+        index, part.filename or "", size, valid, too_large=False, facts=facts, sha256=digest
+    )
 
 
 async def _read_multipart(request: web.Request, max_file_bytes: int) -> dict[str, Any]:

@@ -607,7 +607,8 @@ class Emulator:
             # Super-resolution is x4 (Astria's docs); an image-to-image result depends on
             # its source too.
             scale = SUPER_RESOLUTION_SCALE if values["super_resolution"] else 1
-            source = values["input_image_url"] or ""
+            upload = values["input_image"]
+            source = values["input_image_url"] or (f"upload:{upload.sha256}" if upload else "")
             data = self._images.get(f"{key}:{source}:{n}", scale=scale)
         return web.Response(body=data, content_type="image/png")
 

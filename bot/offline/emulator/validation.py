@@ -39,6 +39,20 @@ CONTROLNETS = (
     "tile",
     "qr",
 )
+# The prompt styles Astria's prompt form offers (its docs name the field, not the values):
+# any other value is refused, as a Rails inclusion check would.
+STYLES = (
+    "Cinematic",
+    "Animated",
+    "Digital Art",
+    "Photographic",
+    "Fantasy art",
+    "Neonpunk",
+    "Enhance",
+    "Comic book",
+    "Lowpoly",
+    "Line art",
+)
 MAX_SEED = 2**32
 # Rails' boolean cast: these are false, blank is nil, anything else is true.
 _FALSE = {"0", "f", "false", "off", "no", "n"}
@@ -142,6 +156,16 @@ def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
     return parse
 
 
+def _upload(value: Any) -> Upload:
+    if not isinstance(value, Upload):
+        raise _Invalid("must be uploaded as a multipart file (send input_image_url with JSON)")
+    if value.too_large:
+        raise _Invalid("is too large")
+    if not value.valid:
+        raise _Invalid("is not a valid image file")
+    return value
+
+
 def _multiple_of_8(value: Any) -> int:
     number = _integer(value)
     if number <= 0 or number % 8:
@@ -177,9 +201,10 @@ _PROMPT_FIELDS: dict[str, Callable[[Any], Any]] = {
     "film_grain": _boolean,
     "use_lpw": _boolean,
     "backend_version": _string,
-    "style": _string,
+    "style": _choice(STYLES),
     "color_grading": _string,
     "input_image_url": _string,
+    "input_image": _upload,
     "mask_image_url": _string,
     "workspace_id": _string,
     "lora_scale": _float_field(0, None),
