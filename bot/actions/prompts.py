@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services
-from bot.actions.door import NOT_YOURS, admit, budget_refusal, parse_id
+from bot.actions.door import NOT_YOURS, admit_images, budget_refusal, parse_id
 from bot.astria import AstriaError
 from bot.rules.credits import format_mc, images_price, prompt_price
 from bot.rules.prompts import (
@@ -50,7 +50,7 @@ async def queue_prompt(
     tool: Tool = "imagine",
     parent_id: int | None = None,
 ) -> Outcome[PromptRecord]:
-    refused = await admit(svc, actor, place)
+    refused = await admit_images(svc, actor, place)
     if refused is not None:
         return refused
     assert place.guild_id is not None
@@ -128,7 +128,7 @@ async def reroll(
 ) -> Outcome[PromptRecord]:
     """The same prompt again with a new seed, by anyone who may use its tune here: every
     rule of `/imagine` applies, and the price is the tune's branch's."""
-    refused = await admit(svc, actor, place)
+    refused = await admit_images(svc, actor, place)
     if refused is not None:
         return refused
     assert place.guild_id is not None
