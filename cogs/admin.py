@@ -1,6 +1,6 @@
 """/admin: a server's budget, members' limits, grants, refunds, stuck jobs, pausing, where
-and by whom the bot may be used, bans, sharing tunes, spend, the Astria balance and the
-alert channel. Needs
+and by whom the bot may be used, bans, sharing tunes, spend, the Astria balance, the
+alert channel and how results are shown outside age-restricted channels. Needs
 Manage Server (the default permission, checked again at run time)."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.actions import Actor, Place, Services, admin, privacy, reports
+from bot.rules.nsfw import NsfwMode
 from bot.store import TuneState
 from bot.ui.base import answer
 from bot.ui.buttons import erase_question_view
@@ -134,6 +135,25 @@ class Admin(commands.GroupCog, group_name="admin", group_description="Budgets an
             off=off,
             low_balance=low_balance,
         )
+        await reply(interaction, outcome)
+
+    @app_commands.command(
+        name="nsfw", description="How results show outside age-restricted channels"
+    )
+    @app_commands.describe(mode="Outside age-restricted channels: show, spoiler or refuse")
+    @app_commands.choices(
+        mode=[
+            app_commands.Choice(name="show: post results as they are", value="show"),
+            app_commands.Choice(name="spoiler: every image as a spoiler", value="spoiler"),
+            app_commands.Choice(name="refuse: new prompts only in age-restricted", value="refuse"),
+        ]
+    )
+    @entry("admin")
+    async def nsfw(
+        self, interaction: discord.Interaction[AstriaBot], mode: app_commands.Choice[str]
+    ) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        outcome = await admin.set_nsfw_mode(*_who(interaction), NsfwMode(mode.value))
         await reply(interaction, outcome)
 
     @app_commands.command(name="refund", description="Give a finished job's cost back")

@@ -1,6 +1,7 @@
 """What admins (Manage Server) do: budgets and limits, grants, refunds, cancelling a stuck
-job, pausing, where and by whom the bot may be used, bans, sharing tunes, spend and the
-Astria balance. Every one refuses outside a server and without Manage Server."""
+job, pausing, where and by whom the bot may be used, bans, how results are shown outside
+age-restricted channels, sharing tunes, spend and the Astria balance. Every one refuses
+outside a server and without Manage Server."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from bot.rules.credits import (
     parse_usd,
     upscale_price,
 )
+from bot.rules.nsfw import NsfwMode
 from bot.rules.prompts import clean_name, display_text
 from bot.store import GuildSettings, JobKind, JobRef, RefundOutcome, TuneRecord, TuneState
 
@@ -172,6 +174,33 @@ async def set_paused(svc: Services, actor: Actor, place: Place, paused: bool) ->
     if paused:
         return Done("Paused: new jobs are refused; running ones finish.", None)
     return Done("Resumed: members can start jobs again.", None)
+
+
+NSFW_WORDS: Final = {
+    NsfwMode.SHOW: "results are posted as they are",
+    NsfwMode.SPOILER: "every result image is posted as a spoiler",
+    NsfwMode.REFUSE: (
+        "new prompts are refused, naming where to go (results of jobs queued before are "
+        "posted as spoilers)"
+    ),
+}
+
+
+def _nsfw_line(mode: NsfwMode) -> str:
+    return f"outside age-restricted channels {NSFW_WORDS[mode]}; inside them, as they are"
+
+
+@acting
+async def set_nsfw_mode(
+    svc: Services, actor: Actor, place: Place, mode: NsfwMode
+) -> Outcome[NsfwMode]:
+    """How results are shown outside age-restricted channels (Discord's channel `nsfw`
+    flag; threads follow their parent). Astria flags no image, so it applies to all."""
+    guild = _guild(actor, place)
+    if isinstance(guild, Refused):
+        return guild
+    rules = await svc.store.guilds.set_nsfw_mode(guild, mode)
+    return Done(f"NSFW mode `{mode}`: {_nsfw_line(rules.nsfw_mode)}.", rules.nsfw_mode)
 
 
 @acting
@@ -471,4 +500,7 @@ async def settings_report(svc: Services, actor: Actor, place: Place) -> Outcome[
             )
     lines.append(f"**Astria balance:** {account} Re-read with `/admin refresh-balance`.")
     lines.append(f"**Alerts:** {_alerts_line(svc, rules)}. Change with `/admin alerts`.")
+    lines.append(
+        f"**NSFW:** `{rules.nsfw_mode}`: {_nsfw_line(rules.nsfw_mode)}. Change with `/admin nsfw`."
+    )
     return Done("\n".join(lines)[:2000], rules)

@@ -25,11 +25,13 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class Place:
     """Where the member acted. `guild_id` is None in a DM; `parent_id` is the channel a
-    thread or forum post belongs to (its channel rule is the parent's)."""
+    thread or forum post belongs to (its channel rule is the parent's). `age_restricted`:
+    Discord's channel `nsfw` flag (a thread's is its parent's); False when not known."""
 
     guild_id: int | None
     channel_id: int | None
     parent_id: int | None = None
+    age_restricted: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The door every member action passes, in this order: the server's rules (a server at
-all, paused, banned, the channel rule with a thread following its parent, the role rule),
-then whose the thing acted on is. Prices and the reservation come after, in the store's
-transaction (see `bot.actions.prompts` and `bot.actions.tunes`).
+all, paused, banned, the channel rule with a thread following its parent, the role rule;
+for actions that make images, the server's NSFW mode), then whose the thing acted on is.
+Prices and the reservation come after, in the store's transaction (see
+`bot.actions.prompts` and `bot.actions.tunes`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Final
 
 from bot.actions.context import Actor, Place, Refused, Services
 from bot.rules.credits import BudgetLimit, QueueFull, Refusal
+from bot.rules.nsfw import refuses
 
 # The alert kind the tracker raises when Astria refuses for lack of credit
 # (bot/jobs/alerts.py, AlertKind.OUT_OF_CREDIT).
@@ -24,6 +26,10 @@ NOT_HERE: Final = "The bot isn't used in this channel; try one the admins allowe
 NO_ROLE: Final = "Your roles don't include one allowed to use the bot here."
 ADMINS_ONLY: Final = "Only members with Manage Server can do that."
 NOT_YOURS: Final = "Only the member who made this can do that."
+AGE_RESTRICTED_ONLY: Final = (
+    "This server makes images only in age-restricted channels: ask again in a channel "
+    "marked age-restricted (or a thread in one)."
+)
 
 # Discord snowflakes and our own row ids are unsigned 64-bit numbers at most: 20 digits.
 _ID: Final = re.compile(r"[0-9]{1,20}")
@@ -47,6 +53,28 @@ async def admit(svc: Services, actor: Actor, place: Place) -> Refused | None:
     if not rules.allows_roles(actor.role_ids):
         return Refused(NO_ROLE)
     return None
+
+
+async def admit_images(svc: Services, actor: Actor, place: Place) -> Refused | None:
+    """`admit`, for an action that makes images: in refuse mode (`/admin nsfw`) only in an
+    age-restricted channel. Results of jobs already queued are not refused here: delivery
+    posts them as spoilers."""
+    refused = await admit(svc, actor, place)
+    if refused is not None:
+        return refused
+    assert place.guild_id is not None
+    rules = await svc.store.guilds.get(place.guild_id)
+    if refuses(rules.nsfw_mode, place.age_restricted):
+        return Refused(_where_to_go(rules.allowed_channel_ids))
+    return None
+
+
+def _where_to_go(allowed: frozenset[int]) -> str:
+    if not allowed:
+        return AGE_RESTRICTED_ONLY
+    # The channel rule names where the bot works; the member can tell which are marked.
+    named = ", ".join(f"<#{i}>" for i in sorted(allowed)[:10])
+    return f"{AGE_RESTRICTED_ONLY} The bot is used in {named}."
 
 
 def require_admin(actor: Actor, place: Place) -> Refused | None:

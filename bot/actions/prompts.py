@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Final
 
 from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services, acting
-from bot.actions.door import NOT_YOURS, admit, budget_refusal, parse_id
+from bot.actions.door import NOT_YOURS, admit_images, budget_refusal, parse_id
 from bot.astria import AstriaError
 from bot.logs import bind_job
 from bot.rules.credits import Denial, format_mc, prompt_price
@@ -71,7 +71,7 @@ async def queue_prompt(
     tool: Tool = "imagine",
     parent_id: int | None = None,
 ) -> Outcome[PromptRecord]:
-    refused = await admit(svc, actor, place)
+    refused = await admit_images(svc, actor, place)
     if refused is not None:
         return refused
     assert place.guild_id is not None
@@ -236,7 +236,7 @@ async def quote_from_image(svc: Services, actor: Actor, place: Place) -> Outcome
     """Whether `actor` may make images from a posted picture here: the server's rules and
     a ready tune to make them with (checked before the form opens, and all again at
     submit by `queue_prompt`)."""
-    refused = await admit(svc, actor, place)
+    refused = await admit_images(svc, actor, place)
     if refused is not None:
         return refused
     assert place.guild_id is not None
@@ -255,7 +255,7 @@ async def reroll(
 ) -> Outcome[PromptRecord]:
     """The same prompt again with a new seed, by anyone who may use its tune here: every
     rule of `/imagine` applies, and the price is the tune's branch's."""
-    refused = await admit(svc, actor, place)
+    refused = await admit_images(svc, actor, place)
     if refused is not None:
         return refused
     assert place.guild_id is not None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from bot.actions.context import Actor, Done, Outcome, Place, Refused, Services, acting
-from bot.actions.door import NOT_YOURS, admit
+from bot.actions.door import NOT_YOURS, admit_images
 from bot.actions.prompts import (
     GONE,
     SOURCE_GONE,
@@ -46,7 +46,7 @@ class _Source:
 
 async def _source(svc: Services, actor: Actor, place: Place, prompt_id: int) -> _Source | Refused:
     """The result a tool starts from and its tune, if `actor` may use them in `place`."""
-    refused = await admit(svc, actor, place)
+    refused = await admit_images(svc, actor, place)
     if refused is not None:
         return refused
     assert place.guild_id is not None

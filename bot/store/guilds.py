@@ -1,5 +1,6 @@
 """Per-server settings: budget and member limits (the operator's defaults unless set), the
-paused flag, the channels and roles allowed to use the bot, and the ban list.
+paused flag, the channels and roles allowed to use the bot, the ban list, the alert channel
+and how results are shown outside age-restricted channels.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bot.rules.credits import BudgetPolicy
+from bot.rules.nsfw import NsfwMode
 from bot.store.db import Clock, Database, Transaction, to_ms
 
 
@@ -25,6 +27,7 @@ class GuildSettings:
     banned_user_ids: frozenset[int]
     alert_channel_id: int | None = None  # where admins are told (None: nowhere)
     low_balance_alert_mc: int | None = None  # None: the operator's LOW_BALANCE_ALERT_MC
+    nsfw_mode: NsfwMode = NsfwMode.SHOW  # results outside age-restricted channels
 
     def allows_channel(self, channel_id: int) -> bool:
         return not self.allowed_channel_ids or channel_id in self.allowed_channel_ids
@@ -71,7 +74,8 @@ class Guilds:
             f" (SELECT {concat('role_id')} FROM guild_roles WHERE guild_id = :g) AS roles,"
             f" (SELECT {concat('user_id')} FROM guild_bans WHERE guild_id = :g) AS bans,"
             " (SELECT alert_channel_id FROM guild_settings WHERE guild_id = :g) AS alerts,"
-            " (SELECT low_balance_alert_mc FROM guild_settings WHERE guild_id = :g) AS low",
+            " (SELECT low_balance_alert_mc FROM guild_settings WHERE guild_id = :g) AS low,"
+            " (SELECT nsfw_mode FROM guild_settings WHERE guild_id = :g) AS nsfw",
             {"g": guild_id},
         )
         assert row is not None
@@ -87,6 +91,7 @@ class Guilds:
             banned_user_ids=_ids(row["bans"]),
             alert_channel_id=None if row["alerts"] is None else int(row["alerts"]),
             low_balance_alert_mc=None if row["low"] is None else int(row["low"]),
+            nsfw_mode=NsfwMode(row["nsfw"] or NsfwMode.SHOW),
         )
 
     async def set_monthly_budget(self, guild_id: int, amount_mc: int | None) -> GuildSettings:
@@ -127,6 +132,12 @@ class Guilds:
         _check_limit(amount_mc)
         async with self._db.write() as tx:
             await self._upsert(tx, guild_id, "low_balance_alert_mc", amount_mc)
+        return await self._changed(guild_id)
+
+    async def set_nsfw_mode(self, guild_id: int, mode: NsfwMode) -> GuildSettings:
+        """How results are shown outside age-restricted channels (see `NsfwMode`)."""
+        async with self._db.write() as tx:
+            await self._upsert(tx, guild_id, "nsfw_mode", mode.value)
         return await self._changed(guild_id)
 
     async def allow_channel(self, guild_id: int, channel_id: int) -> GuildSettings:

@@ -34,7 +34,9 @@ from bot.jobs.delivery import (
     Progress,
     event_key,
 )
+from bot.rules.nsfw import as_spoiler
 from bot.store import JobKind, JobRef, PromptRecord, Store, StoreFault, TuneRecord
+from bot.ui.door import age_restricted
 from bot.ui.files import MULTIPART_SLACK, CannotFit, Limits, batches, fit
 from bot.ui.nonce import nonce_for
 from bot.ui.text import Made, job_label, progress_line, result_text
@@ -152,9 +154,10 @@ class DiscordDelivery:
     async def _post_result(self, event: JobEvent, channel_id: int | None) -> None:
         """Post every part of the event not yet recorded, to the channel or (None) by DM."""
         job = JobRef.parse(event.job)
-        parts = await self._parts(event, channel_id)
-        posted = await self._store.events.messages(event.key)
         destination = await self._destination(event, channel_id)
+        spoiler = await self._as_spoiler(event, destination)
+        parts = await self._parts(event, channel_id, spoiler=spoiler)
+        posted = await self._store.events.messages(event.key)
         record = await self._store.prompts.get(job.id) if job.kind == JobKind.PROMPT else None
         tool = record.tool if record is not None else "imagine"
         reference = await self._reply_to(record, channel_id)
@@ -224,6 +227,25 @@ class DiscordDelivery:
             fail_if_not_exists=False,
         )
 
+    async def _as_spoiler(self, event: JobEvent, destination: discord.abc.Messageable) -> bool:
+        """Whether the result's images go as spoilers: the server's NSFW mode outside an
+        age-restricted channel (a thread's parent is fetched when not cached). A DM has no
+        age restriction, so a DM'd result is a spoiler unless the mode is `show`."""
+        if not event.guild_id:
+            return False
+        mode = (await self._store.guilds.get(event.guild_id)).nsfw_mode
+        if not as_spoiler(mode, False):
+            return False  # shown as they are everywhere: nothing to look up
+        channel: object = destination
+        if isinstance(destination, discord.Thread) and destination.parent is None:
+            try:
+                channel = await self._bot.fetch_channel(destination.parent_id)
+            except discord.HTTPException:
+                return True  # cannot tell: the cautious side
+        elif isinstance(destination, discord.Thread):
+            channel = destination.parent
+        return as_spoiler(mode, age_restricted(channel))
+
     async def _destination(
         self, event: JobEvent, channel_id: int | None
     ) -> discord.abc.Messageable:
@@ -260,13 +282,17 @@ class DiscordDelivery:
         return None
 
     async def _parts(
-        self, event: JobEvent, channel_id: int | None
+        self, event: JobEvent, channel_id: int | None, *, spoiler: bool = False
     ) -> list[tuple[str, list[discord.File]]]:
         text = result_text(event, label=await self._label(event.job), made=await self._made(event))
         if event.kind != EventKind.DONE or not event.images:
             return [(text, [])]
+
+        def link(url: str) -> str:  # a spoilered link hides its embedded preview too
+            return f"||{url}||" if spoiler else url
+
         if self._post_links:
-            links = "\n".join(event.images)
+            links = "\n".join(link(url) for url in event.images)
             return [(f"{text}\n{links}"[:2000], [])]
         limit = await self._file_limit(channel_id)
         per_file = min(limit.per_file, limit.per_request - MULTIPART_SLACK)
@@ -276,7 +302,7 @@ class DiscordDelivery:
                 data = await self._astria.fetch_image(url, max_bytes=MAX_IMAGE_DOWNLOAD)
             except AstriaError as exc:
                 log.warning("%s: image not downloaded (%s); linking it", event.key, exc.message)
-                text += f"\n{url}"
+                text += f"\n{link(url)}"
                 continue
             try:
                 # Re-encoding a large image takes most of a second: never on the event loop.
@@ -284,13 +310,17 @@ class DiscordDelivery:
             except CannotFit as exc:
                 # No retry or DM would post it as a file either: its link goes in the post.
                 log.warning("%s: image not posted as a file (%s); linking it", event.key, exc)
-                text += f"\n{url}"
+                text += f"\n{link(url)}"
         groups = batches([len(data) for data, _ in images], limit)
         job_id = JobRef.parse(event.job).id
         parts: list[tuple[str, list[discord.File]]] = []
         for number, group in enumerate(groups or [[]]):
             files = [
-                discord.File(io.BytesIO(images[i][0]), filename=f"{job_id}-{i + 1}.{images[i][1]}")
+                discord.File(
+                    io.BytesIO(images[i][0]),
+                    filename=f"{job_id}-{i + 1}.{images[i][1]}",
+                    spoiler=spoiler,  # Discord's way: the name starts with SPOILER_
+                )
                 for i in group
             ]
             content = text if number == 0 else f"({number + 1}/{len(groups)})"

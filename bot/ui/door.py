@@ -23,7 +23,18 @@ T = TypeVar("T")
 def place_of(interaction: discord.Interaction[Any]) -> Place:
     channel = interaction.channel
     parent = channel.parent_id if isinstance(channel, discord.Thread) else None
-    return Place(interaction.guild_id, interaction.channel_id, parent)
+    return Place(interaction.guild_id, interaction.channel_id, parent, age_restricted(channel))
+
+
+def age_restricted(channel: object) -> bool:
+    """Discord's `nsfw` flag of a channel; a thread's is its parent's (discord.py reads the
+    parent from the cache: a parent it does not know counts as not age-restricted, the
+    cautious side). A DM has no flag: not age-restricted."""
+    if isinstance(channel, discord.Thread):
+        parent = channel.parent
+        return parent is not None and age_restricted(parent)
+    is_nsfw = getattr(channel, "is_nsfw", None)
+    return bool(is_nsfw()) if callable(is_nsfw) else False
 
 
 def actor_of(interaction: discord.Interaction[Any]) -> Actor:

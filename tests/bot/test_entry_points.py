@@ -3,8 +3,10 @@ message menus and every registered `DynamicItem`), is driven through SimCord as 
 member, on a paused server, outside the channel rule, in a thread of an allowed channel,
 without the allowed role, in a DM and as another member. Each must refuse with a clear
 ephemeral reason and create no job and no ledger row; a thread of an allowed channel is
-allowed. A command or button added later is covered without editing this file: it is
-found, and an entry point whose kind is not declared (`bot.ui.door.entry`) fails here.
+allowed. With `/admin nsfw mode:refuse`, no entry makes images outside an age-restricted
+channel, and a thread of an age-restricted channel counts as one. A command or button
+added later is covered without editing this file: it is found, and an entry point whose
+kind is not declared (`bot.ui.door.entry`) fails here.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from discord import app_commands
 from simcord.backend.errors import SetupError
 
 from bot.actions import door
+from bot.rules.nsfw import NsfwMode
 from bot.store import JobKind, JobRef, PromptRecord, TuneRecord, TuneState
 from bot.ui.base import SORRY, SafeView, answer
 from bot.ui.door import EntryKind, entry_kind
@@ -324,6 +327,7 @@ async def check(world: World, entries: list[Entry]) -> list[str]:
                     await case.undo(world)
         if entry.kind == "spends":
             await _check_thread(world, entry, problems)
+            await _check_age_restricted(world, entry, problems)
     assert driven >= len(entries), "some entry points were never driven"
     state = await world.scene.bot.store.tunes.get(world.tune.id)
     if state is None or state.state != TuneState.READY:
@@ -341,6 +345,40 @@ async def _check_thread(world: World, entry: Entry, problems: Problems) -> None:
             problems.add(entry, "in a thread of an allowed channel", f"refused: {said!r}")
     finally:
         await _no_channel_rule(world)
+
+
+async def _prompts(world: World) -> int:
+    store = world.scene.bot.store
+    found = 0
+    for member in (world.scene.alice, world.scene.bob):
+        found += len(await store.prompts.list_for(member.id, limit=10_000))
+    return found
+
+
+async def _check_age_restricted(world: World, entry: Entry, problems: Problems) -> None:
+    """In refuse mode an entry makes no images outside an age-restricted channel (one
+    that makes none, like training a tune, may go on), and is not refused for it in a
+    thread of an age-restricted channel."""
+    guilds = world.scene.bot.store.guilds
+    await guilds.set_nsfw_mode(world.scene.guild.id, NsfwMode.REFUSE)
+    parent = world.scene.bot.get_channel(world.scene.channel.id)
+    assert isinstance(parent, discord.TextChannel)
+    try:
+        before = await _prompts(world)
+        result = await entry.drive(world, "alice", "channel")
+        said = _said(result)
+        if await _prompts(world) != before:
+            problems.add(entry, "in refuse mode outside age-restricted", f"made images: {said!r}")
+        elif result.modal is None and door.AGE_RESTRICTED_ONLY not in said:
+            problems.add(entry, "in refuse mode outside age-restricted", f"said {said!r}")
+        parent.nsfw = True  # what discord.py holds once Discord says the channel is
+        result = await entry.drive(world, "alice", "thread")
+        said = _said(result)
+        if said == SORRY or door.AGE_RESTRICTED_ONLY in said:
+            problems.add(entry, "in a thread of an age-restricted channel", f"said {said!r}")
+    finally:
+        parent.nsfw = False
+        await guilds.set_nsfw_mode(world.scene.guild.id, NsfwMode.SHOW)
 
 
 @pytest.fixture
@@ -427,6 +465,7 @@ async def test_an_unchecked_button_added_later_is_caught(world: World):
     print("\n".join(problems))  # shown with -s: what a developer would read
     assert any("banned" in p and "jobs and ledger rows" in p for p in problems), problems
     assert any("paused" in p for p in problems), problems
+    assert any("in refuse mode" in p and "made images" in p for p in problems), problems
 
 
 async def test_every_command_and_menu_is_guild_only_in_its_payload(scene: Scene):

@@ -95,3 +95,23 @@ async def test_enforce_nonce_answers_with_the_first_message_in_a_thread(start: S
     assert again.id == first.id and again.content == "⚙️ Generating"
     assert [m.content for m in fake.messages(post)][1:] == ["⚙️ Generating"]
     assert fake.nonces.deduped == 1
+
+
+async def test_an_age_restricted_channel_carries_nsfw_and_its_threads_follow(
+    start: Starter,
+) -> None:
+    env = await start()
+    fake, bot = env.fake, env.bot
+    adult = await fake.create_channel(env.guild, "after-dark", nsfw=True)
+    thread = await fake.create_thread(adult, "late", env.member)
+    await eventually(lambda: bot.get_channel(thread.id) is not None)
+    seen, seen_thread = bot.get_channel(adult.id), bot.get_channel(thread.id)
+    assert isinstance(seen, discord.TextChannel) and seen.is_nsfw()
+    assert isinstance(seen_thread, discord.Thread) and seen_thread.is_nsfw()
+    plain = bot.get_channel(env.channel.id)
+    assert isinstance(plain, discord.TextChannel) and not plain.is_nsfw()
+    assert fake.world.channel_payload(adult)["nsfw"] is True
+    # An admin lifts the flag: discord.py hears it, and the thread follows.
+    await fake.set_nsfw(adult, False)
+    await eventually(lambda: not seen.is_nsfw())
+    assert not seen_thread.is_nsfw()

@@ -54,10 +54,13 @@ class Driver:
         *,
         bot_can_send: bool = True,
         kind: int = GUILD_TEXT,
+        nsfw: bool = False,
     ) -> Channel:
         """A text channel, or (`kind`) a voice or stage channel (with its text chat) or a
-        forum (whose posts are threads: `create_forum_post`)."""
-        channel = self.world.add_channel(guild, name, bot_can_send=bot_can_send, kind=kind)
+        forum (whose posts are threads: `create_forum_post`); `nsfw`: age-restricted."""
+        channel = self.world.add_channel(
+            guild, name, bot_can_send=bot_can_send, kind=kind, nsfw=nsfw
+        )
         await self.gateway.dispatch("CHANNEL_CREATE", self.world.channel_payload(channel))
         return channel
 
@@ -121,6 +124,11 @@ class Driver:
             channel.deny.pop(self.world.bot.id, None)
         else:
             channel.deny[self.world.bot.id] = SEND_MESSAGES
+        await self.gateway.dispatch("CHANNEL_UPDATE", self.world.channel_payload(channel))
+
+    async def set_nsfw(self, channel: Channel, nsfw: bool = True) -> None:
+        """An admin marks the channel age-restricted (or not); its threads follow it."""
+        channel.nsfw = nsfw
         await self.gateway.dispatch("CHANNEL_UPDATE", self.world.channel_payload(channel))
 
     async def delete_channel(self, channel: Channel) -> None:

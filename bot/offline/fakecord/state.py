@@ -141,6 +141,7 @@ class Channel:
     deny: dict[int, int] = field(default_factory=dict)  # member id -> denied bits
     deleted: bool = False
     last_message_id: int | None = None
+    nsfw: bool = False  # age-restricted (guild channels; a thread follows its parent)
     # Threads (forum posts are threads whose parent is the forum).
     parent_id: int | None = None
     owner_id: int | None = None
@@ -285,11 +286,19 @@ class World:
         return member
 
     def add_channel(
-        self, guild: Guild, name: str, *, bot_can_send: bool = True, kind: int = GUILD_TEXT
+        self,
+        guild: Guild,
+        name: str,
+        *,
+        bot_can_send: bool = True,
+        kind: int = GUILD_TEXT,
+        nsfw: bool = False,
     ) -> Channel:
         if kind not in (GUILD_TEXT, GUILD_FORUM, *VOICE_TYPES):
             raise ValueError(f"channel type {kind} is not a guild channel the fake models")
-        channel = Channel(self.new_id(), kind, name, guild.id, position=len(guild.channels))
+        channel = Channel(
+            self.new_id(), kind, name, guild.id, position=len(guild.channels), nsfw=nsfw
+        )
         if not bot_can_send:
             channel.deny[self.bot.id] = SEND_MESSAGES
         guild.channels.append(channel.id)
@@ -504,7 +513,7 @@ class World:
                 position=channel.position,
                 parent_id=None,
                 topic=None,
-                nsfw=False,
+                nsfw=channel.nsfw,
                 rate_limit_per_user=0,
                 permission_overwrites=[
                     {"id": str(uid), "type": 1, "allow": "0", "deny": str(bits)}
