@@ -1,0 +1,6 @@
+-- Schema 12 on PostgreSQL: the twin of ../0012_leases.sql (who holds an unfinished job, and
+-- until when).
+ALTER TABLE tunes ADD COLUMN lease_holder TEXT;
+ALTER TABLE tunes ADD COLUMN lease_expires_ms BIGINT;
+ALTER TABLE prompts ADD COLUMN lease_holder TEXT;
+ALTER TABLE prompts ADD COLUMN lease_expires_ms BIGINT;
