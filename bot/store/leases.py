@@ -22,6 +22,16 @@ _UNFINISHED: dict[JobTable, str] = {
     "tunes": "state IN ('queued', 'submitting', 'training', 'stuck')",
     "prompts": "state IN ('queued', 'submitting', 'generating', 'stuck')",
 }
+# Finished jobs whose holder still has an event of theirs to report (`job_events.job` is
+# "tune:12"; the id is cut out inside a CASE, which PostgreSQL evaluates before the cast).
+_REPORTING: dict[JobTable, str] = {
+    "tunes": "NOT (state IN ('queued', 'submitting', 'training', 'stuck'))"
+    " AND id IN (SELECT CAST(CASE WHEN job LIKE 'tune:%' THEN substr(job, 6) END AS BIGINT)"
+    " FROM job_events WHERE reported_at_ms IS NULL AND job LIKE 'tune:%')",
+    "prompts": "NOT (state IN ('queued', 'submitting', 'generating', 'stuck'))"
+    " AND id IN (SELECT CAST(CASE WHEN job LIKE 'prompt:%' THEN substr(job, 8) END AS BIGINT)"
+    " FROM job_events WHERE reported_at_ms IS NULL AND job LIKE 'prompt:%')",
+}
 _KINDS: dict[JobTable, JobKind] = {"tunes": JobKind.TUNE, "prompts": JobKind.PROMPT}
 _TABLES: tuple[JobTable, ...] = ("tunes", "prompts")
 
@@ -31,10 +41,22 @@ class Leases:
         self._db = db
         self._clock = clock
 
-    async def claim_due(self, holder: str, limit: int, lease_seconds: float) -> list[JobRef]:
-        """Claim up to `limit` unfinished jobs that no one holds or whose lease has run out
-        (this holder's own lapsed ones included), tunes first, each kind oldest first;
-        the lease lasts `lease_seconds`. Returns the jobs claimed."""
+    async def claim_due(
+        self,
+        holder: str,
+        limit: int,
+        lease_seconds: float,
+        *,
+        own: bool = False,
+        anyone: bool = False,
+    ) -> list[JobRef]:
+        """Claim up to `limit` jobs that are due a holder: unfinished, or finished with an
+        event not yet reported (whoever holds a job reports it), and held by no one or on
+        a lease that has run out (this holder's own lapsed ones included; with `own`, its
+        unexpired ones too: a process restarted under the same id takes its jobs back;
+        with `anyone`, whoever holds them: a store only one process uses, SQLite's).
+        Tunes first, each kind oldest first; the lease lasts `lease_seconds` from now.
+        Returns the jobs claimed."""
         if limit <= 0:
             return []
         now_ms = to_ms(self._clock())
@@ -42,26 +64,39 @@ class Leases:
         claimed: list[JobRef] = []
         async with self._db.write() as tx:
             for table in _TABLES:
-                left = limit - len(claimed)
-                if left <= 0:
-                    break
-                ids = await self._due(tx, table, now_ms, left)
-                if ids:
-                    await tx.execute(
-                        f"UPDATE {table} SET lease_holder = ?, lease_expires_ms = ?"  # noqa: S608
-                        f" WHERE id IN {self._db.dialect.json_ints()}",
-                        (holder, until_ms, json.dumps(ids)),
+                for which in (_UNFINISHED[table], _REPORTING[table]):
+                    left = limit - len(claimed)
+                    if left <= 0:
+                        break
+                    ids = await self._due(
+                        tx, table, which, holder if own else "", anyone, now_ms, left
                     )
-                    claimed += [JobRef(_KINDS[table], i) for i in ids]
+                    if ids:
+                        await tx.execute(
+                            f"UPDATE {table} SET lease_holder = ?, lease_expires_ms = ?"  # noqa: S608
+                            f" WHERE id IN {self._db.dialect.json_ints()}",
+                            (holder, until_ms, json.dumps(ids)),
+                        )
+                        claimed += [JobRef(_KINDS[table], i) for i in ids]
         return claimed
 
-    async def _due(self, tx: Transaction, table: JobTable, now_ms: int, limit: int) -> list[int]:
+    async def _due(
+        self,
+        tx: Transaction,
+        table: JobTable,
+        which: str,
+        own: str,
+        anyone: bool,
+        now_ms: int,
+        limit: int,
+    ) -> list[int]:
         rows = await tx.fetchall(
-            # Only the table and the dialect's lock phrase vary, both literals.
-            f"SELECT id FROM {table} WHERE {_UNFINISHED[table]}"  # noqa: S608
-            " AND (lease_holder IS NULL OR lease_expires_ms IS NULL OR lease_expires_ms <= ?)"
+            # Only the table, the literal condition and the dialect's lock phrase vary.
+            f"SELECT id FROM {table} WHERE {which}"  # noqa: S608
+            " AND (lease_holder IS NULL OR lease_expires_ms IS NULL"
+            "  OR lease_expires_ms <= ? OR lease_holder = ? OR ? = 1)"
             f" ORDER BY id LIMIT ?{self._db.dialect.skip_locked}",
-            (now_ms, limit),
+            (now_ms, own, int(anyone), limit),
         )
         return [int(r["id"]) for r in rows]
 
@@ -101,13 +136,45 @@ class Leases:
                     (holder, json.dumps(ids)),
                 )
 
+    async def wake(self, job: JobRef) -> None:
+        """Ask the job's holder, whichever process it is, to look at it now (a callback
+        reached a process that does not hold it): its next round finds the mark."""
+        table: JobTable = "tunes" if job.kind is JobKind.TUNE else "prompts"
+        async with self._db.write() as tx:
+            await tx.execute(
+                f"UPDATE {table} SET woken_at_ms = ? WHERE id = ?",  # noqa: S608
+                (to_ms(self._clock()), job.id),
+            )
+
+    async def woken(self, holder: str) -> set[JobRef]:
+        """The jobs this holder holds that someone asked to be looked at now; the marks
+        are cleared (a read first, so a round with none writes nothing)."""
+        found: dict[JobTable, list[int]] = {}
+        for table in _TABLES:
+            rows = await self._db.fetchall(
+                f"SELECT id FROM {table}"  # noqa: S608
+                " WHERE woken_at_ms IS NOT NULL AND lease_holder = ?",
+                (holder,),
+            )
+            if rows:
+                found[table] = [int(r["id"]) for r in rows]
+        if not found:
+            return set()
+        async with self._db.write() as tx:
+            for table, ids in found.items():
+                await tx.execute(
+                    f"UPDATE {table} SET woken_at_ms = NULL"  # noqa: S608
+                    f" WHERE lease_holder = ? AND id IN {self._db.dialect.json_ints()}",
+                    (holder, json.dumps(ids)),
+                )
+        return {JobRef(_KINDS[t], i) for t, ids in found.items() for i in ids}
+
     async def holders(self) -> dict[JobRef, str]:
-        """Who holds which unfinished job (unexpired or not): for tests and `/jobs` views."""
+        """Who holds which job (unexpired or not), for tests and diagnostics."""
         found: dict[JobRef, str] = {}
         for table in _TABLES:
             rows = await self._db.fetchall(
-                f"SELECT id, lease_holder FROM {table}"  # noqa: S608
-                f" WHERE {_UNFINISHED[table]} AND lease_holder IS NOT NULL"
+                f"SELECT id, lease_holder FROM {table} WHERE lease_holder IS NOT NULL"  # noqa: S608
             )
             for row in rows:
                 found[JobRef(_KINDS[table], int(row["id"]))] = str(row["lease_holder"])

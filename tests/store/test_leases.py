@@ -57,7 +57,35 @@ async def test_a_released_job_is_claimed_again_and_a_finished_one_never(stores: 
     await b.tunes.set_state(tune.id, TuneState.CANCELLED)
     clock.advance(seconds=10 * LEASE)
     assert await a.leases.claim_due("a", 10, LEASE) == []
-    assert await a.leases.holders() == {}
+    assert await a.leases.holders() == {tune.job: "b"}  # as it was left: no one claims it
+
+
+async def test_a_finished_job_with_an_event_to_report_is_due_until_it_is_reported(
+    stores: Stores,
+):
+    clock = ManualClock()
+    a, b = await two(stores, clock)
+    prompt = await make_prompt(a, await make_tune(a))
+    await a.tunes.set_state(1, TuneState.CANCELLED)
+    await a.prompts.set_state(prompt.id, PromptState.CANCELLED)
+    await a.events.record(key=f"{prompt.job}:cancelled", job=str(prompt.job), kind="x", payload={})
+    await a.events.record(key="prompt:77:x", job="prompt:77", kind="x", payload={})  # no job
+    assert await a.leases.claim_due("a", 10, LEASE) == [prompt.job]  # a reports it
+    clock.advance(seconds=LEASE)  # a died before reporting: b reports it
+    assert await b.leases.claim_due("b", 10, LEASE) == [prompt.job]
+    await b.events.mark_reported(f"{prompt.job}:cancelled", "posted")
+    clock.advance(seconds=LEASE)
+    assert await a.leases.claim_due("a", 10, LEASE) == []
+
+
+async def test_a_restart_under_the_same_id_takes_its_own_jobs_back_at_once(stores: Stores):
+    clock = ManualClock()
+    a, b = await two(stores, clock)
+    tune = await make_tune(a)
+    assert await a.leases.claim_due("a", 10, LEASE) == [tune.job]
+    assert await b.leases.claim_due("a", 10, LEASE) == []  # a's lease is not due
+    assert await b.leases.claim_due("a", 10, LEASE, own=True) == [tune.job]
+    assert await b.leases.claim_due("b", 10, LEASE, own=True) == []
 
 
 async def test_renewing_and_releasing_nothing_is_harmless(store: Store):
