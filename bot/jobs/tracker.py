@@ -500,8 +500,10 @@ class Tracker:
         now = self._steady()
         upcoming = [w.next_at for w in self._watch.values()]
         wait = min(((t - now).total_seconds() for t in upcoming), default=5.0)
+        # A round at least every third of a lease: the renewals must come in time.
+        longest = min(5.0, self._config.lease_seconds / 3)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=min(max(wait, 0.2), 5.0))
+            await asyncio.wait_for(self._wake.wait(), timeout=min(max(wait, 0.2), longest))
         self._wake.clear()
 
     def nudge(self) -> None:
