@@ -244,6 +244,7 @@ class Tracker:
         self._held: set[JobRef] = set()  # the jobs this process holds a lease on
         self._renewed_at: datetime | None = None  # wall time of the last renewal
         self._unfinished: set[JobRef] = set()  # as of the last round's read
+        self._claimed_since_read: set[JobRef] = set()  # not in that read: not known ended
 
     def _steady(self) -> datetime:
         """Now on the tracker's steady timeline (see `__init__`). Jobs first seen in this
@@ -283,6 +284,7 @@ class Tracker:
 
         self._renewed_at = now
         self._held.update(claimed)
+        self._claimed_since_read.update(claimed)
         await self._take_up(set(claimed))
         await self._settle_recent_statuses(now)
 
@@ -357,6 +359,7 @@ class Tracker:
         )
         new = {job for job in claimed if job not in self._held}
         self._held.update(claimed)
+        self._claimed_since_read.update(claimed)
         if new:
             await self._take_up(new)
 
@@ -369,7 +372,7 @@ class Tracker:
     async def _release_finished(self) -> None:
         """Hand back the leases of held jobs that are finished with nothing left to
         report (a job still unreported stays held: its holder reports it)."""
-        done = self._held - self._unfinished
+        done = self._held - self._unfinished - self._claimed_since_read
         if not done:
             return
         pending = {e.job for e in await self._store.events.pending()}
@@ -582,6 +585,7 @@ class Tracker:
 
     async def _submit_queued(self) -> list[JobRef]:
         # The caps count every process's jobs; this one submits only those it holds.
+        self._claimed_since_read = set()  # before the reads: a claim during them counts
         tunes = await self._store.tunes.unfinished()
         prompts = await self._store.prompts.unfinished()
         self._unfinished = {t.job for t in tunes} | {p.job for p in prompts}
