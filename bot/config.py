@@ -9,7 +9,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
+import os
 import secrets
+import socket
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,6 +213,16 @@ class Settings(BaseSettings):
     # PostgreSQL; unset, it is the SQLite file at DATABASE_PATH (the default, and `demo`).
     database_path: Path = Path("data/bot.sqlite3")
     database_url: SecretStr | None = None
+    # Who this process is when it holds job leases (several processes on one PostgreSQL
+    # share the jobs through them): unique per running process; by default host and pid.
+    process_id: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
+        min_length=1,
+        max_length=200,
+    )
+    # How long a job's lease lasts unless renewed (renewed every third of it): a process
+    # that dies has its jobs taken over by another within about this long.
+    lease_seconds: float = Field(default=30.0, ge=3.0, le=3600.0)
     photos_dir: Path = Path("data/photos")
     # A training photo no unfinished tune refers to (a kill while a form was read) is
     # deleted once it is this old; the sweep runs at start and every 10 minutes.

@@ -128,15 +128,18 @@ def low_balance_warning(settings: Settings, user: User) -> str | None:
 
 
 def refuse_partial_shards(settings: Settings) -> None:
-    """Some shards here and the rest in other processes needs the job leases of a shared
-    store (issue 17, not built yet): two trackers over one SQLite file would both follow
-    every job. All shards in this one process are fine."""
+    """Some shards here and the rest in other processes needs the processes to share the
+    jobs: on PostgreSQL they do, through the job leases (each job worked by the process
+    holding its lease, a dead one's taken over). SQLite is one process's store, so there a
+    partial set is refused; all shards in this one process are fine."""
     held, count = settings.shards_held, settings.shard_count
+    if settings.database_url is not None:
+        return
     if held and count is not None and len(held) < count:
         raise StartProblem(
             f"SHARD_IDS={settings.shard_ids}: this process would hold {len(held)} of "
-            f"{count} shards, and the others need a second process, which needs job leases "
-            "in a shared store that this version does not have yet; leave SHARD_IDS empty "
+            f"{count} shards, and the others need a second process, which needs the "
+            "store on PostgreSQL (DATABASE_URL) to share the jobs; leave SHARD_IDS empty "
             "to run all shards here"
         )
 

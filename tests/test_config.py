@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import os
 import secrets
 import string
 from pathlib import Path
 
+import pydantic
 import pytest
 
 from bot.config import (
@@ -299,3 +301,23 @@ def test_the_env_file_read_is_named_only_when_there_is_one(tmp_path: Path):
     assert env_file_used() is None
     (tmp_path / ".env").write_text("ASTRIA_BRANCH=fast\n")
     assert env_file_used() == (tmp_path / ".env").resolve()
+
+
+def test_a_partial_shard_set_is_refused_on_sqlite_and_allowed_on_postgresql() -> None:
+    """Other processes hold the other shards only if they can share the jobs: through the
+    job leases, on PostgreSQL."""
+    from bot.preflight import StartProblem, refuse_partial_shards
+
+    partial = {"shard_count": 2, "shard_ids": "1"}
+    with pytest.raises(StartProblem, match="DATABASE_URL"):
+        refuse_partial_shards(Settings(_env_file=None, **partial))  # type: ignore[arg-type]
+    url = "postgresql://bot@127.0.0.1:5432/bot"
+    refuse_partial_shards(Settings(_env_file=None, database_url=url, **partial))  # type: ignore[arg-type]
+
+
+def test_each_process_has_its_own_lease_holder_id_by_default() -> None:
+    first = Settings(_env_file=None)
+    assert first.process_id.endswith(f"-{os.getpid()}")
+    assert Settings(_env_file=None, process_id="bot-a").process_id == "bot-a"
+    with pytest.raises(pydantic.ValidationError):
+        Settings(_env_file=None, lease_seconds=1)

@@ -97,6 +97,9 @@ _FINAL_KINDS = frozenset(
     {str(EventKind.READY), str(EventKind.DONE), str(EventKind.FAILED), str(EventKind.CANCELLED)}
 )  # on stop, how long the report in hand may take to finish
 PROFILE_NAMES: tuple[ProfileName, ...] = ("flux-lora", "sd15-checkpoint", "faceid")
+# Leases: a start claims every job due at once; a round claims at most this many more.
+CLAIM_ALL = 1_000_000
+CLAIM_BATCH = 1_000
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,12 @@ class TrackerConfig:
     refunds_failed_prompts: bool = True  # the operator's reading (undocumented at Astria)
     extension_price_mc: int = 0  # Astria's fee for 30 more days of a tune (auto-extend)
     retention: timedelta = timedelta(days=90)  # finished jobs' events, old prompts' links
+    # Leases: this process's holder id (PROCESS_ID) and how long a lease lasts unless
+    # renewed. The tracker works only the jobs it holds (see `_take_leases`).
+    holder: str = "tracker"
+    lease_seconds: float = 30.0
+    # On a store only one process uses (SQLite), a start takes every job whoever held it.
+    sole_process: bool = True
 
     @property
     def policy(self) -> PollPolicy:
@@ -150,6 +159,9 @@ class TrackerConfig:
             refunds_failed_prompts=settings.astria_refunds_failed_prompts,
             extension_price_mc=settings.astria_extension_price_mc,
             retention=timedelta(days=settings.retention_days),
+            holder=settings.process_id,
+            lease_seconds=settings.lease_seconds,
+            sole_process=settings.database_url is None,
         )
 
 
@@ -232,6 +244,10 @@ class Tracker:
         self._refunds = RefundWatch()  # the operator's refund statement, against the balance
         self._quiet = Coalesced(log, monotonic=monotonic)  # repeating faults: a line a minute
         self._pruned_at: datetime | None = None  # on the steady timeline
+        self._held: set[JobRef] = set()  # the jobs this process holds a lease on
+        self._renewed_at: datetime | None = None  # wall time of the last renewal
+        self._unfinished: set[JobRef] = set()  # as of the last round's read
+        self._claimed_since_read: set[JobRef] = set()  # not in that read: not known ended
 
     def _steady(self) -> datetime:
         """Now on the tracker's steady timeline (see `__init__`). Jobs first seen in this
@@ -247,18 +263,51 @@ class Tracker:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        """Schedule every unfinished job at once; creates that were in flight when the
-        process stopped are recovered (looked up before any re-post) in the background."""
+        """Take the leases on every job due a holder and schedule them at once; creates
+        that were in flight when their process stopped are recovered (looked up before
+        any re-post) in the background."""
         await self._repair()
         now = self._clock()
+        # A start takes back what this process id held (a restart); alone on the store
+        # (SQLite), everything, as before leases.
+        try:
+            claimed = await self._write(
+                None,
+                "claiming the jobs",
+                lambda: self._store.leases.claim_due(
+                    self._config.holder,
+                    CLAIM_ALL,
+                    self._config.lease_seconds,
+                    own=True,
+                    anyone=self._config.sole_process,
+                ),
+            )
+        except StoreFault:
+            claimed = []  # the rounds claim them
+
+        self._renewed_at = now
+        self._held.update(claimed)
+        self._claimed_since_read.update(claimed)
+        await self._take_up(set(claimed))
+        await self._settle_recent_statuses(now)
+
+    async def _take_up(self, jobs: set[JobRef]) -> None:
+        """Follow the newly held `jobs` as a start does: those at Astria are scheduled,
+        those found `submitting` (a create in flight when their holder stopped or died)
+        are recovered by looking them up first, never re-posted blindly; queued ones are
+        submitted by the rounds."""
+        if not jobs:
+            return
         for tune in await self._store.tunes.unfinished():
+            if tune.job not in jobs:
+                continue
             if tune.state in (TuneState.TRAINING, TuneState.STUCK) and tune.astria_id:
                 submitted = tune.submitted_at or tune.updated_at
                 self._follow(tune.job, tune.astria_id, tune.eta, submitted)
                 self._watch[tune.job].stuck = tune.state == TuneState.STUCK
             elif tune.state == TuneState.SUBMITTING:
                 self._spawn(self._submit_tune(tune, maybe_created=True))
-        prompts = await self._store.prompts.unfinished()
+        prompts = [p for p in await self._store.prompts.unfinished() if p.job in jobs]
         # Two reads for all, not two per prompt: 10,000 prompts must schedule in well under
         # two seconds (bench/restart.py).
         done_keys = await self._store.events.existing(
@@ -275,7 +324,69 @@ class Tracker:
                 self._watch[prompt.job].stuck = prompt.state == PromptState.STUCK
             elif prompt.state == PromptState.SUBMITTING:
                 self._spawn(self._submit_prompt(prompt, maybe_created=True))
-        await self._settle_recent_statuses(now)
+
+    async def _take_leases(self) -> None:
+        """Each round: renew the leases held (every third of their length), let go of any
+        another process took over, and claim the jobs due a holder (new ones, a dead
+        process's lapsed ones), taking them up like a start."""
+        holder, lease = self._config.holder, self._config.lease_seconds
+        now = self._clock()
+        renew_every = timedelta(seconds=lease / 3)
+        if self._held and (
+            self._renewed_at is None
+            or now >= self._renewed_at + renew_every
+            or now < self._renewed_at
+        ):
+            held = set(self._held)
+            still = await self._write(
+                None, "renewing the leases", lambda: self._store.leases.renew(holder, held, lease)
+            )
+            self._renewed_at = now
+            for job in held - still:
+                log.warning("%s: another process took it over; this one lets it go", job)
+                self._let_go(job)
+        await self._claim_more()
+        if not self._config.sole_process:
+            # Callbacks that reached another process: look at those jobs now.
+            for job in await self._store.leases.woken(holder):
+                if (watch := self._watch.get(job)) is not None:
+                    watch.next_at = self._steady()
+
+    async def _claim_more(self) -> None:
+        claimed = await self._write(
+            None,
+            "claiming the jobs",
+            lambda: self._store.leases.claim_due(
+                self._config.holder, CLAIM_BATCH, self._config.lease_seconds
+            ),
+        )
+        new = {job for job in claimed if job not in self._held}
+        self._held.update(claimed)
+        self._claimed_since_read.update(claimed)
+        if new:
+            await self._take_up(new)
+
+    def _let_go(self, job: JobRef) -> None:
+        self._held.discard(job)
+        self._watch.pop(job, None)
+        self._retry_at.pop(job, None)
+        self._positions.pop(job, None)
+
+    async def _release_finished(self) -> None:
+        """Hand back the leases of held jobs that are finished with nothing left to
+        report (a job still unreported stays held: its holder reports it)."""
+        done = self._held - self._unfinished - self._claimed_since_read
+        if not done:
+            return
+        pending = {e.job for e in await self._store.events.pending()}
+        ended = {job for job in done if str(job) not in pending and job not in self._busy}
+        if ended:
+            await self._write(
+                None,
+                "handing back leases",
+                lambda: self._store.leases.release(self._config.holder, ended),
+            )
+            self._held -= ended
 
     async def _repair(self) -> None:
         """Close the reservations a crash left open between a job's steps (an ended job's
@@ -348,6 +459,13 @@ class Tracker:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # Another process may take them up at once (a create cut short is recovered by
+        # a lookup there, as after a restart); a failure leaves them to lapse.
+        try:
+            await self._store.leases.release(self._config.holder, self._held)
+        except StoreError as exc:
+            log.warning("the leases were not handed back (%s); they lapse instead", exc)
+        self._held.clear()
 
     async def run(self) -> None:
         """Poll until `stop()`; a callback's `wake()` cuts the wait short. Reports go out
@@ -388,8 +506,10 @@ class Tracker:
         now = self._steady()
         upcoming = [w.next_at for w in self._watch.values()]
         wait = min(((t - now).total_seconds() for t in upcoming), default=5.0)
+        # A round at least every third of a lease: the renewals must come in time.
+        longest = min(5.0, self._config.lease_seconds / 3)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=min(max(wait, 0.2), 5.0))
+            await asyncio.wait_for(self._wake.wait(), timeout=min(max(wait, 0.2), longest))
         self._wake.clear()
 
     def nudge(self) -> None:
@@ -404,10 +524,20 @@ class Tracker:
             return False
         watch = self._watch.get(ref)
         if watch is None:
+            if not self._config.sole_process:
+                self._spawn(self._wake_elsewhere(ref))
             return False
         watch.next_at = self._steady()
         self._wake.set()
         return True
+
+    async def _wake_elsewhere(self, job: JobRef) -> None:
+        """A callback for a job this process does not follow: mark it in the store, where
+        its holder's next round finds it (within a round, at most a few seconds)."""
+        try:
+            await self._store.leases.wake(job)
+        except StoreError as exc:
+            log.warning("%s: callback not passed on (%s); its polling finds it", job, exc)
 
     async def settle_background(self) -> None:
         """Wait for the background work started so far (recovery, submissions)."""
@@ -423,6 +553,8 @@ class Tracker:
         outcome = PollReport()
         if self._repair_due:
             await self._repair()
+        with contextlib.suppress(StoreFault):
+            await self._take_leases()
         started = await self._submit_queued()
         outcome.submitted = [str(j) for j in started]
         if wait:
@@ -441,6 +573,8 @@ class Tracker:
         await self._alerts.flush()
         if report:
             outcome.reported = await self._dispatch()
+        with contextlib.suppress(StoreFault):
+            await self._release_finished()
         return outcome
 
     def queue_position(self, job: JobRef) -> int | None:
@@ -453,8 +587,11 @@ class Tracker:
     # ------------------------------------------------------------------ submission
 
     async def _submit_queued(self) -> list[JobRef]:
+        # The caps count every process's jobs; this one submits only those it holds.
+        self._claimed_since_read = set()  # before the reads: a claim during them counts
         tunes = await self._store.tunes.unfinished()
         prompts = await self._store.prompts.unfinished()
+        self._unfinished = {t.job for t in tunes} | {p.job for p in prompts}
         # Done at Astria and only waiting for Discord: no longer in flight at Astria.
         posting = await self._store.events.existing(
             [
@@ -516,6 +653,14 @@ class Tracker:
             if not fits or in_flight >= self._config.max_in_flight or self._stopping:
                 waiting.append(record)
                 continue
+            if record.job not in self._held:
+                in_flight += 1  # its holder submits it; it counts against the caps here too
+                if isinstance(record, TuneRecord):
+                    training[record.owner_id] = used + 1
+                else:
+                    generating[record.owner_id] = used + 1
+                    unsettled.add((record.final_text, record.seed))
+                continue
             in_flight += 1
             if isinstance(record, TuneRecord):
                 training[record.owner_id] = used + 1
@@ -548,6 +693,8 @@ class Tracker:
     async def _update_positions(self, waiting: Sequence[TuneRecord | PromptRecord]) -> None:
         positions = {record.job: n for n, record in enumerate(waiting, start=1)}
         for record in waiting:
+            if record.job not in self._held:
+                continue  # its holder tells its member
             if self._positions.get(record.job) != positions[record.job]:
                 await self._progress(record, "queued", queue_position=positions[record.job])
         self._positions = positions
@@ -1573,9 +1720,18 @@ class Tracker:
         channel at Discord's rate limit never holds up the others. With `wait`, every
         channel's reports finish first; the keys reported are returned."""
         by_channel: dict[int, list[RecordedEvent]] = {}
-        for pending in await self._store.events.pending():
+        events = await self._store.events.pending()
+        if any(JobRef.parse(e.job) not in self._held for e in events if _is_job(e.job)):
+            # Events of jobs no process held (a finished tune's expiry, a cancel made by
+            # a command): claim what is due, so this process reports them now.
+            with contextlib.suppress(StoreFault):
+                await self._claim_more()
+        held = {str(job) for job in self._held}
+        for pending in events:
             if pending.job in self._finishing:
                 continue  # reported once its state is written
+            if pending.job not in held:
+                continue  # its holder reports it
             channel = int(pending.payload.get("channel_id") or 0)
             by_channel.setdefault(channel, []).append(pending)
         for channel, events in by_channel.items():
@@ -1732,6 +1888,14 @@ class Tracker:
             await self._delivery.progress(update)
         except Exception:
             log.exception("progress of %s not shown", update.job)
+
+
+def _is_job(text: str) -> bool:
+    try:
+        JobRef.parse(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _tune_gone(tune: TuneRecord) -> str:

@@ -178,8 +178,10 @@ class Stage:
 
     async def open_store(self) -> Store:
         """The bot's database, to read what it did (SQLite lets a reader in beside the
-        running bot; write nothing while it runs)."""
-        return await Store.open(self.database, settings=self.settings())
+        running bot; write nothing while it runs): the SQLite file, or the PostgreSQL
+        database a DATABASE_URL in `bot_settings` names."""
+        settings = self.settings()
+        return await Store.open(settings.database_location, settings=settings)
 
     async def prompt_states(self, owner: Member) -> list[str]:
         """The member's prompts' states, oldest first, read from the bot's database."""
@@ -191,6 +193,17 @@ class Stage:
         """Start the bot process and wait until it is connected to the fake."""
         if self._process is not None and self._process.returncode is None:
             raise StageError("the bot is already running")
+        self._process = await self.start_process(timeout=timeout)
+
+    async def start_process(
+        self,
+        *,
+        timeout: float = 30.0,  # noqa: ASYNC109
+        **settings: str,
+    ) -> asyncio.subprocess.Process:
+        """Start one more bot process, with `settings` (by variable name) over the
+        stage's, and wait until it is connected; the caller stops or kills it (several
+        processes on one PostgreSQL share the jobs through leases)."""
         identifies = self.fake.gateway.identifies
         self._starts += 1
         # The previous process is gone (killed or stopped): every request from here on is
@@ -203,13 +216,13 @@ class Stage:
         )
         log = (self.folder / f"bot-{self._starts}.log").open("wb")
         try:
-            self._process = await asyncio.create_subprocess_exec(
+            process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
                 "bot",
                 "run",
                 cwd=self.folder,
-                env=self.bot_env(),
+                env={**self.bot_env(), **settings},
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
@@ -219,7 +232,10 @@ class Stage:
         try:
             await self.fake.wait_reconnected(identifies, timeout)
         except TimeoutError:
+            process.kill()
+            await process.wait()
             raise StageError(f"the bot did not connect; see {self.log_path()}") from None
+        return process
 
     def log_path(self, start: int | None = None) -> Path:
         return self.folder / f"bot-{start or self._starts}.log"

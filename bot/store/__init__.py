@@ -31,6 +31,7 @@ from bot.store.errors import (
 from bot.store.events import Events, RecordedEvent
 from bot.store.guilds import Guilds, GuildSettings
 from bot.store.jobstate import JobKind, JobRef
+from bot.store.leases import Leases
 from bot.store.ledger import (
     Closing,
     Ledger,
@@ -68,6 +69,7 @@ __all__ = [
     "InvalidTransition",
     "JobKind",
     "JobRef",
+    "Leases",
     "Ledger",
     "LedgerEntry",
     "LedgerKind",
@@ -108,7 +110,7 @@ def _base_tunes(settings: Settings) -> dict[str, int]:
 
 class Store:
     """One open database and its repositories: `guilds`, `tunes`, `prompts`, `ledger`,
-    `account`, `events`, `meta`, `retention`, `erasure`, `alerts`. Open it once (in
+    `account`, `events`, `meta`, `retention`, `erasure`, `alerts`, `leases`. Open it once (in
     `setup_hook`) and close it on shutdown."""
 
     def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
@@ -124,6 +126,7 @@ class Store:
         self.retention = Retention(db)
         self.erasure = Erasure(db)
         self.alerts = Alerts(db, clock)
+        self.leases = Leases(db, clock)
 
     @classmethod
     async def open(

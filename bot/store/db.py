@@ -62,6 +62,10 @@ class Dialect:
     greatest: str
     # Where `needle` starts in `haystack`, 0 if absent: `{instr}(haystack, needle)`.
     instr: str
+    # After a SELECT of rows the transaction will claim: PostgreSQL locks them and skips
+    # rows another transaction has locked (FOR UPDATE SKIP LOCKED); SQLite needs nothing,
+    # its BEGIN IMMEDIATE already holds the one write lock from the first read.
+    skip_locked: str
     # A comma-joined list of one column's values (group_concat, or string_agg over text).
     _concat: str
     # One parameter holding a JSON array, as a subquery of its elements.
@@ -84,6 +88,7 @@ SQLITE = Dialect(
     name="sqlite",
     greatest="MAX",
     instr="instr",
+    skip_locked="",
     _concat="group_concat({column})",
     _json_ints="(SELECT value FROM json_each(?))",
     _json_texts="(SELECT value FROM json_each(?))",

@@ -216,7 +216,7 @@ async def test_an_unreachable_discord_is_one_line_too(
     assert "Cannot connect to host 127.0.0.1" in line and "--debug" in line
 
 
-async def test_part_of_the_shards_is_refused_until_processes_can_share_jobs(
+async def test_part_of_the_shards_is_refused_on_sqlite_where_processes_cannot_share_jobs(
     tmp_path: Path, emulator: Emulator, discord_tripwire: Tripwire
 ):
     start = await start_bot(
@@ -224,6 +224,7 @@ async def test_part_of_the_shards_is_refused_until_processes_can_share_jobs(
     )
     line = assert_refused(start, "SHARD_IDS=1", discord_tripwire)
     assert "1 of 2 shards" in line and "leave SHARD_IDS empty" in line
+    assert "DATABASE_URL" in line
     assert not (tmp_path / "bot.sqlite3").exists()  # refused before the store is opened
 
 

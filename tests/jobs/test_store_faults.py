@@ -32,6 +32,8 @@ FLOW_WRITES = sorted(
         "ledger.repair",  # tests/jobs/test_repair.py
         "events.record_failure",  # a failed report: tests/jobs/test_reporting_bounds.py
         "retention.prune",  # once a day, suppressed and repeated: tests/store/test_retention.py
+        "leases.wake",  # several processes only: tests/jobs/test_leases.py
+        "leases.woken",  # several processes only: tests/jobs/test_leases.py
     }
 )
 MODES = ("once", "for-good", "every-call-once")

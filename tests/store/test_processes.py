@@ -175,3 +175,49 @@ async def check_consistent(path: Location, acknowledged: list[dict[str, Any]]) -
             assert budget.user_month.allowance_mc == RICH_MC + granted
     finally:
         await store.close()
+
+
+async def test_processes_claiming_at_once_never_hold_one_job_together(database: Location):
+    """Two processes on one SQLite file, four on PostgreSQL, claim 150 due jobs a few at a
+    time, all at once: each job goes to exactly one of them (the leases outlast the test,
+    so a job claimed twice would be held by two holders at once). Without the claim's
+    locking (PostgreSQL's FOR UPDATE SKIP LOCKED, SQLite's read inside the write) this
+    goes red."""
+    from tests.store.test_repositories import make_prompt, make_tune
+
+    store = await Store.open(database, settings=make_settings())
+    try:
+        await store.account.record_balance(RICH_MC)
+        tunes = [await make_tune(store, name=f"t{n}") for n in range(10)]
+        prompts = [await make_prompt(store, tunes[n % 10]) for n in range(140)]
+    finally:
+        await store.close()
+    every = {str(t.job) for t in tunes} | {str(p.job) for p in prompts}
+    count = 4 if isinstance(database, SecretStr) else 2
+    workers = [await spawn("claim", database, f"bot-{n}", 3, 600) for n in range(count)]
+    try:
+        for proc in workers:
+            assert await read_line(proc) == "ready"
+        for proc in workers:
+            assert proc.stdin is not None
+            proc.stdin.write(b"go\n")
+            await proc.stdin.drain()
+        claims: list[list[str]] = [json.loads(await read_line(p))["claimed"] for p in workers]
+        for proc in workers:
+            assert await asyncio.wait_for(proc.wait(), WAIT) == 0
+    finally:
+        for proc in workers:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    taken = Counter(job for claimed in claims for job in claimed)
+    assert [job for job, n in taken.items() if n > 1] == []  # no job held by two
+    assert set(taken) == every  # and none left unclaimed
+    assert all(claimed for claimed in claims), "every process got some of the work"
+    store = await Store.open(database, settings=make_settings())
+    try:
+        holders = await store.leases.holders()
+    finally:
+        await store.close()
+    owner = {job: f"bot-{n}" for n, claimed in enumerate(claims) for job in claimed}
+    assert {str(j): h for j, h in holders.items()} == owner  # the store agrees with them

@@ -5,6 +5,9 @@ DB is a SQLite file, or a PostgreSQL URL (postgresql://...).
 python -m tests.store.worker reserve DB INDEX COUNT SETTINGS_JSON
     opens DB, prints "ready", waits for a line on stdin, runs COUNT concurrent
     reservations, prints one JSON line: {"reserved": [ids], "refused": n}
+python -m tests.store.worker claim DB HOLDER LIMIT LEASE_SECONDS
+    prints "ready", waits for a line on stdin, then claims due jobs LIMIT at a time until
+    three claims in a row find none, and prints one JSON line: {"claimed": ["tune:1", ...]}
 python -m tests.store.worker churn DB SEED SETTINGS_JSON
     prints "ready", then writes reserve/settle/release/grant/adjust entries until killed,
     printing one JSON line per committed write (after the commit returned)
@@ -102,10 +105,29 @@ async def churn(path: str, seed: int, settings: dict[str, Any]) -> None:
             say({"op": "adjust", "id": entry.id})
 
 
+async def claim(path: str, holder: str, limit: int, lease_seconds: float) -> None:
+    store = await Store.open(location(path), settings=make_settings())
+    try:
+        say("ready")
+        await asyncio.to_thread(sys.stdin.readline)  # start with the other processes
+        claimed: list[str] = []
+        empty = 0
+        while empty < 3:
+            got = await store.leases.claim_due(holder, limit, lease_seconds)
+            claimed += [str(j) for j in got]
+            empty = 0 if got else empty + 1
+            await asyncio.sleep(0.002)  # a tracker's round, shortened: the claims interleave
+        say({"claimed": claimed})
+    finally:
+        await store.close()
+
+
 def main(argv: list[str]) -> None:
     mode, path = argv[0], argv[1]
     if mode == "reserve":
         asyncio.run(reserve(path, int(argv[2]), int(argv[3]), json.loads(argv[4])))
+    elif mode == "claim":
+        asyncio.run(claim(path, argv[2], int(argv[3]), float(argv[4])))
     elif mode == "churn":
         asyncio.run(churn(path, int(argv[2]), json.loads(argv[3])))
     else:

@@ -1,0 +1,189 @@
+"""Leases on unfinished jobs: which process works which job, and until when.
+
+Each bot process has a holder id (PROCESS_ID). `claim_due` gives it jobs no one holds or
+whose lease ran out (their holder died or lost the database), `renew` keeps what it still
+holds, `release` hands jobs back (finished, or the process stopping). Two holders never
+hold one job at once: on PostgreSQL the claim's read locks the rows it takes and skips the
+rows another claim has locked (`FOR UPDATE SKIP LOCKED`); on SQLite the read and the
+update are one `BEGIN IMMEDIATE` transaction, which holds the one write lock throughout.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from datetime import timedelta
+
+from bot.store.db import Clock, Database, Transaction, to_ms
+from bot.store.jobstate import JobKind, JobRef, JobTable
+
+# The literal `state IN (...)` each table's partial index of unfinished jobs is made with.
+_UNFINISHED: dict[JobTable, str] = {
+    "tunes": "state IN ('queued', 'submitting', 'training', 'stuck')",
+    "prompts": "state IN ('queued', 'submitting', 'generating', 'stuck')",
+}
+# Finished jobs whose holder still has an event of theirs to report (`job_events.job` is
+# "tune:12"; the id is cut out inside a CASE, which PostgreSQL evaluates before the cast).
+_REPORTING: dict[JobTable, str] = {
+    "tunes": "NOT (state IN ('queued', 'submitting', 'training', 'stuck'))"
+    " AND id IN (SELECT CAST(CASE WHEN job LIKE 'tune:%' THEN substr(job, 6) END AS BIGINT)"
+    " FROM job_events WHERE reported_at_ms IS NULL AND job LIKE 'tune:%')",
+    "prompts": "NOT (state IN ('queued', 'submitting', 'generating', 'stuck'))"
+    " AND id IN (SELECT CAST(CASE WHEN job LIKE 'prompt:%' THEN substr(job, 8) END AS BIGINT)"
+    " FROM job_events WHERE reported_at_ms IS NULL AND job LIKE 'prompt:%')",
+}
+_KINDS: dict[JobTable, JobKind] = {"tunes": JobKind.TUNE, "prompts": JobKind.PROMPT}
+_TABLES: tuple[JobTable, ...] = ("tunes", "prompts")
+
+
+class Leases:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def claim_due(
+        self,
+        holder: str,
+        limit: int,
+        lease_seconds: float,
+        *,
+        own: bool = False,
+        anyone: bool = False,
+    ) -> list[JobRef]:
+        """Claim up to `limit` jobs that are due a holder: unfinished, or finished with an
+        event not yet reported (whoever holds a job reports it), and held by no one or on
+        a lease that has run out (this holder's own lapsed ones included; with `own`, its
+        unexpired ones too: a process restarted under the same id takes its jobs back;
+        with `anyone`, whoever holds them: a store only one process uses, SQLite's).
+        Tunes first, each kind oldest first; the lease lasts `lease_seconds` from now.
+        Returns the jobs claimed."""
+        if limit <= 0:
+            return []
+        now_ms = to_ms(self._clock())
+        until_ms = now_ms + int(timedelta(seconds=lease_seconds) / timedelta(milliseconds=1))
+        claimed: list[JobRef] = []
+        async with self._db.write() as tx:
+            for table in _TABLES:
+                for which in (_UNFINISHED[table], _REPORTING[table]):
+                    left = limit - len(claimed)
+                    if left <= 0:
+                        break
+                    ids = await self._due(
+                        tx, table, which, holder if own else "", anyone, now_ms, left
+                    )
+                    if ids:
+                        await tx.execute(
+                            f"UPDATE {table} SET lease_holder = ?, lease_expires_ms = ?"  # noqa: S608
+                            f" WHERE id IN {self._db.dialect.json_ints()}",
+                            (holder, until_ms, json.dumps(ids)),
+                        )
+                        claimed += [JobRef(_KINDS[table], i) for i in ids]
+        return claimed
+
+    async def _due(
+        self,
+        tx: Transaction,
+        table: JobTable,
+        which: str,
+        own: str,
+        anyone: bool,
+        now_ms: int,
+        limit: int,
+    ) -> list[int]:
+        rows = await tx.fetchall(
+            # Only the table, the literal condition and the dialect's lock phrase vary.
+            f"SELECT id FROM {table} WHERE {which}"  # noqa: S608
+            " AND (lease_holder IS NULL OR lease_expires_ms IS NULL"
+            "  OR lease_expires_ms <= ? OR lease_holder = ? OR ? = 1)"
+            f" ORDER BY id LIMIT ?{self._db.dialect.skip_locked}",
+            (now_ms, own, int(anyone), limit),
+        )
+        return [int(r["id"]) for r in rows]
+
+    async def renew(
+        self, holder: str, jobs: Collection[JobRef], lease_seconds: float
+    ) -> set[JobRef]:
+        """Extend this holder's leases on `jobs` by `lease_seconds` from now; returns the
+        ones it still holds (a job another holder took over after this one's lease ran out
+        is not among them, and this holder must stop working it)."""
+        now_ms = to_ms(self._clock())
+        until_ms = now_ms + int(timedelta(seconds=lease_seconds) / timedelta(milliseconds=1))
+        held: set[JobRef] = set()
+        async with self._db.write() as tx:
+            for table, ids in _by_table(jobs).items():
+                await tx.execute(
+                    f"UPDATE {table} SET lease_expires_ms = ?"  # noqa: S608
+                    f" WHERE lease_holder = ? AND id IN {self._db.dialect.json_ints()}",
+                    (until_ms, holder, json.dumps(ids)),
+                )
+                rows = await tx.fetchall(
+                    f"SELECT id FROM {table}"  # noqa: S608
+                    f" WHERE lease_holder = ? AND id IN {self._db.dialect.json_ints()}",
+                    (holder, json.dumps(ids)),
+                )
+                held |= {JobRef(_KINDS[table], int(r["id"])) for r in rows}
+        return held
+
+    async def release(self, holder: str, jobs: Collection[JobRef]) -> None:
+        """Hand back this holder's leases on `jobs` (another holder's are left alone)."""
+        if not jobs:
+            return
+        async with self._db.write() as tx:
+            for table, ids in _by_table(jobs).items():
+                await tx.execute(
+                    f"UPDATE {table} SET lease_holder = NULL, lease_expires_ms = NULL"  # noqa: S608
+                    f" WHERE lease_holder = ? AND id IN {self._db.dialect.json_ints()}",
+                    (holder, json.dumps(ids)),
+                )
+
+    async def wake(self, job: JobRef) -> None:
+        """Ask the job's holder, whichever process it is, to look at it now (a callback
+        reached a process that does not hold it): its next round finds the mark."""
+        table: JobTable = "tunes" if job.kind is JobKind.TUNE else "prompts"
+        async with self._db.write() as tx:
+            await tx.execute(
+                f"UPDATE {table} SET woken_at_ms = ? WHERE id = ?",  # noqa: S608
+                (to_ms(self._clock()), job.id),
+            )
+
+    async def woken(self, holder: str) -> set[JobRef]:
+        """The jobs this holder holds that someone asked to be looked at now; the marks
+        are cleared (a read first, so a round with none writes nothing)."""
+        found: dict[JobTable, list[int]] = {}
+        for table in _TABLES:
+            rows = await self._db.fetchall(
+                f"SELECT id FROM {table}"  # noqa: S608
+                " WHERE woken_at_ms IS NOT NULL AND lease_holder = ?",
+                (holder,),
+            )
+            if rows:
+                found[table] = [int(r["id"]) for r in rows]
+        if not found:
+            return set()
+        async with self._db.write() as tx:
+            for table, ids in found.items():
+                await tx.execute(
+                    f"UPDATE {table} SET woken_at_ms = NULL"  # noqa: S608
+                    f" WHERE lease_holder = ? AND id IN {self._db.dialect.json_ints()}",
+                    (holder, json.dumps(ids)),
+                )
+        return {JobRef(_KINDS[t], i) for t, ids in found.items() for i in ids}
+
+    async def holders(self) -> dict[JobRef, str]:
+        """Who holds which job (unexpired or not), for tests and diagnostics."""
+        found: dict[JobRef, str] = {}
+        for table in _TABLES:
+            rows = await self._db.fetchall(
+                f"SELECT id, lease_holder FROM {table} WHERE lease_holder IS NOT NULL"  # noqa: S608
+            )
+            for row in rows:
+                found[JobRef(_KINDS[table], int(row["id"]))] = str(row["lease_holder"])
+        return found
+
+
+def _by_table(jobs: Collection[JobRef]) -> dict[JobTable, list[int]]:
+    tables: dict[JobTable, list[int]] = {}
+    for job in jobs:
+        table: JobTable = "tunes" if job.kind is JobKind.TUNE else "prompts"
+        tables.setdefault(table, []).append(job.id)
+    return tables

@@ -1,0 +1,121 @@
+"""Two trackers on one store, as two bot processes would be (holders "a" and "b"): each
+works only the jobs it holds a lease on, a dead one's jobs are taken over once its leases
+run out (a create in flight recovered by a lookup, never posted twice), and a callback
+reaching the process that does not hold the job wakes it where it is held."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import pytest
+
+from bot.jobs import EventKind, Tracker
+from bot.offline.emulator import Fault
+from bot.store import JobRef, TuneState
+from tests.jobs.conftest import Rig
+from tests.pg import BACKENDS
+
+LEASE = 30.0
+
+
+@pytest.fixture(params=BACKENDS)
+def rig_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def process(rig: Rig, holder: str) -> Tracker:
+    return rig.new_tracker(holder=holder, lease_seconds=LEASE, sole_process=False)
+
+
+async def rounds(rig: Rig, *trackers: Tracker, seconds: float = 5.0, times: int = 1) -> None:
+    """Move time, then one round of each tracker, all at once (as processes run)."""
+    for _ in range(times):
+        await rig.emulator.advance(seconds)
+        await asyncio.gather(*(tracker.poll_once() for tracker in trackers))
+
+
+async def test_two_processes_share_the_jobs_and_make_and_deliver_each_once(rig: Rig):
+    a, b = process(rig, "a"), process(rig, "b")
+    rig.tracker = a
+    tune = await rig.ready_tune(owner=1)
+    prompts = []
+    for n in range(8):  # new jobs go to whichever process's round comes first
+        prompts.append(await rig.prompt(1, tune, f"sks man {n}"))
+        await rounds(rig, *((a, b) if n % 2 else (b, a)))
+    holders = await rig.store.leases.holders()
+    assert {holders[p.job] for p in prompts if p.job in holders} == {"a", "b"}
+
+    async def done() -> bool:
+        return len(rig.delivery.ends(EventKind.DONE)) == len(prompts)
+
+    for _ in range(40):
+        if await done():
+            break
+        await rounds(rig, a, b)
+    assert await done()
+    assert tune.astria_id is not None
+    texts = Counter(p["text"] for p in rig.emulator.prompts_for(tune.astria_id))
+    assert texts == Counter({f"sks man {n}": 1 for n in range(8)})  # none made twice
+    assert rig.delivery.keys("prompt:") == {f"prompt:{p.id}:done": 1 for p in prompts}
+    await rig.ledger_matches_charges()
+    await rounds(rig, a, b)
+    assert await rig.store.leases.holders() == {}  # finished and reported: handed back
+
+
+async def test_a_dead_process_s_jobs_are_taken_over_after_its_lease_without_a_duplicate(
+    rig: Rig,
+):
+    a, b = process(rig, "a"), process(rig, "b")
+    rig.tracker = a
+    ready = await rig.ready_tune(owner=1)
+    prompt = await rig.prompt(1, ready, "sks man, generating")
+    rig.emulator.faults.script("POST /tunes", Fault("http_504_after"))
+    rig.emulator.faults.script("GET /tunes", *[Fault("http_500")] * 3)  # its lookup fails too
+    lost = await rig.tune(owner=2)
+    await a.poll_once()  # the tune's create is answered by nobody; the prompt is generating
+    current = await rig.store.tunes.get(lost.id)
+    assert current is not None and current.state == TuneState.SUBMITTING
+    assert (await rig.store.prompts.get(prompt.id)).astria_id is not None  # type: ignore[union-attr]
+    # a dies here (SIGKILL: no stop, no release). Within its lease, b takes nothing.
+    await rounds(rig, b, seconds=LEASE / 3, times=2)
+    assert set((await rig.store.leases.holders()).values()) == {"a"}
+    assert not rig.delivery.ends(EventKind.READY)[1:] and not rig.delivery.ends(EventKind.DONE)
+    await rounds(rig, b, seconds=LEASE / 3)  # a's leases ran out: b takes its jobs over
+    holders = await rig.store.leases.holders()
+    assert holders[lost.job] == "b" and holders[prompt.job] == "b"
+
+    async def finished() -> bool:
+        tunes = [e for e in rig.delivery.ends(EventKind.READY) if e.job == str(lost.job)]
+        return bool(tunes) and bool(rig.delivery.ends(EventKind.DONE))
+
+    for _ in range(60):
+        if await finished():
+            break
+        await b.settle_background()
+        await rounds(rig, b, seconds=30)
+    assert await finished()
+    assert len(rig.emulator.tunes_with_title(lost.title)) == 1  # recovered, not re-posted
+    assert ready.astria_id is not None
+    assert len(rig.emulator.prompts_for(ready.astria_id)) == 1
+    assert rig.delivery.keys(f"tune:{lost.id}:ready") == {f"tune:{lost.id}:ready": 1}
+    assert rig.delivery.keys("prompt:") == {f"prompt:{prompt.id}:done": 1}
+    await rig.ledger_matches_charges()
+    # a was only stalled, not dead: back, it finds its leases gone and lets the jobs be.
+    await a.poll_once()
+    assert a.followed == 0
+
+
+async def test_a_callback_reaching_the_other_process_wakes_the_job_where_it_is_held(rig: Rig):
+    a, b = process(rig, "a"), process(rig, "b")
+    rig.tracker = a
+    tune = await rig.ready_tune(owner=1)
+    prompt = await rig.prompt(1, tune)
+    await a.poll_once()  # a holds it and submits it: first look in a while
+    assert (await a.poll_once()).checked == 0  # not due yet
+    assert b.wake(str(prompt.job)) is False  # b does not follow it...
+    await b.settle_background()  # ...and passes the wake on through the store
+    assert (await a.poll_once()).checked == 1  # a looks at it at once
+    assert (await a.poll_once()).checked == 0  # once
+    assert await rig.store.leases.woken("a") == set()
+    assert JobRef.parse(str(prompt.job)) in a._held
