@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 import discord
+from discord import app_commands
 
 from bot.ui.base import UserError
 
@@ -35,3 +37,20 @@ def refuse_if_cannot_post(interaction: discord.Interaction[AstriaBot]) -> None:
             "I can't post results in this channel (missing: " + ", ".join(missing) + "). "
             "Try another channel, or ask an admin to give me those permissions here."
         )
+
+
+def server_menu(
+    name: str,
+    callback: Callable[[discord.Interaction[Any], discord.Message], Coroutine[Any, Any, None]],
+) -> app_commands.ContextMenu:
+    """A message menu offered in servers only (never in DMs or private chats, and not as a
+    user-installed app); a cog adds it to the tree in `cog_load`, since the decorator form
+    does not work inside a cog."""
+    return app_commands.ContextMenu(
+        name=name,
+        callback=callback,
+        allowed_contexts=app_commands.AppCommandContext(
+            guild=True, dm_channel=False, private_channel=False
+        ),
+        allowed_installs=app_commands.AppInstallationType(guild=True, user=False),
+    )

@@ -16,7 +16,7 @@ from bot.store import TuneState
 from bot.ui.base import UserError
 from bot.ui.door import actor_of, done, entry, place_of, reply, services
 from bot.ui.forms import ImagineForm, image_source, open_form
-from cogs.checks import refuse_if_cannot_post
+from cogs.checks import refuse_if_cannot_post, server_menu
 
 if TYPE_CHECKING:
     from bot.app import AstriaBot
@@ -41,14 +41,7 @@ def first_image(message: discord.Message) -> discord.Attachment | None:
 class Imagine(commands.Cog):
     def __init__(self, bot: AstriaBot) -> None:
         self.bot = bot
-        self.menu = app_commands.ContextMenu(
-            name=MENU_NAME,
-            callback=self.imagine_from_message,
-            allowed_contexts=app_commands.AppCommandContext(
-                guild=True, dm_channel=False, private_channel=False
-            ),
-            allowed_installs=app_commands.AppInstallationType(guild=True, user=False),
-        )
+        self.menu = server_menu(MENU_NAME, self.imagine_from_message)
 
     async def cog_load(self) -> None:
         # The decorator form does not work inside a cog: a menu is added to the tree.

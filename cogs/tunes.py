@@ -22,7 +22,7 @@ from bot.ui.buttons import delete_question_view
 from bot.ui.door import actor_of, done, entry, place_of, reply, services
 from bot.ui.forms import TuneForm, TuneFormValues, open_form
 from bot.ui.text import timestamp
-from cogs.checks import refuse_if_cannot_post
+from cogs.checks import refuse_if_cannot_post, server_menu
 
 DELETABLE = frozenset({TuneState.QUEUED, TuneState.READY})
 
@@ -58,14 +58,7 @@ class Tunes(commands.GroupCog, group_name="tune", group_description="Your fine-t
     def __init__(self, bot: AstriaBot) -> None:
         self.bot = bot
         super().__init__()
-        self.menu = app_commands.ContextMenu(
-            name=MENU_NAME,
-            callback=self.train_from_message,
-            allowed_contexts=app_commands.AppCommandContext(
-                guild=True, dm_channel=False, private_channel=False
-            ),
-            allowed_installs=app_commands.AppInstallationType(guild=True, user=False),
-        )
+        self.menu = server_menu(MENU_NAME, self.train_from_message)
 
     async def cog_load(self) -> None:
         # The decorator form does not work inside a cog: a menu is added to the tree.

@@ -9,7 +9,7 @@ import unicodedata
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, get_args
 
 from confusable_homoglyphs import confusables
 
@@ -17,7 +17,7 @@ from bot.config import Branch, ModelProfile, ProfileName, Settings
 
 PostTo = Literal["tune", "base"]
 AspectRatio = Literal["1:1", "3:2", "2:3", "16:9", "9:16"]
-ASPECT_RATIOS: tuple[AspectRatio, ...] = ("1:1", "3:2", "2:3", "16:9", "9:16")
+ASPECT_RATIOS: tuple[AspectRatio, ...] = get_args(AspectRatio)
 
 # Astria's prompt `style` (astria-api.md §3.1 names the field, not its values): the values
 # Astria's prompt form and docs offer, sent as written. Astria documents no profile that
@@ -35,23 +35,12 @@ Style = Literal[
     "Lowpoly",
     "Line art",
 ]
-STYLES: tuple[Style, ...] = (
-    "Cinematic",
-    "Animated",
-    "Digital Art",
-    "Photographic",
-    "Fantasy art",
-    "Neonpunk",
-    "Enhance",
-    "Comic book",
-    "Lowpoly",
-    "Line art",
-)
+STYLES: tuple[Style, ...] = get_args(Style)  # the Literal is the one list
 # `/imagine quality:`: standard (Astria's default 1K), high (`resolution=2K`, priced at
 # HIGH_RESOLUTION_PRICE_MC an image) or super (`super_resolution=true`, x4, priced at
 # UPSCALE_PRICE_MC an image, as an Upscale is).
 Quality = Literal["standard", "high", "super"]
-QUALITIES: tuple[Quality, ...] = ("standard", "high", "super")
+QUALITIES: tuple[Quality, ...] = get_args(Quality)
 Resolution = Literal["2K"]
 HIGH_RESOLUTION: Resolution = "2K"
 
