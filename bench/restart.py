@@ -247,7 +247,7 @@ class _Writer:
         prompt_id = self.conn.execute(
             "INSERT INTO prompts (owner_id, guild_id, channel_id, tune_id, user_text,"
             " final_text, seed, num_images, astria_id, state, created_at_ms, updated_at_ms,"
-            " submitted_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, 2, ?, ?, ?, ?, ?)",
+            " submitted_at_ms, target_tune_id) VALUES (?, ?, ?, ?, ?, ?, ?, 2, ?, ?, ?, ?, ?, ?)",
             (
                 owner,
                 GUILD,
@@ -261,6 +261,7 @@ class _Writer:
                 created,
                 created,
                 created if astria_id else None,
+                GALLERY_SD15,  # the shared tune's own id: where a live store says it goes
             ),
         ).lastrowid
         settled = state == "delivered"
