@@ -222,6 +222,12 @@ class Transaction(ABC):
         grant lands between the check and the row (SQLite: BEGIN IMMEDIATE already holds
         the one write lock, so nothing more is needed)."""
 
+    async def lock_claims(self) -> None:
+        """Hold the lease-claim lock until this transaction ends: claims run one at a
+        time, so two processes never both take jobs of one channel that no one held
+        (SQLite: BEGIN IMMEDIATE already serialises them)."""
+        return None
+
 
 class Database(ABC):
     """One open database: reads on the last commit, and one door for write transactions."""

@@ -6,6 +6,12 @@ holds, `release` hands jobs back (finished, or the process stopping). Two holder
 hold one job at once: on PostgreSQL the claim's read locks the rows it takes and skips the
 rows another claim has locked (`FOR UPDATE SKIP LOCKED`); on SQLite the read and the
 update are one `BEGIN IMMEDIATE` transaction, which holds the one write lock throughout.
+
+A channel is worked by one process at a time: a job is not claimed while another holder's
+unexpired lease covers a job in the same channel, so each channel's reports go out from
+one process, in the order its outbox has them, and Discord's per-channel rate limit is met
+by one process's limiter. Claims take a lock of their own (PostgreSQL: an advisory lock for
+the transaction), so two claims at once cannot both open one channel.
 """
 
 from __future__ import annotations
@@ -63,13 +69,15 @@ class Leases:
         until_ms = now_ms + int(timedelta(seconds=lease_seconds) / timedelta(milliseconds=1))
         claimed: list[JobRef] = []
         async with self._db.write() as tx:
+            if not anyone:
+                await tx.lock_claims()
             for table in _TABLES:
                 for which in (_UNFINISHED[table], _REPORTING[table]):
                     left = limit - len(claimed)
                     if left <= 0:
                         break
                     ids = await self._due(
-                        tx, table, which, holder if own else "", anyone, now_ms, left
+                        tx, table, which, holder, own=own, anyone=anyone, now_ms=now_ms, limit=left
                     )
                     if ids:
                         await tx.execute(
@@ -85,18 +93,29 @@ class Leases:
         tx: Transaction,
         table: JobTable,
         which: str,
-        own: str,
+        holder: str,
+        *,
+        own: bool,
         anyone: bool,
         now_ms: int,
         limit: int,
     ) -> list[int]:
+        # A channel another holder is working (an unexpired lease on any of its jobs)
+        # stays theirs: its new jobs wait for that holder's next claim.
+        other = " AND NOT EXISTS (SELECT 1 FROM {o} AS o WHERE o.channel_id = j.channel_id"
+        other += (
+            " AND o.lease_holder IS NOT NULL AND o.lease_holder <> ? AND o.lease_expires_ms > ?)"
+        )
         rows = await tx.fetchall(
             # Only the table, the literal condition and the dialect's lock phrase vary.
-            f"SELECT id FROM {table} WHERE {which}"  # noqa: S608
-            " AND (lease_holder IS NULL OR lease_expires_ms IS NULL"
-            "  OR lease_expires_ms <= ? OR lease_holder = ? OR ? = 1)"
-            f" ORDER BY id LIMIT ?{self._db.dialect.skip_locked}",
-            (now_ms, own, int(anyone), limit),
+            f"SELECT j.id FROM {table} AS j WHERE {which}"  # noqa: S608
+            " AND (j.lease_holder IS NULL OR j.lease_expires_ms IS NULL"
+            "  OR j.lease_expires_ms <= ? OR j.lease_holder = ? OR ? = 1)"
+            f" AND (? = 1 OR (1 = 1{other.format(o='tunes')}{other.format(o='prompts')}))"
+            f" ORDER BY j.id LIMIT ?{self._db.dialect.skip_locked}",
+            (now_ms, holder if own else "", int(anyone), int(anyone))
+            + (holder, now_ms) * 2
+            + (limit,),
         )
         return [int(r["id"]) for r in rows]
 

@@ -60,9 +60,10 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 # A lock wait longer than this is a stuck peer, reported like SQLite's busy timeout.
 LOCK_TIMEOUT_MS = 10_000
 READ_POOL_SIZE = 4
-# Advisory lock keys (any two constants of our own): the ledger's money, and migrating.
+# Advisory lock keys (constants of our own): the ledger's money, migrating, lease claims.
 MONEY_LOCK = 0x4153_5452_4941_0001
 MIGRATION_LOCK = 0x4153_5452_4941_0002
+CLAIM_LOCK = 0x4153_5452_4941_0003
 
 _TOKEN = re.compile(r"'(?:[^']|'')*'|\"[^\"]*\"|--[^\n]*|::|\?|:([A-Za-z_][A-Za-z0-9_]*)")
 _INSERT = re.compile(r"^\s*INSERT\b", re.IGNORECASE)
@@ -170,6 +171,9 @@ class PostgresTransaction(Transaction):
 
     async def lock_money(self) -> None:
         await self.execute("SELECT pg_advisory_xact_lock(?)", (MONEY_LOCK,))
+
+    async def lock_claims(self) -> None:
+        await self.execute("SELECT pg_advisory_xact_lock(?)", (CLAIM_LOCK,))
 
 
 def describe(url: SecretStr) -> str:

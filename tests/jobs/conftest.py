@@ -194,11 +194,12 @@ class Rig:
         seed: int | None = None,
         images: int = 2,
         target: int | None = None,
+        channel: int = CHANNEL,
     ) -> PromptRecord:
         created = await self.store.prompts.create(
             owner_id=owner,
             guild_id=GUILD,
-            channel_id=CHANNEL,
+            channel_id=channel,
             tune_id=tune.id,
             user_text=text,
             final_text=text,

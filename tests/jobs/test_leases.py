@@ -13,7 +13,7 @@ import pytest
 from bot.jobs import EventKind, Tracker
 from bot.offline.emulator import Fault
 from bot.store import JobRef, TuneState
-from tests.jobs.conftest import Rig
+from tests.jobs.conftest import CHANNEL, Rig
 from tests.pg import BACKENDS
 
 LEASE = 30.0
@@ -40,8 +40,8 @@ async def test_two_processes_share_the_jobs_and_make_and_deliver_each_once(rig: 
     rig.tracker = a
     tune = await rig.ready_tune(owner=1)
     prompts = []
-    for n in range(8):  # new jobs go to whichever process's round comes first
-        prompts.append(await rig.prompt(1, tune, f"sks man {n}"))
+    for n in range(8):  # a new channel's job goes to whichever process's round comes first
+        prompts.append(await rig.prompt(1, tune, f"sks man {n}", channel=CHANNEL + n))
         await rounds(rig, *((a, b) if n % 2 else (b, a)))
     holders = await rig.store.leases.holders()
     assert {holders[p.job] for p in prompts if p.job in holders} == {"a", "b"}

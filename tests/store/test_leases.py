@@ -20,12 +20,33 @@ async def test_a_due_job_is_claimed_once_tunes_first_then_oldest(stores: Stores)
     clock = ManualClock()
     a, b = await two(stores, clock)
     tune = await make_tune(a)
-    prompts = [await make_prompt(a, tune) for _ in range(3)]
-    assert await a.leases.claim_due("a", 2, LEASE) == [tune.job, prompts[0].job]
-    assert await b.leases.claim_due("b", 10, LEASE) == [prompts[1].job, prompts[2].job]
+    first = await make_prompt(a, tune)
+    prompts = [await make_prompt(a, tune, channel_id=56) for _ in range(2)]  # another channel
+    assert await a.leases.claim_due("a", 2, LEASE) == [tune.job, first.job]
+    assert await b.leases.claim_due("b", 10, LEASE) == [prompts[0].job, prompts[1].job]
     assert await a.leases.claim_due("a", 10, LEASE) == []
     holders = await b.leases.holders()
-    assert holders == {tune.job: "a", prompts[0].job: "a", **{p.job: "b" for p in prompts[1:]}}
+    assert holders == {tune.job: "a", first.job: "a", **{p.job: "b" for p in prompts}}
+
+
+async def test_a_channel_is_worked_by_one_holder_until_its_leases_run_out(stores: Stores):
+    """Each channel's reports go out from one process, in order: a new job in a channel
+    another holder is working waits for that holder, whichever kind either job is."""
+    clock = ManualClock()
+    a, b = await two(stores, clock)
+    tune = await make_tune(a)  # channel 55
+    assert await a.leases.claim_due("a", 10, LEASE) == [tune.job]
+    here = await make_prompt(a, tune)  # channel 55 too: a's
+    there = await make_prompt(a, tune, channel_id=77)
+    assert await b.leases.claim_due("b", 10, LEASE) == [there.job]
+    assert await a.leases.claim_due("a", 10, LEASE) == [here.job]
+    await a.leases.release("a", [tune.job])
+    later = await make_prompt(a, tune)
+    assert await b.leases.claim_due("b", 10, LEASE) == []  # a still holds `here` there
+    clock.advance(seconds=LEASE)  # a died: its channel is free again (b's own lease lapsed too)
+    claimed = await b.leases.claim_due("b", 10, LEASE)
+    assert claimed == [tune.job, here.job, there.job, later.job]
+    assert set((await a.leases.holders()).values()) == {"b"}
 
 
 async def test_a_lapsed_lease_is_taken_over_and_its_old_holder_loses_it(stores: Stores):

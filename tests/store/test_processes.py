@@ -178,18 +178,20 @@ async def check_consistent(path: Location, acknowledged: list[dict[str, Any]]) -
 
 
 async def test_processes_claiming_at_once_never_hold_one_job_together(database: Location):
-    """Two processes on one SQLite file, four on PostgreSQL, claim 150 due jobs a few at a
-    time, all at once: each job goes to exactly one of them (the leases outlast the test,
-    so a job claimed twice would be held by two holders at once). Without the claim's
-    locking (PostgreSQL's FOR UPDATE SKIP LOCKED, SQLite's read inside the write) this
-    goes red."""
+    """Two processes on one SQLite file, four on PostgreSQL, claim 150 due jobs in 70
+    channels a few at a time, all at once: each job goes to exactly one of them, and each
+    channel's jobs to one of them (the leases outlast the test, so a job claimed twice
+    would be held by two holders at once). Without the claim's locking (PostgreSQL's
+    advisory claim lock, SQLite's read inside the write) this goes red."""
     from tests.store.test_repositories import make_prompt, make_tune
 
     store = await Store.open(database, settings=make_settings())
     try:
         await store.account.record_balance(RICH_MC)
-        tunes = [await make_tune(store, name=f"t{n}") for n in range(10)]
-        prompts = [await make_prompt(store, tunes[n % 10]) for n in range(140)]
+        tunes = [await make_tune(store, name=f"t{n}", channel_id=100 + n) for n in range(10)]
+        prompts = [
+            await make_prompt(store, tunes[n % 10], channel_id=100 + n % 70) for n in range(140)
+        ]
     finally:
         await store.close()
     every = {str(t.job) for t in tunes} | {str(p.job) for p in prompts}
@@ -221,3 +223,10 @@ async def test_processes_claiming_at_once_never_hold_one_job_together(database: 
         await store.close()
     owner = {job: f"bot-{n}" for n, claimed in enumerate(claims) for job in claimed}
     assert {str(j): h for j, h in holders.items()} == owner  # the store agrees with them
+    channel = {str(t.job): t.channel_id for t in tunes} | {
+        str(p.job): p.channel_id for p in prompts
+    }
+    by_channel: dict[int, set[str]] = {}
+    for job, holder in owner.items():
+        by_channel.setdefault(channel[job], set()).add(holder)
+    assert {c: len(h) for c, h in by_channel.items()} == dict.fromkeys(by_channel, 1)
