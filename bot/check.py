@@ -81,9 +81,12 @@ async def _probe(settings: Settings, client: AstriaClient, out: TextIO) -> bool:
     stated = settings.astria_idempotency
     found = None if result.on is None else IdempotencyProbe(result.on, datetime.now(UTC))
     # Kept only in a database that exists: `check` creates nothing (the start probes).
-    if found is not None and (settings.database_url or settings.database_path.is_file()):
-        async with await Store.open_configured(settings) as store:
-            await store.meta.record_idempotency_probe(found.on, found.at)
+    if found is not None and await _may_keep(settings):
+        try:
+            async with await Store.open_configured(settings) as store:
+                await store.meta.record_idempotency_probe(found.on, found.at)
+        except StoreError:
+            pass  # not kept: the start probes again; the database line below says why
     problem = contradiction(stated, found)
     if problem is not None:
         print(f"  the bot would not start: {problem}", file=out)
@@ -92,6 +95,18 @@ async def _probe(settings: Settings, client: AstriaClient, out: TextIO) -> bool:
     meaning = idempotency_meaning(effective, settings.astria_lookup_wait_seconds)
     print(f"  idempotency (ASTRIA_IDEMPOTENCY={str(stated).lower()}): {meaning}", file=out)
     return True
+
+
+async def _may_keep(settings: Settings) -> bool:
+    """A database `check` may write the probe's answer to without creating or migrating
+    anything: an existing SQLite file, or a PostgreSQL schema already at this version."""
+    if settings.database_url is None:
+        return settings.database_path.is_file()
+    try:
+        current, known = await inspect(settings.database_url)
+    except StoreError:
+        return False
+    return current == known
 
 
 async def _check_postgres(settings: Settings, out: TextIO) -> bool:
@@ -119,6 +134,26 @@ async def _check_postgres(settings: Settings, out: TextIO) -> bool:
     )
     print(f"Database: PostgreSQL at {where}, {state}", file=out)
     return True
+
+
+def process_lines(settings: Settings) -> list[str]:
+    """How this process runs beside others, and where its logs and metrics go."""
+    if settings.database_url is None:
+        together = "the only process on its SQLite file (several need DATABASE_URL)"
+    else:
+        together = f"shares the jobs through leases of {settings.lease_seconds:g} s"
+    lines = [f"Process: {settings.process_id}, {together}"]
+    if settings.shard_count is not None:
+        held = settings.shards_held
+        which = ", ".join(map(str, held)) if held else "all"
+        lines.append(f"  shards: {which} of {settings.shard_count}")
+    where = f"to {settings.log_file}" if settings.log_file else "to standard error"
+    lines.append(f"  logs: {settings.log_level} and up, as {settings.log_format}, {where}")
+    if settings.metrics_port is None:
+        lines.append("  metrics: off (METRICS_PORT turns them on)")
+    else:
+        lines.append(f"  metrics: http://{settings.metrics_host}:{settings.metrics_port}/metrics")
+    return lines
 
 
 async def run_check(settings: Settings, out: TextIO | None = None) -> int:
@@ -185,6 +220,9 @@ async def run_check(settings: Settings, out: TextIO | None = None) -> int:
             f"Database: {settings.database_path} is writable (not there yet: `run` creates it)",
             file=out,
         )
+
+    for line in process_lines(settings):
+        print(line, file=out)
 
     todo = []
     if settings.discord_token is None:

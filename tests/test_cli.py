@@ -50,6 +50,35 @@ async def test_check_reports_balance_idempotency_and_what_is_missing(
     assert emulator.counters["GET /users"] == 1
 
 
+async def test_check_says_how_the_process_runs_and_where_logs_and_metrics_go(
+    emulator: Emulator, tmp_path: Path
+):
+    _, alone = await check_output(
+        astria_api_key=KEY, astria_base_url=emulator.base_url, process_id="bot-a"
+    )
+    assert "Process: bot-a, the only process on its SQLite file" in alone
+    assert "logs: INFO and up, as text, to standard error" in alone
+    assert "metrics: off (METRICS_PORT turns them on)" in alone
+    _, shared = await check_output(
+        astria_api_key=KEY,
+        astria_base_url=emulator.base_url,
+        database_url="postgresql://postgres@127.0.0.1:1/nowhere",
+        process_id="bot-b",
+        lease_seconds=12,
+        shard_count=4,
+        shard_ids="1,3",
+        log_level="DEBUG",
+        log_format="json",
+        log_file=tmp_path / "bot.log",
+        metrics_port=9108,
+    )
+    assert "Process: bot-b, shares the jobs through leases of 12 s" in shared
+    assert "shards: 1, 3 of 4" in shared
+    assert f"logs: DEBUG and up, as json, to {tmp_path / 'bot.log'}" in shared
+    assert "metrics: http://127.0.0.1:9108/metrics" in shared
+    assert "Database: cannot open the database" in shared  # said, not a traceback
+
+
 @pytest.mark.parametrize("on", [True, False], ids=["idem-on", "idem-off"])
 async def test_check_probes_idempotency_and_keeps_the_answer_for_the_start(
     emulator: Emulator, tmp_path: Path, on: bool

@@ -14,9 +14,11 @@ import asyncpg
 import pytest
 from pydantic import SecretStr
 
+from bot.offline.emulator import Emulator
 from bot.store import IntegrityViolation, MigrationFailed, SchemaTooNew, Store, StoreError
 from bot.store.db import Migration, bundled_migrations
 from bot.store.postgres import describe, numbered
+from tests.conftest import KEY
 from tests.pg import TEST_DATABASE_URL, Schemas, base_url
 from tests.store.helpers import job, make_settings, open_store
 
@@ -225,3 +227,28 @@ async def test_check_reads_a_postgres_schema_without_creating_anything(schemas: 
     await run_check(settings, out)
     assert f", schema {LATEST}\n" in out.getvalue(), out.getvalue()
     assert "password" not in out.getvalue()
+
+
+@needs_server
+async def test_check_s_idempotency_probe_migrates_no_postgres_schema(
+    schemas: Schemas, emulator: Emulator
+):
+    """The probe's answer is kept only in a schema already at this version: `check` on an
+    empty one leaves it empty, as without a key."""
+    import io
+
+    from bot.check import run_check
+    from bot.config import Settings
+
+    url = await schemas.url()
+    settings = Settings(
+        _env_file=None, database_url=url, astria_api_key=KEY, astria_base_url=emulator.base_url
+    )
+    out = io.StringIO()
+    await run_check(settings, out)
+    assert "idempotency at Astria" in out.getvalue(), out.getvalue()
+    conn = await asyncpg.connect(url.get_secret_value())
+    try:
+        assert await conn.fetchval("SELECT to_regclass('schema_version')") is None
+    finally:
+        await conn.close()
