@@ -100,21 +100,23 @@ class Leases:
         now_ms: int,
         limit: int,
     ) -> list[int]:
-        # A channel another holder is working (an unexpired lease on any of its jobs)
-        # stays theirs: its new jobs wait for that holder's next claim.
-        other = " AND NOT EXISTS (SELECT 1 FROM {o} AS o WHERE o.channel_id = j.channel_id"
-        other += (
+        # A channel another holder is working (an unexpired lease on any of its jobs, in
+        # either table) stays theirs: its new jobs wait for that holder's next claim.
+        # (`lease_holder IS NOT NULL` lets the partial indexes of schema 14 serve it.)
+        elsewhere = " AND ".join(
+            f"NOT EXISTS (SELECT 1 FROM {other} AS o WHERE o.channel_id = j.channel_id"  # noqa: S608
             " AND o.lease_holder IS NOT NULL AND o.lease_holder <> ? AND o.lease_expires_ms > ?)"
+            for other in _TABLES
         )
         rows = await tx.fetchall(
-            # Only the table, the literal condition and the dialect's lock phrase vary.
+            # Only the tables, the literal condition and the dialect's lock phrase vary.
             f"SELECT j.id FROM {table} AS j WHERE {which}"  # noqa: S608
             " AND (j.lease_holder IS NULL OR j.lease_expires_ms IS NULL"
             "  OR j.lease_expires_ms <= ? OR j.lease_holder = ? OR ? = 1)"
-            f" AND (? = 1 OR (1 = 1{other.format(o='tunes')}{other.format(o='prompts')}))"
+            f" AND (? = 1 OR ({elsewhere}))"
             f" ORDER BY j.id LIMIT ?{self._db.dialect.skip_locked}",
             (now_ms, holder if own else "", int(anyone), int(anyone))
-            + (holder, now_ms) * 2
+            + (holder, now_ms) * len(_TABLES)
             + (limit,),
         )
         return [int(r["id"]) for r in rows]

@@ -205,6 +205,15 @@ def test_the_variants_say_how_to_run_them():
             base_url()
 
 
+async def has_tables(url: SecretStr) -> bool:
+    """Whether anything was ever migrated into the schema `url` names."""
+    conn = await asyncpg.connect(url.get_secret_value())
+    try:
+        return await conn.fetchval("SELECT to_regclass('schema_version')") is not None
+    finally:
+        await conn.close()
+
+
 @needs_server
 async def test_check_reads_a_postgres_schema_without_creating_anything(schemas: Schemas):
     import io
@@ -217,11 +226,7 @@ async def test_check_reads_a_postgres_schema_without_creating_anything(schemas: 
     out = io.StringIO()
     await run_check(settings, out)
     assert "empty: the first start creates the tables" in out.getvalue(), out.getvalue()
-    conn = await asyncpg.connect(url.get_secret_value())
-    try:
-        assert await conn.fetchval("SELECT to_regclass('schema_version')") is None
-    finally:
-        await conn.close()
+    assert not await has_tables(url)
     await (await Store.open(url, settings=make_settings())).close()
     out = io.StringIO()
     await run_check(settings, out)
@@ -247,8 +252,4 @@ async def test_check_s_idempotency_probe_migrates_no_postgres_schema(
     out = io.StringIO()
     await run_check(settings, out)
     assert "idempotency at Astria" in out.getvalue(), out.getvalue()
-    conn = await asyncpg.connect(url.get_secret_value())
-    try:
-        assert await conn.fetchval("SELECT to_regclass('schema_version')") is None
-    finally:
-        await conn.close()
+    assert not await has_tables(url)
