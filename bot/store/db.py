@@ -198,6 +198,44 @@ def translate(exc: sqlite3.Error) -> StoreError:
     return StoreError(f"database error: {text}")
 
 
+# A cache's forgetter: told a topic and key another process changed, or (None, None): forget
+# everything (changes may have gone unheard).
+Forget: TypeAlias = Callable[[str | None, int | None], None]
+
+
+class Changes:
+    """What keeps a process's caches of rows true when another process changes them.
+
+    A cache subscribes a forgetter and caches only while `trusted`. On SQLite one process
+    owns the file, so nothing else ever writes and this stays trusted and silent. On
+    PostgreSQL a listener connection hears the NOTIFY each writing transaction sends on
+    commit (`Transaction.notify`) and forgets the row; while that connection is down,
+    changes may go unheard, so every cache is dropped and not refilled (reads go to the
+    database) until it is back and listening, when they are dropped once more.
+    """
+
+    def __init__(self) -> None:
+        self.trusted = True
+        self._forgetters: list[Forget] = []
+
+    def subscribe(self, forget: Forget) -> None:
+        self._forgetters.append(forget)
+
+    def heard(self, topic: str | None, key: int | None) -> None:
+        for forget in self._forgetters:
+            forget(topic, key)
+
+    def lost(self) -> None:
+        """Changes may go unheard from now on: drop everything, cache nothing."""
+        self.trusted = False
+        self.heard(None, None)
+
+    def regained(self) -> None:
+        """Listening again: whatever changed meanwhile was never heard, so drop it all."""
+        self.heard(None, None)
+        self.trusted = True
+
+
 class Transaction(ABC):
     """Statements inside one write transaction; only the store's repositories hold one."""
 
@@ -228,6 +266,12 @@ class Transaction(ABC):
         (SQLite: BEGIN IMMEDIATE already serialises them)."""
         return None
 
+    async def notify(self, topic: str, key: int) -> None:
+        """Tell the other processes' caches, when this transaction commits (and only if it
+        does), that `key` of `topic` changed (PostgreSQL: NOTIFY; SQLite: one process,
+        no one to tell)."""
+        return None
+
 
 class Database(ABC):
     """One open database: reads on the last commit, and one door for write transactions."""
@@ -236,6 +280,8 @@ class Database(ABC):
     schema_version: int
     # Tests only (Store.inject_faults): True fails this write at its commit.
     fault: Callable[[], bool] | None
+    # What the process's caches subscribe to (see `Changes`).
+    changes: Changes
 
     @classmethod
     async def open(
@@ -445,6 +491,7 @@ class SqliteDatabase(Database):
         self._in_write: ContextVar[bool] = ContextVar(f"store_write_{id(self)}", default=False)
         self.dialect = SQLITE
         self.fault = None
+        self.changes = Changes()  # one process owns the file: always trusted
 
     @property
     def where(self) -> str:

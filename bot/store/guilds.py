@@ -37,6 +37,10 @@ class GuildSettings:
         return not self.allowed_role_ids or not self.allowed_role_ids.isdisjoint(role_ids)
 
 
+# The `Changes` topic of a server's settings (its channels, roles and bans included).
+TOPIC = "guild"
+
+
 def _ids(text: object) -> frozenset[int]:
     return frozenset(int(part) for part in str(text).split(",")) if text else frozenset()
 
@@ -46,18 +50,36 @@ class Guilds:
         self._db = db
         self._policy = policy
         self._clock = clock
-        # Every command reads its server's settings; only this class changes them, and one
-        # process owns the database (docs/architecture.md §7), so a read-through cache stays true.
+        # Every command reads its server's settings, so they are cached. Only this class
+        # changes them: each write tells the other processes (`Transaction.notify`, on
+        # commit), and `_forget` hears theirs (`Changes`; docs/architecture.md §7).
         self._cache: dict[int, GuildSettings] = {}
+        # Bumped by every change heard: a read that overlapped one is not cached (it may
+        # have read the row before that commit).
+        self._generation = 0
+        db.changes.subscribe(self._forget)
 
     async def get(self, guild_id: int) -> GuildSettings:
         """The server's settings, or the defaults for a server that never changed any."""
         cached = self._cache.get(guild_id)
-        if cached is None:
-            cached = self._cache[guild_id] = await self._read(guild_id)
-        return cached
+        if cached is not None:
+            return cached
+        generation = self._generation
+        settings = await self._read(guild_id)
+        if generation == self._generation and self._db.changes.trusted:
+            self._cache[guild_id] = settings
+        return settings
+
+    def _forget(self, topic: str | None, key: int | None) -> None:
+        if topic is None:
+            self._generation += 1
+            self._cache.clear()
+        elif topic == TOPIC:
+            self._generation += 1
+            self._cache.pop(key or 0, None)
 
     async def _changed(self, guild_id: int) -> GuildSettings:
+        self._generation += 1
         self._cache.pop(guild_id, None)
         return await self.get(guild_id)
 
@@ -162,6 +184,7 @@ class Guilds:
                 " banned_by = excluded.banned_by, reason = excluded.reason",
                 (guild_id, user_id, actor_id, reason, to_ms(self._clock())),
             )
+            await tx.notify(TOPIC, guild_id)
         return await self._changed(guild_id)
 
     async def unban(self, guild_id: int, user_id: int) -> GuildSettings:
@@ -178,6 +201,7 @@ class Guilds:
             " updated_at_ms = excluded.updated_at_ms",
             (guild_id, value, to_ms(self._clock())),
         )
+        await tx.notify(TOPIC, guild_id)
 
     async def _add(self, table: str, column: str, guild_id: int, value: int) -> GuildSettings:
         async with self._db.write() as tx:
@@ -187,6 +211,7 @@ class Guilds:
                 " ON CONFLICT DO NOTHING",
                 (guild_id, value),
             )
+            await tx.notify(TOPIC, guild_id)
         return await self._changed(guild_id)
 
     async def _remove(self, table: str, column: str, guild_id: int, value: int) -> GuildSettings:
@@ -195,6 +220,7 @@ class Guilds:
                 f"DELETE FROM {table} WHERE guild_id = ? AND {column} = ?",  # noqa: S608
                 (guild_id, value),
             )
+            await tx.notify(TOPIC, guild_id)
         return await self._changed(guild_id)
 
 

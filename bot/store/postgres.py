@@ -7,11 +7,17 @@ sums as `int`, so money stays exact integers). A write transaction is one `BEGIN
 writer connection, serialised in the process like SQLite's; across processes the ledger
 takes the money lock (`lock_money`, a transaction-scoped advisory lock) before it reads
 the sums it checks, and the other rows are guarded by their own constraints.
+
+Caches stay true across processes (`Changes`): a write to cached rows sends a NOTIFY in
+its transaction (delivered on commit), and a dedicated listener connection per process
+hears the others'. If that connection dies it is reconnected, and the caches are dropped
+and bypassed from the moment the loss is noticed until it listens again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -26,6 +32,7 @@ from pydantic import SecretStr
 
 from bot.store.db import (
     INJECTED_FAULT,
+    Changes,
     Database,
     Dialect,
     Migration,
@@ -64,6 +71,13 @@ READ_POOL_SIZE = 4
 MONEY_LOCK = 0x4153_5452_4941_0001
 MIGRATION_LOCK = 0x4153_5452_4941_0002
 CLAIM_LOCK = 0x4153_5452_4941_0003
+# The NOTIFY channel of cache changes, one per database: a payload names its schema, so
+# stores in other schemas of the same database ignore it.
+CHANGES_CHANNEL = "astria_bot_changes"
+# The listener is pinged this often: a connection that died silently (no reset reached us)
+# is noticed within about two of these; a terminated or reset one at once.
+LISTENER_PING_SECONDS = 5.0
+LISTENER_RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 _TOKEN = re.compile(r"'(?:[^']|'')*'|\"[^\"]*\"|--[^\n]*|::|\?|:([A-Za-z_][A-Za-z0-9_]*)")
 _INSERT = re.compile(r"^\s*INSERT\b", re.IGNORECASE)
@@ -151,8 +165,9 @@ def _rows(records: list[asyncpg.Record]) -> list[Row]:
 
 
 class PostgresTransaction(Transaction):
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: asyncpg.Connection, schema: str) -> None:
         self._conn = conn
+        self._schema = schema
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         text, args = numbered(sql, params)
@@ -174,6 +189,20 @@ class PostgresTransaction(Transaction):
 
     async def lock_claims(self) -> None:
         await self.execute("SELECT pg_advisory_xact_lock(?)", (CLAIM_LOCK,))
+
+    async def notify(self, topic: str, key: int) -> None:
+        # pg_notify in a transaction is queued and sent at COMMIT (dropped on rollback).
+        payload = f"{self._schema} {topic} {int(key)}"
+        await self.execute("SELECT pg_notify(?, ?)", (CHANGES_CHANNEL, payload))
+
+
+def parse_change(payload: str, schema: str) -> tuple[str, int] | None:
+    """The topic and key a NOTIFY payload names, or None if it is another schema's (or not
+    ours at all)."""
+    parts = payload.rsplit(" ", 2)
+    if len(parts) != 3 or parts[0] != schema or not parts[2].lstrip("-").isdigit():
+        return None
+    return parts[1], int(parts[2])
 
 
 def describe(url: SecretStr) -> str:
@@ -242,17 +271,28 @@ class PostgresDatabase(Database):
     """
 
     def __init__(
-        self, url: SecretStr, writer: asyncpg.Connection, readers: asyncpg.Pool, version: int
+        self,
+        url: SecretStr,
+        writer: asyncpg.Connection,
+        readers: asyncpg.Pool,
+        version: int,
+        schema: str,
     ) -> None:
         self.url = url
         self.schema_version = version
         self.dialect = POSTGRES
         self.fault = None
+        self.changes = Changes()
+        self.changes.trusted = False  # until the listener listens
+        self.schema = schema
         self._writer = writer
         self._readers = readers
         self._write_lock = asyncio.Lock()
         self._closed = False
         self._in_write: ContextVar[bool] = ContextVar(f"store_write_{id(self)}", default=False)
+        # The listener connection while it listens (tests end it to prove the fallback).
+        self.listener: asyncpg.Connection | None = None
+        self._listening: asyncio.Task[None] | None = None
 
     @property
     def where(self) -> str:
@@ -275,6 +315,7 @@ class PostgresDatabase(Database):
             raise StoreError(f"cannot open the database {describe(url)}: {exc}") from exc
         try:
             version = await _migrate(writer, chosen)
+            schema = str(await writer.fetchval("SELECT current_schema()"))
             readers = await asyncpg.create_pool(
                 dsn,
                 min_size=1,
@@ -288,13 +329,92 @@ class PostgresDatabase(Database):
         except BaseException:
             await writer.close()
             raise
-        return cls(url, writer, readers, version)
+        db = cls(url, writer, readers, version, schema)
+        try:
+            first = await db._listen()
+        except _ERRORS as exc:
+            await db.close()
+            raise StoreError(f"cannot open the database {describe(url)}: {exc}") from exc
+        except BaseException:
+            await db.close()
+            raise
+        db._listening = asyncio.create_task(db._keep_listening(first), name="store-listener")
+        return db
+
+    async def _listen(self) -> asyncpg.Connection:
+        """A new listener connection, listening; the caches are trusted from here on."""
+        conn = await asyncpg.connect(
+            self.url.get_secret_value(),
+            timeout=CONNECT_TIMEOUT_SECONDS,
+            server_settings={"application_name": "astria-bot changes"},
+        )
+        try:
+            await conn.add_listener(CHANGES_CHANNEL, self._heard)
+        except BaseException:
+            conn.terminate()
+            raise
+        self.listener = conn
+        self.changes.regained()
+        return conn
+
+    def _heard(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        change = parse_change(payload, self.schema)
+        if change is not None:
+            self.changes.heard(*change)
+
+    async def _keep_listening(self, conn: asyncpg.Connection | None) -> None:
+        """Watch the listener; when it dies, drop the caches and reconnect (backing off)."""
+        failures = 0
+        while not self._closed:
+            if conn is None:
+                try:
+                    conn = await self._listen()
+                except _ERRORS as exc:
+                    delay = LISTENER_RETRY_SECONDS[min(failures, len(LISTENER_RETRY_SECONDS) - 1)]
+                    failures += 1
+                    log.warning(
+                        "the store's listener cannot reconnect (%s); again in %gs", exc, delay
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+                failures = 0
+                log.info("the store's listener is back: caches were dropped")
+            try:
+                await self._watch(conn)
+            except Exception as exc:  # whatever ended it, the caches must not trust it
+                if not self._closed:
+                    log.warning("the store's listener connection was lost: %s", exc)
+            finally:
+                self.changes.lost()
+                self.listener = None
+                if not conn.is_closed():
+                    conn.terminate()
+                conn = None
+
+    async def _watch(self, conn: asyncpg.Connection) -> None:
+        """Return or raise once `conn` is closed, terminated, or stops answering pings."""
+        ended = asyncio.Event()
+        conn.add_termination_listener(lambda _c: ended.set())
+        while not self._closed and not conn.is_closed():
+            try:
+                await asyncio.wait_for(ended.wait(), LISTENER_PING_SECONDS)
+                return
+            except TimeoutError:
+                pass
+            await asyncio.wait_for(conn.fetchval("SELECT 1"), LISTENER_PING_SECONDS)
 
     async def close(self) -> None:
         async with self._write_lock:
             if self._closed:
                 return
             self._closed = True
+            if self._listening is not None:
+                self._listening.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._listening
+            if self.listener is not None and not self.listener.is_closed():
+                self.listener.terminate()
+            self.changes.lost()
             try:
                 await self._readers.close()
             finally:
@@ -312,7 +432,7 @@ class PostgresDatabase(Database):
                 except _ERRORS as exc:
                     raise translate(exc) from exc
                 try:
-                    yield PostgresTransaction(self._writer)
+                    yield PostgresTransaction(self._writer, self.schema)
                 except BaseException:
                     await self._rollback("an error in a write transaction")
                     raise

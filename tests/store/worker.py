@@ -8,6 +8,11 @@ python -m tests.store.worker reserve DB INDEX COUNT SETTINGS_JSON
 python -m tests.store.worker claim DB HOLDER LIMIT LEASE_SECONDS
     prints "ready", waits for a line on stdin, then claims due jobs LIMIT at a time until
     three claims in a row find none, and prints one JSON line: {"claimed": ["tune:1", ...]}
+python -m tests.store.worker settings DB GUILD
+    prints {"ready": true, "listener": pid} (pid: its PostgreSQL listener's backend, or
+    null), then answers each line on stdin: "get" with {"budget": mc, "paused": bool} as
+    its store's (cached) settings of GUILD read, "listener" with {"listener": pid or null};
+    ends on "quit" or the end of stdin
 python -m tests.store.worker churn DB SEED SETTINGS_JSON
     prints "ready", then writes reserve/settle/release/grant/adjust entries until killed,
     printing one JSON line per committed write (after the commit returned)
@@ -122,12 +127,40 @@ async def claim(path: str, holder: str, limit: int, lease_seconds: float) -> Non
         await store.close()
 
 
+def listener_pid(store: Store) -> int | None:
+    from bot.store.postgres import PostgresDatabase
+
+    db = store._db
+    if not isinstance(db, PostgresDatabase) or db.listener is None:
+        return None
+    return int(db.listener.get_server_pid())
+
+
+async def settings(path: str, guild: int) -> None:
+    store = await Store.open(location(path), settings=make_settings())
+    try:
+        say({"ready": True, "listener": listener_pid(store)})
+        while True:
+            line = (await asyncio.to_thread(sys.stdin.readline)).strip()
+            if line == "get":
+                got = await store.guilds.get(guild)
+                say({"budget": got.monthly_budget_mc, "paused": got.paused})
+            elif line == "listener":
+                say({"listener": listener_pid(store)})
+            else:
+                return
+    finally:
+        await store.close()
+
+
 def main(argv: list[str]) -> None:
     mode, path = argv[0], argv[1]
     if mode == "reserve":
         asyncio.run(reserve(path, int(argv[2]), int(argv[3]), json.loads(argv[4])))
     elif mode == "claim":
         asyncio.run(claim(path, argv[2], int(argv[3]), float(argv[4])))
+    elif mode == "settings":
+        asyncio.run(settings(path, int(argv[2])))
     elif mode == "churn":
         asyncio.run(churn(path, int(argv[2]), json.loads(argv[3])))
     else:
