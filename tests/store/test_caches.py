@@ -224,3 +224,43 @@ async def test_a_process_still_caches_its_settings(tmp_path: Path, backend: str)
         assert (await store.guilds.get(GUILD)).monthly_budget_mc == 9_000
     finally:
         await stores.close_all()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=postgres_only)])
+async def test_a_read_that_overlapped_a_change_is_not_cached(
+    tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch
+):
+    """A change heard while a read was in flight (the read may predate that commit) keeps
+    the read out of the cache; so does a listener that is down (`Changes.trusted` false).
+    Red without the generation check: the stale read would stay cached after the forget."""
+    stores = Stores(tmp_path, backend)  # type: ignore[arg-type]
+    try:
+        store = await stores.open()
+        guilds = store.guilds
+        original = guilds._read
+        reads: list[int] = []
+
+        async def read_then_hear(guild_id: int) -> Any:
+            settings = await original(guild_id)
+            reads.append(guild_id)
+            if len(reads) == 1:  # the other process's NOTIFY lands just after this read
+                store._db.changes.heard("guild", guild_id)
+            return settings
+
+        monkeypatch.setattr(guilds, "_read", read_then_hear)
+        await guilds.get(GUILD)
+        await guilds.get(GUILD)
+        assert len(reads) == 2  # the first read was not kept
+        await guilds.get(GUILD)
+        assert len(reads) == 2  # the second was
+
+        store._db.changes.lost()  # no one listens: nothing is cached
+        await guilds.get(GUILD)
+        await guilds.get(GUILD)
+        assert len(reads) == 4
+        store._db.changes.regained()
+        await guilds.get(GUILD)
+        await guilds.get(GUILD)
+        assert len(reads) == 5
+    finally:
+        await stores.close_all()
