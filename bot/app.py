@@ -151,7 +151,9 @@ class AstriaBot(commands.Bot):
             post_links=settings.post_image_links,
             clock=self._clock,
         )
-        self.alert_poster = AlertPoster(self, self.store, clock=self._clock)
+        self.alert_poster = AlertPoster(
+            self, self.store, clock=self._clock, holder=settings.process_id
+        )
         self.alerts = Alerter(
             self.store,
             self._clock,
@@ -275,6 +277,7 @@ class AstriaBot(commands.Bot):
                 self._alerts_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._alerts_task
+                await self.alert_poster.release()
             if self._tracker_task is not None:
                 await self.tracker.stop()
                 with contextlib.suppress(asyncio.CancelledError):

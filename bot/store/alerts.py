@@ -5,6 +5,11 @@ row (`count` grows); the post is edited to show the count, never posted again.
 Which servers hear an alert: one server's (a job's), or every server that named an alert
 channel (`guild_id=None`: the Astria account is shared by all of them). A server without
 an alert channel gets no row: there is nowhere to tell it.
+
+Several processes (PostgreSQL): raising takes the alert lock before it looks for the open
+row, so a fault raised in two processes at once is one row with a count of two; and one
+process at a time posts the outbox, the holder of the posting claim (`claim_posting`, a
+lease kept in `meta`), so no alert is posted by two.
 """
 
 from __future__ import annotations
@@ -13,6 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.store.db import Clock, Database, Row, Transaction, from_ms, opt_from_ms, to_ms
+
+# The `meta` key of the posting claim: "holder until_ms".
+POSTER_KEY = "alerts:poster"
 
 
 @dataclass(frozen=True)
@@ -80,6 +88,7 @@ class Alerts:
             return []
         now = to_ms(self._clock())
         async with self._db.write() as tx:
+            await tx.lock_alerts()  # before the look for an open row: it and the insert are one
             if guild_id is None:
                 rows = await tx.fetchall(
                     "SELECT guild_id FROM guild_settings WHERE alert_channel_id IS NOT NULL"
@@ -127,6 +136,35 @@ class Alerts:
             " VALUES (?, ?, ?, ?, ?, ?)",
             (guild_id, kind, now, now, count, text),
         )
+
+    async def claim_posting(self, holder: str, lease: timedelta) -> bool:
+        """Whether `holder` may post the outbox for `lease` from now: it takes (or renews)
+        the claim when no one holds it, its holder's lease ran out, or it is its own (a
+        process restarted under the same PROCESS_ID). On SQLite one process owns the
+        file, so it always may (a restart under a new id takes it at once)."""
+        now = to_ms(self._clock())
+        until = now + int(lease.total_seconds() * 1000)
+        async with self._db.write() as tx:
+            await tx.lock_alerts()
+            row = await tx.fetchone("SELECT value FROM meta WHERE key = ?", (POSTER_KEY,))
+            if row is not None and self._db.dialect.name != "sqlite":
+                held_by, _, held_until = str(row["value"]).rpartition(" ")
+                if held_by != holder and held_until.isdigit() and int(held_until) > now:
+                    return False
+            await tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (POSTER_KEY, f"{holder} {until}"),
+            )
+        return True
+
+    async def release_posting(self, holder: str) -> None:
+        """Hand the posting claim back (a clean stop), if `holder` has it."""
+        async with self._db.write() as tx:
+            await tx.lock_alerts()
+            row = await tx.fetchone("SELECT value FROM meta WHERE key = ?", (POSTER_KEY,))
+            if row is not None and str(row["value"]).rpartition(" ")[0] == holder:
+                await tx.execute("DELETE FROM meta WHERE key = ?", (POSTER_KEY,))
 
     async def pending(self, *, due_by: datetime | None = None) -> list[AlertRecord]:
         """Alerts whose post is missing or shows an older count, oldest first, with each

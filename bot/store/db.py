@@ -266,6 +266,12 @@ class Transaction(ABC):
         (SQLite: BEGIN IMMEDIATE already serialises them)."""
         return None
 
+    async def lock_alerts(self) -> None:
+        """Hold the alert lock until this transaction ends: raising an alert reads whether
+        its server has an open row of that kind and then folds into it or inserts one, so
+        two processes never both insert (SQLite: BEGIN IMMEDIATE already serialises)."""
+        return None
+
     async def notify(self, topic: str, key: int) -> None:
         """Tell the other processes' caches, when this transaction commits (and only if it
         does), that `key` of `topic` changed (PostgreSQL: NOTIFY; SQLite: one process,

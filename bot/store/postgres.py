@@ -67,10 +67,12 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 # A lock wait longer than this is a stuck peer, reported like SQLite's busy timeout.
 LOCK_TIMEOUT_MS = 10_000
 READ_POOL_SIZE = 4
-# Advisory lock keys (constants of our own): the ledger's money, migrating, lease claims.
+# Advisory lock keys (constants of our own): the ledger's money, migrating, lease claims,
+# raising alerts.
 MONEY_LOCK = 0x4153_5452_4941_0001
 MIGRATION_LOCK = 0x4153_5452_4941_0002
 CLAIM_LOCK = 0x4153_5452_4941_0003
+ALERT_LOCK = 0x4153_5452_4941_0017
 # The NOTIFY channel of cache changes, one per database: a payload names its schema, so
 # stores in other schemas of the same database ignore it.
 CHANGES_CHANNEL = "astria_bot_changes"
@@ -189,6 +191,9 @@ class PostgresTransaction(Transaction):
 
     async def lock_claims(self) -> None:
         await self.execute("SELECT pg_advisory_xact_lock(?)", (CLAIM_LOCK,))
+
+    async def lock_alerts(self) -> None:
+        await self.execute("SELECT pg_advisory_xact_lock(?)", (ALERT_LOCK,))
 
     async def notify(self, topic: str, key: int) -> None:
         # pg_notify in a transaction is queued and sent at COMMIT (dropped on rollback).

@@ -7,6 +7,11 @@ Failures wait and are tried again, doubling from `RETRY_BASE` to `RETRY_CAP`, al
 restarts (the outbox keeps the attempt); the first pass after a start tries everything at
 once. An alert is dropped when its server turned alerts off, its channel is gone, or it
 could not be posted for a day.
+
+With several processes one posts at a time: the holder of the outbox's posting claim
+(`Alerts.claim_posting`, a `POSTER_LEASE` renewed at every look and before every post). The
+others look, find it held, and post nothing; when its holder dies its lease runs out and
+the next process to look takes it over (within `POSTER_LEASE` + `IDLE_SECONDS`).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ RETRY_BASE = timedelta(seconds=5)
 RETRY_CAP = timedelta(minutes=10)
 GIVE_UP_AFTER = timedelta(days=1)
 IDLE_SECONDS = 5.0  # the outbox is looked at this often even without a nudge
+POSTER_LEASE = timedelta(seconds=30)  # renewed at every look (at least every IDLE_SECONDS)
 
 
 def alert_text(alert: AlertRecord) -> str:
@@ -47,10 +53,13 @@ def alert_text(alert: AlertRecord) -> str:
 
 
 class AlertPoster:
-    def __init__(self, bot: commands.Bot, store: Store, *, clock: Clock) -> None:
+    def __init__(
+        self, bot: commands.Bot, store: Store, *, clock: Clock, holder: str = "bot"
+    ) -> None:
         self._bot = bot
         self._store = store
         self._clock = clock
+        self._holder = holder  # PROCESS_ID: whose claim lets it post
         self._due = asyncio.Event()
         self._stopping = False
         self._first = True
@@ -75,13 +84,26 @@ class AlertPoster:
         self._stopping = True
         self._due.set()
 
+    async def release(self) -> None:
+        """Hand the posting claim back (a clean stop), so another process posts at once."""
+        try:
+            await self._store.alerts.release_posting(self._holder)
+        except StoreError as exc:
+            log.warning("the alert posting claim was not handed back (%s)", exc)
+
     async def drain(self) -> None:
-        """Post or update every alert that is due."""
+        """Post or update every alert that is due, if this process holds the posting claim
+        (renewed before each post: one that lost it stops)."""
         now = self._clock()
+        if not await self._store.alerts.claim_posting(self._holder, POSTER_LEASE):
+            return  # another process posts them
         due_by = None if self._first else now
         self._first = False
         for alert in await self._store.alerts.pending(due_by=due_by):
             if self._stopping:
+                return
+            if not await self._store.alerts.claim_posting(self._holder, POSTER_LEASE):
+                log.warning("the alert posting claim passed to another process; stopping")
                 return
             await self._one(alert, now)
 

@@ -13,6 +13,13 @@ python -m tests.store.worker settings DB GUILD
     null), then answers each line on stdin: "get" with {"budget": mc, "paused": bool} as
     its store's (cached) settings of GUILD read, "listener" with {"listener": pid or null};
     ends on "quit" or the end of stdin
+python -m tests.store.worker raise DB KINDS
+    prints "ready", waits for a line on stdin, raises alerts "kind-0" .. "kind-(KINDS-1)"
+    for GUILD (one hour window) one after another, prints {"written": [ids]}
+python -m tests.store.worker post DB HOLDER
+    prints "ready", waits for a line on stdin, then drains the alert outbox as HOLDER (an
+    AlertPoster over a stand-in for Discord whose every send takes a few milliseconds) until
+    three looks in a row find nothing pending (at most 2,000 looks), prints {"sent": [ids]}
 python -m tests.store.worker churn DB SEED SETTINGS_JSON
     prints "ready", then writes reserve/settle/release/grant/adjust entries until killed,
     printing one JSON line per committed write (after the commit returned)
@@ -24,12 +31,16 @@ import asyncio
 import json
 import random
 import sys
+from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import discord
 from pydantic import SecretStr
 
 from bot.store import JobKind, JobRef, Refusal, Reservation, Store
+from bot.store.db import utc_now
 from tests.store.helpers import TUNE_MC, make_settings
 
 GUILD = 1
@@ -153,12 +164,82 @@ async def settings(path: str, guild: int) -> None:
         await store.close()
 
 
+async def raise_alerts(path: str, kinds: int) -> None:
+    store = await Store.open(location(path), settings=make_settings())
+    try:
+        say("ready")
+        await asyncio.to_thread(sys.stdin.readline)  # start with the other processes
+        written: list[int] = []
+        for k in range(kinds):
+            written += await store.alerts.raise_alert(
+                f"kind-{k}", f"fault {k}", guild_id=GUILD, window=timedelta(hours=1)
+            )
+        say({"written": written})
+    finally:
+        await store.close()
+
+
+class _Channel(discord.abc.Messageable):
+    """A stand-in for an alert channel: a send takes a few milliseconds, as Discord's do,
+    and is recorded by its text."""
+
+    def __init__(self, channel_id: int, sent: list[str]) -> None:
+        self.id = channel_id
+        self._sent = sent
+
+    async def _get_channel(self) -> Any:
+        return self
+
+    async def send(self, content: Any = None, **options: Any) -> Any:
+        await asyncio.sleep(0.005)
+        self._sent.append(str(content))
+        return SimpleNamespace(id=10_000 + len(self._sent))
+
+
+class _Bot:
+    """What AlertPoster asks of the Discord client, and no more."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def get_guild(self, guild_id: int) -> None:
+        return None
+
+    def get_channel(self, channel_id: int) -> _Channel:
+        return _Channel(channel_id, self.sent)
+
+
+async def post_alerts(path: str, holder: str) -> None:
+    from bot.ui.alerts import AlertPoster
+
+    store = await Store.open(location(path), settings=make_settings())
+    try:
+        bot = _Bot()
+        poster = AlertPoster(bot, store, clock=utc_now, holder=holder)  # type: ignore[arg-type]
+        say("ready")
+        await asyncio.to_thread(sys.stdin.readline)  # start with the other processes
+        idle = 0
+        for _ in range(2_000):  # bounded: a broken claim fails the test, it never hangs
+            await poster.drain()
+            idle = 0 if await store.alerts.pending() else idle + 1
+            if idle >= 3:
+                break
+            await asyncio.sleep(0.002)
+        say({"sent": bot.sent})
+    finally:
+        await store.close()
+
+
 def main(argv: list[str]) -> None:
     mode, path = argv[0], argv[1]
     if mode == "reserve":
         asyncio.run(reserve(path, int(argv[2]), int(argv[3]), json.loads(argv[4])))
     elif mode == "claim":
         asyncio.run(claim(path, argv[2], int(argv[3]), float(argv[4])))
+    elif mode == "raise":
+        asyncio.run(raise_alerts(path, int(argv[2])))
+    elif mode == "post":
+        asyncio.run(post_alerts(path, argv[2]))
     elif mode == "settings":
         asyncio.run(settings(path, int(argv[2])))
     elif mode == "churn":
