@@ -14,6 +14,7 @@ lease kept in `meta`), so no alert is posted by two.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -21,6 +22,9 @@ from bot.store.db import Clock, Database, Row, Transaction, from_ms, opt_from_ms
 
 # The `meta` key of the posting claim: "holder until_ms".
 POSTER_KEY = "alerts:poster"
+# The `Changes` topic a raise sends on commit, so the posting process (maybe another one)
+# looks at once rather than at its next idle look.
+TOPIC = "alert"
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,18 @@ class Alerts:
     def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db
         self._clock = clock
+        self._on_raised: list[Callable[[], None]] = []
+        db.changes.subscribe(self._heard)
+
+    def on_raised(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when another process raised an alert (PostgreSQL; SQLite has
+        no other process). The raising process's own poster is nudged by its `Alerter`."""
+        self._on_raised.append(callback)
+
+    def _heard(self, topic: str | None, key: int | None) -> None:
+        if topic in (TOPIC, None):  # None: the listener came back, raises may be unheard
+            for callback in self._on_raised:
+                callback()
 
     async def raise_alert(
         self,
@@ -105,6 +121,8 @@ class Alerts:
                 written.append(
                     await self._fold(tx, int(row["guild_id"]), kind, text, now, window, count)
                 )
+            if written:
+                await tx.notify(TOPIC, written[0])
         return written
 
     async def _fold(

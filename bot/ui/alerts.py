@@ -64,6 +64,7 @@ class AlertPoster:
         self._stopping = False
         self._first = True
         self.posted = 0  # posts and edits made (tests read it)
+        store.alerts.on_raised(self.nudge)  # raised in another process: look now
 
     def nudge(self) -> None:
         """An alert was written: post it now rather than at the next look."""

@@ -159,3 +159,22 @@ async def test_the_posting_claim_is_one_holders_until_its_lease_runs_out(
         assert await alerts.claim_posting("a", lease)
     finally:
         await stores.close_all()
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(TEST_DATABASE_URL is None, reason=SKIP_REASON)
+async def test_an_alert_raised_in_another_process_nudges_the_poster(tmp_path: Path):
+    """Two stores on one schema (two listeners): an alert raised through one calls the
+    other's `on_raised` (its poster looks at once, not at its next idle look). Red without
+    the raise's NOTIFY."""
+    stores = Stores(tmp_path, "postgres")
+    try:
+        poster_side, raiser = await stores.open(), await stores.open()
+        await raiser.guilds.set_alert_channel(GUILD, 500)
+        nudged = asyncio.Event()
+        poster_side.alerts.on_raised(nudged.set)
+        nudged.clear()  # a settings change is not an alert
+        await raiser.alerts.raise_alert("kind", "text", guild_id=GUILD, window=timedelta(hours=1))
+        await asyncio.wait_for(nudged.wait(), 20)  # a bound, not a speed expectation
+    finally:
+        await stores.close_all()
