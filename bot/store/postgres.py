@@ -384,12 +384,16 @@ class PostgresDatabase(Database):
                     continue
                 failures = 0
                 log.info("the store's listener is back: caches were dropped")
+            why = "the connection ended"
             try:
                 await self._watch(conn)
             except Exception as exc:  # whatever ended it, the caches must not trust it
-                if not self._closed:
-                    log.warning("the store's listener connection was lost: %s", exc)
+                why = str(exc) or type(exc).__name__
             finally:
+                if not self._closed:
+                    log.warning(
+                        "the store's listener was lost (%s): caches off until it is back", why
+                    )
                 self.changes.lost()
                 self.listener = None
                 if not conn.is_closed():
