@@ -4,7 +4,7 @@ It starts the Astria emulator on a paid branch (so money moves) and the Discord 
 loopback, runs the real bot as its own process against them, and plays a scripted session
 of two members and an admin with photos it draws itself (no real faces are shipped): a
 refused photo, a tune from six photos and its progress, `/imagine`, Reroll, Upscale (posted
-as a reply) and Vary on one of its images, `/balance`, an
+as a reply), a subtle and a strong Vary on its images and Edit prompt, `/balance`, an
 over-budget refusal, `/admin budget`, then `/imagine` again. It prints a transcript, writes
 it and the images to the output folder, ends with the ledger against the emulator's
 charges, and exits non-zero if any step did not produce what it should.
@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw
 
 from bot.offline.fakecord import FakeDiscordConfig
 from bot.offline.fakecord.state import Message
-from bot.offline.stage import Stage, StageError, StageOptions
+from bot.offline.stage import Stage, StageError, StageOptions, answer_of
 from bot.rules.credits import format_mc
 from bot.store.ledger import LedgerKind
 
@@ -184,6 +184,37 @@ async def _script(stage: Stage, folder: Path, say: _Narrator, failures: list[str
     _describe_post(stage, varied[0], say)
     _save(varied[0], folder, "vary", say)
 
+    say("\n> alice clicks Strong 3 (vary image 3, strongly)")
+    answer = await stage.click(alice, post, _custom_id(post, "job:vary-strong:", "-2"))
+    say(_indent(answer))
+    _expect(failures, "strong variations of image 3" in answer, "the strong one was not queued")
+    strong = await stage.wait_for(
+        lambda: [m for m in stage.image_posts() if "strong variations of image 3" in m.content],
+        "the strong variations to be posted",
+        timeout=120.0,
+    )
+    _describe_post(stage, strong[0], say)
+    _save(strong[0], folder, "strong", say)
+
+    say("\n> alice clicks Edit under her first images: 'studio portrait, golden hour'")
+    shown = await stage.fake.click(alice, post, _custom_id(post, "job:edit:"))
+    form = (await shown.response(30.0)).modal
+    _expect(failures, form is not None, "Edit did not open its form")
+    if form is not None:
+        edited = await stage.fake.submit_modal(
+            alice, stage.channel, shown, {"prompt": "studio portrait, golden hour"}
+        )
+        answer = await answer_of(edited, 30.0)
+        say(_indent(answer))
+        _expect(failures, "Queued 4 images" in answer, "the edited prompt was not queued")
+        made = await stage.wait_for(
+            lambda: [m for m in stage.image_posts() if "golden hour" in m.content],
+            "the edited prompt's images to be posted",
+            timeout=120.0,
+        )
+        _describe_post(stage, made[0], say)
+        _save(made[0], folder, "edit", say)
+
     say("\n> alice: /balance")
     balance = await stage.command(alice, "balance")
     say(_indent(balance))
@@ -202,7 +233,9 @@ async def _script(stage: Stage, folder: Path, say: _Narrator, failures: list[str
     say(_indent(answer))
     _expect(failures, "Queued 8 images" in answer, "/imagine after the raise was not queued")
     third = await stage.wait_for(
-        lambda: stage.image_posts()[4:], "the last images to be posted", timeout=120.0
+        lambda: [m for m in stage.image_posts() if "on a beach" in m.content],
+        "the last images to be posted",
+        timeout=120.0,
     )
     _save(third[-1], folder, "beach", say)
 
@@ -221,9 +254,9 @@ async def _script(stage: Stage, folder: Path, say: _Narrator, failures: list[str
     say(_indent(theirs))
     _expect(failures, "not yours" in theirs, "bob could use alice's tune")
 
-    # One message per job (the tune, three prompts, the upscale and the variations): each
+    # One message per job (the tune, four prompts, the upscale and both variations): each
     # status gave way to its result.
-    jobs = 6
+    jobs = 8
     try:
         await stage.wait_for(lambda: len(stage.posts()) == jobs, "one message per job", timeout=15)
     except StageError as exc:

@@ -131,8 +131,13 @@ async def test_kill_minus_nine_loses_nothing_and_doubles_nothing(stage: Stage):
     upscale = next(c for c in first.custom_ids() if c.startswith("job:upscale:"))
     assert "Upscaling" in await stage.click(alice, first, upscale)
     await stage.wait_for(lambda: created(stage, prompt_route) == 4, "the upscale at Astria")
+    # Held unfinished across the kill (on a loaded machine the kill could land after its
+    # two seconds), and let finish once the bot is gone.
+    upscaling = stage.emulator.our_prompts()[-1]["id"]
+    stage.emulator.stall("prompt", upscaling)
     await stage.kill_bot()
     assert not stage.emulator.our_prompts()[-1]["images"]  # it really was mid-generation
+    stage.emulator.resume("prompt", upscaling)
     await stage.start_bot()
     await delivered(stage, 4)
     code = await stage.stop_bot()

@@ -80,6 +80,30 @@ async def test_latency_makes_a_client_time_out_then_requests_work(api: Api, emu:
     assert status == 200
 
 
+async def test_latency_after_creates_then_holds_the_answer_until_the_client_hangs_up(
+    api: Api, emu: Emulator
+) -> None:
+    # The kill tests' worst moment: Astria has the prompt (and charged it), its client
+    # has not heard of it and never will.
+    emu.faults.script("POST /tunes/{tune_id}/prompts", Fault("latency_after", delay=600.0))
+    with pytest.raises(asyncio.TimeoutError):
+        async with api.session.post(
+            api.base + "/tunes/690204/prompts",
+            json={"prompt": {"text": "held"}},
+            timeout=aiohttp.ClientTimeout(total=0.3),
+        ) as response:
+            await response.read()
+    assert [p["text"] for p in emu.our_prompts()] == ["held"]
+    assert [c.kind for c in emu.charges] == ["prompt"]
+    # The hang-up ends the hold (not the ten minutes): the answer went nowhere.
+    deadline = asyncio.get_running_loop().time() + 30.0
+    while not emu.requests:
+        assert asyncio.get_running_loop().time() < deadline, "the hold outlived the client"
+        await asyncio.sleep(0.05)
+    assert emu.requests[-1][2:] == ("POST /tunes/{tune_id}/prompts", 201, "latency_after")
+    assert (await api.get("/users"))[0] == 200
+
+
 async def test_scripts_match_routes_in_order(api: Api, emu: Emulator) -> None:
     emu.faults.script("GET /prompts/{id}", Fault("http_500"), Fault("http_502"))
     emu.faults.script(None, Fault("http_504"))

@@ -81,6 +81,27 @@ async def test_enforce_nonce_dedupes_inside_the_window_only(start: Starter) -> N
     assert len(env.fake.messages(env.channel)) == 3 and env.fake.nonces.deduped == 1
 
 
+async def test_a_reply_names_its_message_and_a_missing_one_is_refused_unless_told(
+    start: Starter,
+) -> None:
+    env = await start()
+    channel = env.bot_channel()
+    source = await channel.send("source")
+    answer = await channel.send("answer", reference=source, mention_author=False)
+    assert answer.type == discord.MessageType.reply
+    assert answer.reference is not None and answer.reference.message_id == source.id
+    kept = {m.id: m for m in env.fake.messages(env.channel)}
+    assert kept[answer.id].reply_to == source.id and kept[source.id].reply_to is None
+    await source.delete()
+    gone = discord.MessageReference(message_id=source.id, channel_id=env.channel.id)
+    with pytest.raises(discord.HTTPException) as refused:
+        await channel.send("late", reference=gone)
+    assert (refused.value.status, refused.value.code) == (400, 50035)
+    gone.fail_if_not_exists = False
+    plain = await channel.send("late", reference=gone)
+    assert plain.type == discord.MessageType.default and plain.reference is None
+
+
 async def test_upload_limits(start: Starter) -> None:
     env = await start()
     channel = env.bot_channel()

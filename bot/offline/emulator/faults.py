@@ -16,12 +16,18 @@ FaultKind = Literal[
     "drop",
     "drop_after",
     "latency",
+    "latency_after",
 ]
 
 
 @dataclass
 class Fault:
-    """One failure to inject; `*_after` kinds let the request take effect first."""
+    """One failure to inject; `*_after` kinds let the request take effect first.
+
+    `latency` sleeps `delay` seconds before the request is handled; `latency_after`
+    handles it (creates, charges) and then holds the answer back for `delay` seconds, or
+    until the client hangs up: the window where Astria has an object its client has not
+    heard of yet (a client killed in it never learns the id)."""
 
     kind: FaultKind
     retry_after: float = 1.0

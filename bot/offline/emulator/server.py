@@ -76,6 +76,17 @@ def _retry_after(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else str(seconds)
 
 
+async def _held(request: web.Request, seconds: float) -> None:
+    """Wait `seconds` before answering, or less if the client hangs up meanwhile (a killed
+    client's socket closes; aiohttp does not cancel the handler, so this looks)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return
+        await asyncio.sleep(0.05)
+
+
 def _json(body: Any, status: int = 200) -> web.Response:
     return web.json_response(body, status=status)
 
@@ -341,7 +352,9 @@ class Emulator:
         elif fault is not None and not fault.after:
             return self._record(request, route, fault, self._fault_response(request, fault))
         response = await self._respond(request, handler, route, is_file)
-        if fault is not None and fault.after:
+        if fault is not None and fault.kind == "latency_after":
+            await _held(request, fault.delay)
+        elif fault is not None and fault.after:
             response = self._fault_response(request, fault)
         return self._record(request, route, fault, response)
 

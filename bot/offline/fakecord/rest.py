@@ -95,6 +95,23 @@ class RateLimited(Exception):
         self.verdict = verdict
 
 
+def _replied_to(reference: Any, channel: Channel, world: World) -> int | None:
+    """The message a reply answers, or None for a plain post. A reference to a message
+    that is not (or no longer) in the channel is refused, as Discord does, unless it says
+    `fail_if_not_exists: false`: then the post goes out plainly."""
+    if not reference:
+        return None
+    if not isinstance(reference, dict):
+        raise invalid_form("message_reference", "MODEL_TYPE_CONVERT", "Only dictionaries.")
+    message_id = _int(reference.get("message_id"), "message_reference.message_id")
+    found = world.messages.get(message_id)
+    if found is not None and found.channel_id == channel.id and not found.deleted:
+        return found.id
+    if reference.get("fail_if_not_exists", True) is False:
+        return None
+    raise invalid_form("message_reference", "MESSAGE_REFERENCE_UNKNOWN_MESSAGE", "Unknown message")
+
+
 def json_response(body: Any, status: int = 200) -> web.Response:
     # Exactly "application/json": discord.py decodes nothing else (no charset suffix).
     return web.Response(
@@ -668,8 +685,11 @@ class RestApi:
                 return json_response(self.world.message_payload(self.world.messages[seen]))
         fields = self._fields(body, channel, None)
         fields["flags"] &= CHANNEL_FLAGS
-        kind = 19 if payload.get("message_reference") else 0
-        message = self.world.add_message(channel, bot, nonce=nonce, type=kind, **fields)
+        reply_to = _replied_to(payload.get("message_reference"), channel, self.world)
+        kind = 19 if reply_to is not None else 0
+        message = self.world.add_message(
+            channel, bot, nonce=nonce, type=kind, reply_to=reply_to, **fields
+        )
         if enforce:
             self.nonces.remember(channel.id, bot.id, str(nonce), message.id, self._now())
         if channel.is_thread and bot.id not in channel.thread_members:

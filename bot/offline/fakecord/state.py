@@ -204,6 +204,8 @@ class Message:
     edited_timestamp: str | None = None
     webhook_id: int | None = None
     interaction_metadata: dict[str, Any] | None = None
+    # A reply's (type 19) message_reference: the message it answers.
+    reply_to: int | None = None
     deleted: bool = False
     edits: int = 0
 
@@ -648,4 +650,10 @@ class World:
             body["application_id"] = str(self.app_id)
         if message.interaction_metadata is not None:
             body["interaction_metadata"] = message.interaction_metadata
+        if message.reply_to is not None:
+            body["message_reference"] = {
+                "type": 0,
+                "message_id": str(message.reply_to),
+                "channel_id": str(message.channel_id),
+            }
         return body
