@@ -13,6 +13,7 @@ import pytest
 from bot.offline.emulator import Emulator, Fault
 from bot.store import AstriaBudget, Store
 from bot.store.db import Database
+from bot.store.errors import StoreFault
 from tests.conftest import FakeTime, MakeClient
 from tests.store.helpers import make_settings
 from tests.store.test_processes import WAIT, Location, database, read_line, spawn
@@ -143,3 +144,53 @@ async def test_the_client_shares_its_429_pause_through_the_budget(
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_request_waiting_for_its_slot_when_a_pause_comes_takes_one_after_it(
+    database: Location,
+):
+    """The pause is written while a request sleeps towards its slot (another process met
+    the 429): the request does not go at its old slot inside the pause, it takes a new
+    one after it."""
+    first, second = await Database.open(database), await Database.open(database)
+    try:
+        other = AstriaBudget(second, 1.0, 1)
+        sleeps: list[float] = []
+
+        async def sleep(seconds: float) -> None:
+            if not sleeps:
+                await other.pause(30.0)  # met while this one waits
+            sleeps.append(seconds)
+
+        budget = AstriaBudget(first, 1.0, 1, sleep=sleep)  # one a second, no burst
+        await budget.acquire()
+        assert sleeps == []
+        await budget.acquire()  # its slot is a second away; the pause comes meanwhile
+        assert len(sleeps) == 2 and 0.5 < sleeps[0] <= 1.0 and 29.0 < sleeps[1] <= 30.0
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_an_unreachable_database_leaves_the_process_spacing_its_own_requests(
+    database: Location, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    db = await Database.open(database)
+    try:
+        sleeps: list[float] = []
+
+        async def sleep(seconds: float) -> None:
+            sleeps.append(seconds)
+
+        async def down(sql: str, params: object = ()) -> list[object]:
+            raise StoreFault("database error: connection refused")
+
+        budget = AstriaBudget(db, 4.0, 5, sleep=sleep)
+        monkeypatch.setattr(db, "statement", down)
+        for _ in range(3):
+            await budget.acquire()
+        await budget.pause(10.0)  # not shared, not raised: the client's own pause holds
+        assert sleeps == [0.25, 0.25, 0.25]
+        assert caplog.text.count("shared Astria request budget is unreachable") == 1
+    finally:
+        await db.close()
