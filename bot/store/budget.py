@@ -95,6 +95,12 @@ class AstriaBudget:
             if row is None or int(row["paused_until"]) <= seen_pause or int(row["left_us"]) <= 0:
                 return
 
+    async def granted(self) -> int:
+        """The slot the last request was given, in microseconds since the epoch on the
+        database's clock (0: no request yet), for tests and diagnostics."""
+        row = await self._db.fetchone("SELECT granted_at FROM astria_budget")
+        return 0 if row is None else int(row["granted_at"])
+
     async def pause(self, seconds: float) -> None:
         """A 429 asked for `seconds` of quiet: every process's next requests wait for it."""
         try:
