@@ -16,7 +16,7 @@ import discord
 from discord.ext import commands
 
 from bot.actions import Services
-from bot.astria import AstriaClient
+from bot.astria import AstriaClient, Limiter
 from bot.astria.probe import probe_client
 from bot.config import Settings
 from bot.jobs import CallbackReceiver, Tracker, TrackerConfig
@@ -117,6 +117,11 @@ class AstriaBot(commands.Bot):
         """The bot's clock (tests share it with the emulator)."""
         return self._clock()
 
+    def _shared_limiter(self) -> Limiter | None:
+        """On PostgreSQL, where several processes may share the account, its one budget
+        and pause (bot/store/budget.py); on SQLite, one process, the client's own."""
+        return self.store.astria_budget if self.store.backend == "postgres" else None
+
     async def setup_hook(self) -> None:
         if self._commands_only:
             for extension in self._extensions:
@@ -135,12 +140,13 @@ class AstriaBot(commands.Bot):
                 ready.session,
                 idempotency=ready.idempotency,
                 on_retry=None if metrics is None else metrics.retried,
+                limiter=self._shared_limiter(),
             )
         else:
             self._session = aiohttp.ClientSession()
             idempotency = await self._settle_idempotency(self._session)
             self.astria = AstriaClient.from_settings(
-                settings, self._session, idempotency=idempotency
+                settings, self._session, idempotency=idempotency, limiter=self._shared_limiter()
             )
         self.delivery = DiscordDelivery(
             self,

@@ -143,6 +143,10 @@ def process_lines(settings: Settings) -> list[str]:
     else:
         together = f"shares the jobs through leases of {settings.lease_seconds:g} s"
     lines = [f"Process: {settings.process_id}, {together}"]
+    rate = f"{settings.astria_requests_per_second:g}/s, bursts of {settings.astria_request_burst}"
+    shared = settings.database_url is not None
+    whose = "all processes together (one budget in the database)" if shared else "this process"
+    lines.append(f"  Astria requests: {rate}, for {whose}")
     if settings.shard_count is not None:
         held = settings.shards_held
         which = ", ".join(map(str, held)) if held else "all"

@@ -250,7 +250,10 @@ class Settings(BaseSettings):
     poll_tune_min_seconds: float = Field(default=30.0, gt=0)
     poll_prompt_min_seconds: float = Field(default=5.0, gt=0)
     poll_max_seconds: float = Field(default=600.0, gt=0)
+    # The Astria account's request rate and burst (a token bucket). On PostgreSQL they are
+    # the budget of all the processes together (bot/store/budget.py), on SQLite this one's.
     astria_requests_per_second: float = Field(default=5.0, gt=0)
+    astria_request_burst: int = Field(default=5, ge=1, le=1000)
     tune_stuck_after_seconds: float = Field(default=3600.0, gt=0)
     prompt_stuck_after_seconds: float = Field(default=900.0, gt=0)
     stuck_poll_seconds: float = Field(default=1800.0, gt=0)

@@ -57,6 +57,7 @@ async def test_check_says_how_the_process_runs_and_where_logs_and_metrics_go(
         astria_api_key=KEY, astria_base_url=emulator.base_url, process_id="bot-a"
     )
     assert "Process: bot-a, the only process on its SQLite file" in alone
+    assert "Astria requests: 5/s, bursts of 5, for this process" in alone
     assert "logs: INFO and up, as text, to standard error" in alone
     assert "metrics: off (METRICS_PORT turns them on)" in alone
     _, shared = await check_output(
@@ -73,6 +74,8 @@ async def test_check_says_how_the_process_runs_and_where_logs_and_metrics_go(
         metrics_port=9108,
     )
     assert "Process: bot-b, shares the jobs through leases of 12 s" in shared
+    together = "for all processes together (one budget in the database)"
+    assert f"Astria requests: 5/s, bursts of 5, {together}" in shared
     assert "shards: 1, 3 of 4" in shared
     assert f"logs: DEBUG and up, as json, to {tmp_path / 'bot.log'}" in shared
     assert "metrics: http://127.0.0.1:9108/metrics" in shared

@@ -16,7 +16,7 @@ from bot.astria.errors import (
     AstriaUnavailable,
     AstriaValidationError,
 )
-from bot.astria.limiter import RequestLimiter
+from bot.astria.limiter import Limiter, RequestLimiter
 from bot.astria.models import (
     Prompt,
     PromptRequest,
@@ -42,6 +42,7 @@ __all__ = [
     "AstriaTimeout",
     "AstriaUnavailable",
     "AstriaValidationError",
+    "Limiter",
     "Prompt",
     "PromptRequest",
     "RequestLimiter",

@@ -42,7 +42,7 @@ from bot.astria.errors import (
     AstriaUnavailable,
     AstriaValidationError,
 )
-from bot.astria.limiter import RequestLimiter
+from bot.astria.limiter import Limiter, RequestLimiter
 from bot.astria.models import Prompt, PromptRequest, Tune, TuneRequest, User, unwrap
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ class AstriaClient:
         sleep: Sleep = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        before_request: Callable[[], Awaitable[None]] | None = None,
+        limiter: Limiter | None = None,
         on_retry: Callable[[str], None] | None = None,
     ) -> None:
         self._session = session
@@ -111,8 +111,9 @@ class AstriaClient:
         self._sleep = sleep
         self._monotonic = monotonic
         self._wall = wall_clock
-        self._paused_until = 0.0  # shared back-off after a 429, for every request
-        self._before_request = before_request  # e.g. a global rate limiter's acquire
+        self._paused_until = 0.0  # this process's back-off after a 429, for every request
+        # The rate limit, and the pause shared with other processes (bot/store/budget.py).
+        self._limiter = limiter
         self.requests_sent = 0
         self._on_retry = on_retry  # told each request sent again, by route template
 
@@ -124,9 +125,12 @@ class AstriaClient:
         *,
         idempotency: bool = False,
         on_retry: Callable[[str], None] | None = None,
+        limiter: Limiter | None = None,
     ) -> AstriaClient:
         """`idempotency` is the effective value (bot/jobs/idempotency.py settles it from
-        ASTRIA_IDEMPOTENCY and the probe); off looks a lost create up, safe either way."""
+        ASTRIA_IDEMPOTENCY and the probe); off looks a lost create up, safe either way.
+        `limiter` is the account's shared budget when several processes share it;
+        without one, this process's own token bucket."""
         if settings.astria_api_key is None:
             raise ValueError("ASTRIA_API_KEY is not set")
         policy = RetryPolicy(
@@ -135,14 +139,17 @@ class AstriaClient:
             lookup_wait=settings.astria_lookup_wait_seconds,
             timeout=settings.astria_request_timeout_seconds,
         )
-        limiter = RequestLimiter(settings.astria_requests_per_second)
+        if limiter is None:
+            limiter = RequestLimiter(
+                settings.astria_requests_per_second, burst=settings.astria_request_burst
+            )
         return cls(
             session,
             settings.astria_api_key,
             base_url=settings.astria_base_url,
             idempotency=idempotency,
             policy=policy,
-            before_request=limiter.acquire,
+            limiter=limiter,
             on_retry=on_retry,
         )
 
@@ -381,8 +388,8 @@ class AstriaClient:
         pause = self._paused_until - self._monotonic()
         if pause > 0:
             await self._sleep(pause)
-        if self._before_request is not None:
-            await self._before_request()
+        if self._limiter is not None:
+            await self._limiter.acquire()
         self.requests_sent += 1
         headers = {
             "Authorization": f"Bearer {self._key.get_secret_value()}",
@@ -425,6 +432,8 @@ class AstriaClient:
             if isinstance(failure, AstriaRateLimited):
                 wait = failure.retry_after if failure.retry_after is not None else 1.0
                 self._paused_until = max(self._paused_until, self._monotonic() + wait)
+                if self._limiter is not None:
+                    await self._limiter.pause(wait)  # the other processes wait too
         raise failure
 
     async def _read(

@@ -1,12 +1,26 @@
 """One request limiter for everything the bot sends to Astria (the client calls it before
 every request): a token bucket, so bursts stay small and the steady rate stays under what
-Astria answers with 429."""
+Astria answers with 429.
+
+`Limiter` is what the client asks of one: `acquire` before each request, `pause` when a
+429 asked for quiet. `RequestLimiter` here is this process's own (SQLite: one process);
+with several processes on PostgreSQL the store's `AstriaBudget` (bot/store/budget.py)
+keeps one budget and one pause for the whole account."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+
+class Limiter(Protocol):
+    async def acquire(self) -> None:
+        """Wait until the next request may go (its slot in the rate, past any pause)."""
+
+    async def pause(self, seconds: float) -> None:
+        """A 429 asked for `seconds` of quiet: the requests this limiter serves wait."""
 
 
 class RequestLimiter:
@@ -28,6 +42,9 @@ class RequestLimiter:
         self._last = monotonic()
         self._lock = asyncio.Lock()
         self.waited = 0.0  # total seconds spent waiting, for benchmarks and logs
+
+    async def pause(self, seconds: float) -> None:
+        """Nothing to share: the client's own pause already holds this process."""
 
     async def acquire(self) -> None:
         """Wait for a token. Callers queue in arrival order behind the lock."""

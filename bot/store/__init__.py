@@ -14,6 +14,7 @@ from bot.config import ProfileName, Settings
 from bot.rules.credits import BudgetLimit, BudgetPolicy, BudgetSnapshot, Refusal
 from bot.store.account import Account, AccountBalance
 from bot.store.alerts import AlertRecord, Alerts
+from bot.store.budget import AstriaBudget
 from bot.store.db import Clock, Database, Migration, utc_now
 from bot.store.erasure import ERASED, Erasure, Scrubbed
 from bot.store.errors import (
@@ -57,6 +58,7 @@ __all__ = [
     "AccountBalance",
     "AlertRecord",
     "Alerts",
+    "AstriaBudget",
     "BudgetLimit",
     "BudgetSnapshot",
     "Closing",
@@ -110,8 +112,9 @@ def _base_tunes(settings: Settings) -> dict[str, int]:
 
 class Store:
     """One open database and its repositories: `guilds`, `tunes`, `prompts`, `ledger`,
-    `account`, `events`, `meta`, `retention`, `erasure`, `alerts`, `leases`. Open it once (in
-    `setup_hook`) and close it on shutdown."""
+    `account`, `events`, `meta`, `retention`, `erasure`, `alerts`, `leases`, and the Astria
+    account's shared request budget `astria_budget`. Open it once (in `setup_hook`) and
+    close it on shutdown."""
 
     def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
         self._db = db
@@ -127,6 +130,9 @@ class Store:
         self.erasure = Erasure(db)
         self.alerts = Alerts(db, clock)
         self.leases = Leases(db, clock)
+        self.astria_budget = AstriaBudget(
+            db, settings.astria_requests_per_second, settings.astria_request_burst
+        )
 
     @classmethod
     async def open(

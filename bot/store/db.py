@@ -71,6 +71,9 @@ class Dialect:
     # One parameter holding a JSON array, as a subquery of its elements.
     _json_ints: str
     _json_texts: str
+    # Now on the database's clock, in whole microseconds since the Unix epoch, read when
+    # the statement runs: the processes sharing a database share this clock.
+    epoch_us: str = "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)"
 
     def group_concat(self, column: str) -> str:
         return self._concat.format(column=column)
@@ -316,6 +319,13 @@ class Database(ABC):
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
+
+    async def statement(self, sql: str, params: Params = ()) -> list[Row]:
+        """One writing statement on its own (`UPDATE ... RETURNING`), committed when it
+        returns. SQLite: a write transaction of its own; PostgreSQL runs it in autocommit
+        on the read pool, so it never queues behind the writer's long transactions."""
+        async with self.write() as tx:
+            return await tx.fetchall(sql, params)
 
     @abstractmethod
     async def close(self) -> None: ...

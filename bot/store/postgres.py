@@ -61,6 +61,9 @@ POSTGRES = Dialect(
     _concat="string_agg(CAST({column} AS TEXT), ',')",
     _json_ints="(SELECT CAST(jsonb_array_elements_text(CAST(? AS jsonb)) AS BIGINT))",
     _json_texts="(SELECT jsonb_array_elements_text(CAST(? AS jsonb)))",
+    # clock_timestamp(), not now(): evaluated when the row is locked and updated, not when
+    # a statement that waited for the row's lock began.
+    epoch_us="CAST(extract(epoch FROM clock_timestamp()) * 1000000 AS BIGINT)",
 )
 
 CONNECT_TIMEOUT_SECONDS = 10.0
@@ -468,6 +471,13 @@ class PostgresDatabase(Database):
             log.error("rollback after %s failed: %s", why, exc)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        text, args = numbered(sql, params)
+        try:
+            return _rows(await self._readers.fetch(text, *args))
+        except _ERRORS as exc:
+            raise translate(exc) from exc
+
+    async def statement(self, sql: str, params: Params = ()) -> list[Row]:
         text, args = numbered(sql, params)
         try:
             return _rows(await self._readers.fetch(text, *args))

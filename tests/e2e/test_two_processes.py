@@ -121,5 +121,7 @@ async def test_a_killed_process_s_jobs_are_delivered_once_by_the_other(stage: St
         assert await store.ledger.audit() == []
         mine = await store.prompts.list_for(alice.id)
         assert [p.state for p in mine] == [PromptState.DELIVERED] * 4
+        # The processes took their Astria requests from the account's one budget.
+        assert await store.astria_budget.granted() > 0
     settled = sum(e.cost_mc or 0 for e in entries if e.kind == LedgerKind.SETTLE)
     assert settled == charged == stage.options.balance_mc - stage.emulator.balance_mc > 0

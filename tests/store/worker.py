@@ -23,6 +23,14 @@ python -m tests.store.worker post DB HOLDER
 python -m tests.store.worker churn DB SEED SETTINGS_JSON
     prints "ready", then writes reserve/settle/release/grant/adjust entries until killed,
     printing one JSON line per committed write (after the commit returned)
+python -m tests.store.worker budget DB KIND RATE BURST COUNT
+    KIND "shared" (the store's AstriaBudget) or "local" (a process-local RequestLimiter);
+    prints "ready", waits for a line on stdin, acquires COUNT requests from four
+    coroutines at once (as the tracker's requests do), and prints one JSON line:
+    {"times": [time.monotonic() as each acquire returned, ...]}
+python -m tests.store.worker pause DB KIND
+    prints "ready", then answers stdin lines: "pause S" (a 429 asked for S seconds)
+    prints "paused"; "acquire" prints {"waited": seconds the acquire slept}
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import asyncio
 import json
 import random
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -39,6 +48,7 @@ from typing import Any
 import discord
 from pydantic import SecretStr
 
+from bot.astria import Limiter, RequestLimiter
 from bot.store import JobKind, JobRef, Refusal, Reservation, Store
 from bot.store.db import utc_now
 from tests.store.helpers import TUNE_MC, make_settings
@@ -230,6 +240,52 @@ async def post_alerts(path: str, holder: str) -> None:
         await store.close()
 
 
+def limiter_of(store: Store, kind: str, rate: float, burst: int) -> Limiter:
+    if kind == "shared":
+        return store.astria_budget
+    if kind == "local":
+        return RequestLimiter(rate, burst=burst)
+    raise SystemExit(f"unknown limiter {kind!r}")
+
+
+async def budget(path: str, kind: str, rate: float, burst: int, count: int) -> None:
+    settings = make_settings(astria_requests_per_second=rate, astria_request_burst=burst)
+    store = await Store.open(location(path), settings=settings)
+    try:
+        limiter = limiter_of(store, kind, rate, burst)
+        say("ready")
+        await asyncio.to_thread(sys.stdin.readline)  # start with the other processes
+        times: list[float] = []
+        left = iter(range(count))
+
+        async def requests() -> None:
+            for _ in left:
+                await limiter.acquire()
+                times.append(time.monotonic())  # one clock for every process on this host
+
+        await asyncio.gather(*(requests() for _ in range(4)))
+        say({"times": times})
+    finally:
+        await store.close()
+
+
+async def pause(path: str, kind: str) -> None:
+    store = await Store.open(location(path), settings=make_settings())
+    try:
+        limiter = limiter_of(store, kind, 1000.0, 5)
+        say("ready")
+        while line := (await asyncio.to_thread(sys.stdin.readline)).split():
+            if line[0] == "pause":
+                await limiter.pause(float(line[1]))
+                say("paused")
+            else:
+                started = time.monotonic()
+                await limiter.acquire()
+                say({"waited": time.monotonic() - started})
+    finally:
+        await store.close()
+
+
 def main(argv: list[str]) -> None:
     mode, path = argv[0], argv[1]
     if mode == "reserve":
@@ -242,6 +298,11 @@ def main(argv: list[str]) -> None:
         asyncio.run(post_alerts(path, argv[2]))
     elif mode == "settings":
         asyncio.run(settings(path, int(argv[2])))
+    elif mode == "budget":
+        rate, burst, count = float(argv[3]), int(argv[4]), int(argv[5])
+        asyncio.run(budget(path, argv[2], rate, burst, count))
+    elif mode == "pause":
+        asyncio.run(pause(path, argv[2]))
     elif mode == "churn":
         asyncio.run(churn(path, int(argv[2]), json.loads(argv[3])))
     else:
