@@ -74,6 +74,7 @@ RATE = 10.0  # ASTRIA_REQUESTS_PER_SECOND, the account's rate each process is co
 BURST = int(inspect.signature(RequestLimiter).parameters["burst"].default)
 PROMPT_SECONDS = 3.0  # emulator time a prompt generates (real time here), ±20 %
 KILL_PROMPT_SECONDS = 3 * LEASE  # long enough that the victim dies holding prompts
+LOOKUP_WAIT = 0.5
 WAIT = 120.0  # seconds: a bound on a stuck run, never a speed expectation
 
 
@@ -193,6 +194,9 @@ async def spawn(folder: Path, name: str, url: str, emulator: Emulator) -> Child:
         "ASTRIA_API_KEY": KEY,
         "ASTRIA_REQUESTS_PER_SECOND": str(RATE),
         "SD15_PROMPT_SECONDS": str(PROMPT_SECONDS),
+        # A create in flight at the kill is looked up twice, this far apart (60 s in
+        # production), before any re-post.
+        "ASTRIA_LOOKUP_WAIT_SECONDS": str(LOOKUP_WAIT),
     }
     env.pop("TEST_DATABASE_URL", None)
     log = (folder / f"{name}-{uuid.uuid4().hex[:6]}.log").open("w")
@@ -331,6 +335,7 @@ class Throughput:
     peak: int  # API requests in the busiest second, all processes together
     delivered: tuple[int, ...]  # by process
     channels: tuple[int, ...]  # how many channels each process worked
+    repeated: tuple[str, ...]  # events a process reported more than once (their keys)
 
     @property
     def jobs_per_second(self) -> float:
@@ -373,8 +378,6 @@ async def throughput(
             for child in children:
                 await child.kill()
         check_once_at_astria(emulator, jobs)
-    if any(f["repeats"] for f in figures):
-        raise RuntimeError(f"an end was reported twice: {figures}")
     return Throughput(
         processes,
         jobs,
@@ -383,6 +386,7 @@ async def throughput(
         counter.peak(started, ended),
         tuple(int(f["delivered"]) for f in figures),
         tuple(len(worked[c.name]) for c in children),
+        tuple(key for f in figures for key in f["repeated"]),
     )
 
 
@@ -406,6 +410,7 @@ class Takeover:
     victim_jobs: int
     first: float  # kill to the first of its jobs claimed by the survivor
     every: float  # kill to the last of them
+    repeated: tuple[str, ...]  # events the survivor reported more than once
 
 
 async def takeover(folder: Path, base: str, jobs: int, channels: int) -> Takeover:
@@ -445,9 +450,7 @@ async def takeover(folder: Path, base: str, jobs: int, channels: int) -> Takeove
             for child in children:
                 await child.kill()
         check_once_at_astria(emulator, jobs)
-    if figures["repeats"]:
-        raise RuntimeError(f"an end was reported twice: {figures}")
-    return Takeover(len(held), min(taken.values()), max(taken.values()))
+    return Takeover(len(held), min(taken.values()), max(taken.values()), tuple(figures["repeated"]))
 
 
 async def a_victim(store: Store, made: Sequence[PromptRecord]) -> tuple[str, set[JobRef]]:
@@ -539,7 +542,17 @@ async def run_all(folder: Path, base: str, quick: bool) -> int:
             f"{t.every:.2f} s",
             times(t.every, bound),
         )
+    repeated = sorted(
+        {k for rs in runs.values() for r in rs for k in r.repeated}
+        | {k for t in takeovers for k in t.repeated}
+    )
     goals = [
+        Goal(
+            "every event handed to the delivery once by its process (a repeat within "
+            "minutes is absorbed by Discord's nonce, but costs a second report)",
+            not repeated,
+            f"{len(repeated)} reported twice: {', '.join(repeated)}" if repeated else "none twice",
+        ),
         Goal(
             "two processes send no more status requests per job than one",
             ratio(two_status, one_status) <= 1.0,
@@ -569,6 +582,10 @@ async def run_all(folder: Path, base: str, quick: bool) -> int:
         f"takeover: {kills} SIGKILLs of a process holding a generating prompt; its jobs count "
         "as taken once the survivor holds them (or has finished and handed them back); every "
         "prompt then delivered once, each made once at Astria",
+        "delivered by / channels by: per process, in the last run (channels sampled from "
+        "the leases every 0.2 s); a process whose creates keep finishing starts its next "
+        "round at once and claims the new arrivals, while an idle one waits up to a round, so "
+        "the second process may be left little or nothing",
         f"jobs/s two ÷ one {fmt(ratio(two_rate, one_rate))}; status/job two ÷ one "
         f"{fmt(ratio(two_status, one_status), 3)}",
     ]

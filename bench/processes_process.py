@@ -20,8 +20,21 @@ import aiohttp
 from bench.common import child_figures
 from bench.rig import CountingDelivery, settings_for
 from bot.astria import AstriaClient
-from bot.jobs import Tracker, TrackerConfig
+from bot.jobs import JobEvent, Outcome, Tracker, TrackerConfig
 from bot.store import Store
+
+
+class NamingDelivery(CountingDelivery):
+    """Counts as the rig's does, and keeps the keys it was told more than once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.repeated: list[str] = []
+
+    async def report(self, event: JobEvent, *, private: bool = False) -> Outcome:
+        if event.key in self.keys:
+            self.repeated.append(event.key)
+        return await super().report(event, private=private)
 
 
 async def run() -> None:
@@ -30,7 +43,7 @@ async def run() -> None:
     try:
         async with aiohttp.ClientSession() as session:
             client = AstriaClient.from_settings(settings, session)
-            delivery = CountingDelivery()
+            delivery = NamingDelivery()
             tracker = Tracker(
                 store, client, delivery, TrackerConfig.from_settings(settings), clock=_utc_now
             )
@@ -43,6 +56,7 @@ async def run() -> None:
             figures = {
                 "delivered": sum(delivery.ends.values()),
                 "repeats": delivery.repeats,
+                "repeated": delivery.repeated,
                 "holder": settings.process_id,
             }
     finally:
