@@ -22,6 +22,7 @@ BENCHMARKS: tuple[str, ...] = (
     "requests_per_job",
     "ledger",
     "restart",
+    "processes",
     "photo_intake",
     "results_latency",
     "command_latency",
