@@ -42,7 +42,9 @@ async def run() -> None:
     store = await Store.open_configured(settings)
     try:
         async with aiohttp.ClientSession() as session:
-            client = AstriaClient.from_settings(settings, session)
+            # as the bot builds it: on PostgreSQL the account's one budget (bot/app.py)
+            shared = store.astria_budget if store.backend == "postgres" else None
+            client = AstriaClient.from_settings(settings, session, limiter=shared)
             delivery = NamingDelivery()
             tracker = Tracker(
                 store, client, delivery, TrackerConfig.from_settings(settings), clock=_utc_now
