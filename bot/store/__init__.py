@@ -143,7 +143,12 @@ class Store:
         `clock` returns aware UTC datetimes (tests inject one); `migrations` replaces the
         bundled ones, for tests of the migration machinery only.
         """
-        store = cls(await Database.open(location, migrations=migrations), settings, clock)
+        db = await Database.open(
+            location,
+            migrations=migrations,
+            idle_transaction_seconds=settings.database_idle_transaction_seconds,
+        )
+        store = cls(db, settings, clock)
         if store.schema_version >= 5:
             await store.prompts.fill_missing_targets(_base_tunes(settings))
         return store

@@ -239,14 +239,22 @@ class Database(ABC):
 
     @classmethod
     async def open(
-        cls, location: Path | str | SecretStr, *, migrations: Sequence[Migration] | None = None
+        cls,
+        location: Path | str | SecretStr,
+        *,
+        migrations: Sequence[Migration] | None = None,
+        idle_transaction_seconds: float | None = None,
     ) -> Database:
         """Open and migrate the database at `location`: a PostgreSQL URL (a SecretStr, as
-        the settings hold it) or a SQLite file path."""
+        the settings hold it) or a SQLite file path. `idle_transaction_seconds` is
+        PostgreSQL's: how long the server lets a session idle inside a transaction (None:
+        the backend's default); SQLite has no such thing (its lock dies with the process)."""
         if isinstance(location, SecretStr):
             from bot.store.postgres import PostgresDatabase
 
-            return await PostgresDatabase.open(location, migrations=migrations)
+            return await PostgresDatabase.open(
+                location, migrations=migrations, idle_transaction_seconds=idle_transaction_seconds
+            )
         return await SqliteDatabase.open(location, migrations=migrations)
 
     @property

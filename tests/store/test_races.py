@@ -1,0 +1,264 @@
+"""Check-then-write races between two processes on one PostgreSQL, interleaved by hand.
+
+Each test opens two stores on one schema (two processes' connections) and runs one write
+of each in the worst order: the first stops right after the statement that reads what it
+checks (an asyncio event holds it there), the second runs until it is done or waits in
+PostgreSQL for a lock, and only then does the first go on. Where a check's read came
+before the money lock, both passed the same check (red); with the lock first, the second
+waits for the first's commit and reads it. SQLite needs none of this: BEGIN IMMEDIATE
+holds its one write lock from the first read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import pytest
+
+from bot.store import JobKind, JobRef, PromptRecord, Reservation, Store, TuneRecord
+from bot.store.db import Params, Row
+from bot.store.errors import StoreError
+from bot.store.postgres import PostgresDatabase, PostgresTransaction
+from bot.store.prompts import PromptState
+from bot.store.tunes import TuneState
+from tests.pg import TEST_DATABASE_URL, Schemas
+from tests.store.helpers import RICH_MC, open_store
+from tests.store.test_repositories import ALICE, HOME, make_tune
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.skipif(TEST_DATABASE_URL is None, reason="set TEST_DATABASE_URL"),
+]
+
+WAIT = 60.0  # seconds: a bound on a stuck test, never a speed expectation
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[tuple[Store, Store]]:
+    """Two stores on one PostgreSQL schema: two processes' writers."""
+    schemas = Schemas()
+    opened: list[Store] = []
+    try:
+        url = await schemas.url()
+        for _ in range(2):
+            opened.append(await open_store(url, balance_mc=RICH_MC))
+        yield opened[0], opened[1]
+    finally:
+        for store in opened:
+            await store.close()
+        await schemas.drop_all()
+
+
+def writer_pid(store: Store) -> int:
+    db = store._db
+    assert isinstance(db, PostgresDatabase)
+    return int(db._writer.get_server_pid())
+
+
+async def waits_in_postgres(pid: int) -> bool:
+    assert TEST_DATABASE_URL is not None
+    conn = await asyncpg.connect(TEST_DATABASE_URL)
+    try:
+        return bool(
+            await conn.fetchval("SELECT count(*) FROM pg_locks WHERE pid = $1 AND NOT granted", pid)
+        )
+    finally:
+        await conn.close()
+
+
+async def interleave(
+    monkeypatch: pytest.MonkeyPatch,
+    first: Store,
+    after: str,
+    run_first: Callable[[], Awaitable[Any]],
+    second: Store,
+    run_second: Callable[[], Awaitable[Any]],
+) -> tuple[Any, Any]:
+    """`run_first` on `first` until its write has run a statement containing `after`;
+    then `run_second` on `second` until it returns or waits in PostgreSQL for a lock;
+    then the first goes on. Both outcomes (or exceptions), in that order."""
+    reached, go = asyncio.Event(), asyncio.Event()
+    held = first._db
+    assert isinstance(held, PostgresDatabase)
+    original = PostgresTransaction.fetchall
+
+    async def fetchall(self: PostgresTransaction, sql: str, params: Params = ()) -> list[Row]:
+        rows = await original(self, sql, params)
+        if self._conn is held._writer and after in sql and not reached.is_set():
+            reached.set()
+            await go.wait()
+        return rows
+
+    monkeypatch.setattr(PostgresTransaction, "fetchall", fetchall)
+    task_a = asyncio.ensure_future(run_first())
+    await asyncio.wait_for(reached.wait(), WAIT)
+    task_b = asyncio.ensure_future(run_second())
+    pid = writer_pid(second)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT
+    while not task_b.done() and not await waits_in_postgres(pid):
+        assert loop.time() < deadline, "the second write neither ended nor waited"
+        await asyncio.sleep(0.005)
+    go.set()
+    outcomes: tuple[Any, Any] = await asyncio.gather(task_a, task_b, return_exceptions=True)
+    return outcomes[0], outcomes[1]
+
+
+QUEUE_COUNT = "AS waiting"  # jobstate.waiting_jobs: the queue cap's read
+
+
+async def test_two_processes_creating_tunes_keep_the_queue_cap(
+    pair: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch
+):
+    """Cap 1 (MAX_WAITING_PER_MEMBER): a tune's create reads the member's unfinished jobs,
+    then writes the row and its reservation. Red before the money lock was taken first:
+    both read 0 and both were queued."""
+    one, two = pair
+
+    async def create(store: Store, name: str) -> object:
+        return await store.tunes.create(
+            owner_id=ALICE,
+            guild_id=HOME,
+            channel_id=55,
+            name=name,
+            subject_class="woman",
+            profile="flux-lora",
+            branch="flux1",
+            photo_paths=[f"/photos/{name}.jpg"],
+            price_mc=150_000,
+            max_waiting=1,
+        )
+
+    a, b = await interleave(
+        monkeypatch, one, QUEUE_COUNT, lambda: create(one, "a"), two, lambda: create(two, "b")
+    )
+    made = [r for r in (a, b) if isinstance(r, TuneRecord)]
+    assert len(made) == 1, (a, b)
+    assert len(await one.tunes.unfinished()) == 1
+
+
+async def test_two_processes_creating_prompts_keep_the_queue_cap(
+    pair: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch
+):
+    one, two = pair
+    tune = await make_tune(one)
+    await one.tunes.set_state(tune.id, TuneState.SUBMITTING)
+    await one.tunes.set_state(tune.id, TuneState.TRAINING)
+    await one.tunes.set_state(tune.id, TuneState.READY)
+
+    async def create(store: Store) -> object:
+        return await store.prompts.create(
+            owner_id=ALICE,
+            guild_id=HOME,
+            channel_id=55,
+            tune_id=tune.id,
+            user_text="x",
+            final_text="x",
+            num_images=1,
+            price_mc=3_000,
+            target_tune_id=1,
+            max_waiting=1,
+        )
+
+    a, b = await interleave(
+        monkeypatch, one, QUEUE_COUNT, lambda: create(one), two, lambda: create(two)
+    )
+    made = [r for r in (a, b) if isinstance(r, PromptRecord)]
+    assert len(made) == 1, (a, b)
+    assert [p.state for p in await one.prompts.unfinished()] == [PromptState.QUEUED]
+
+
+async def test_two_processes_refused_for_credit_at_once_start_one_shortage(
+    pair: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch
+):
+    """mark_short's True alerts the operator: one shortage, one alert. Red before the
+    money lock came before its read: both saw no shortage and both said it started."""
+    one, two = pair
+    a, b = await interleave(
+        monkeypatch,
+        one,
+        "SELECT short_since_ms FROM account_balance",
+        lambda: one.account.mark_short(1_000),
+        two,
+        lambda: two.account.mark_short(2_000),
+    )
+    assert sorted([a, b]) == [False, True], (a, b)
+    known = await one.account.last_known()
+    assert known is not None and known.short and known.short_need_mc == 2_000
+
+
+async def test_an_erasure_returns_the_photos_of_a_tune_made_meanwhile_or_leaves_it_whole(
+    pair: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch
+):
+    """A member's tune made in another process while their data is erased: either the
+    erasure sees it (and hands its photos back for deletion) or it comes after, whole.
+    Red before the erasure took the money lock first: the tune's row was emptied by the
+    erasure's later UPDATE but its photos were not among those to delete (left on disk)."""
+    one, two = pair
+    await make_tune(one, name="old", photo_paths=["/photos/old.jpg"])
+    a, b = await interleave(
+        monkeypatch,
+        one,
+        "SELECT id, photo_paths, status_channel_id",
+        lambda: one.erasure.scrub(ALICE),
+        two,
+        lambda: make_tune(two, name="new", photo_paths=["/photos/new.jpg"]),
+    )
+    assert isinstance(b, TuneRecord), b
+    kept = await one.tunes.get(b.id)
+    assert kept is not None
+    if kept.owner_id == ALICE:  # made after the erasure: the member's own, untouched
+        assert kept.photo_paths == ("/photos/new.jpg",)
+        assert a.photo_paths == ("/photos/old.jpg",)
+    else:  # erased with the rest: its photos are the caller's to delete
+        assert "/photos/new.jpg" in a.photo_paths, a
+
+
+async def session_gone(pid: int) -> bool:
+    assert TEST_DATABASE_URL is not None
+    conn = await asyncpg.connect(TEST_DATABASE_URL)
+    try:
+        found = await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid)
+        return not found
+    finally:
+        await conn.close()
+
+
+async def test_a_frozen_process_idle_in_a_transaction_loses_its_locks_and_reconnects():
+    """A process stopped inside a write (SIGSTOP, a frozen VM) holds the money lock; the
+    server ends its session after DATABASE_IDLE_TRANSACTION_SECONDS, so the others go on,
+    its own write is rolled back (a StoreError, never a half commit), and its next write
+    works on a new connection. Red without the setting: the session stays (and every
+    other process's ledger write waits for it, then fails as busy)."""
+    schemas = Schemas()
+    try:
+        url = await schemas.url()
+        frozen = await open_store(url, database_idle_transaction_seconds=1)
+        other = await open_store(url, balance_mc=None)
+        try:
+            pid = writer_pid(frozen)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 20
+            with pytest.raises(StoreError):
+                async with frozen._db.write() as tx:
+                    await tx.lock_money()
+                    await tx.execute("INSERT INTO meta (key, value) VALUES ('frozen', 'x')")
+                    while not await session_gone(pid):  # frozen: this process does nothing
+                        assert loop.time() < deadline, "the idle session was never ended"
+                        await asyncio.sleep(0.05)
+                    made = await other.ledger.reserve(
+                        guild_id=HOME, user_id=ALICE, job=JobRef(JobKind.PROMPT, 1), amount_mc=1
+                    )
+                    assert isinstance(made, Reservation)
+            assert await other.meta.get("frozen") is None  # rolled back, not committed
+            await frozen.meta.set("thawed", "yes")  # a new session
+            assert await other.meta.get("thawed") == "yes"
+            assert writer_pid(frozen) != pid
+        finally:
+            await frozen.close()
+            await other.close()
+    finally:
+        await schemas.drop_all()
