@@ -44,11 +44,24 @@ S = TypeVar("S", bound=str)  # TuneState or PromptState
 
 
 async def move_if(
-    tx: Transaction, table: JobTable, row_id: int, expected: str, state: str, now_ms: int
+    tx: Transaction,
+    table: JobTable,
+    row_id: int,
+    expected: str,
+    state: str,
+    now_ms: int,
+    *,
+    for_update: str = "",
 ) -> bool:
     """Move the row from `expected` to `state` if it is still there (compare and set).
-    Entering `submitting` stamps the submission time. False when something moved it first."""
-    row = await tx.fetchone(f"SELECT state FROM {table} WHERE id = ?", (row_id,))  # noqa: S608
+    Entering `submitting` stamps the submission time. False when something moved it first.
+    `for_update` is the dialect's row lock: on PostgreSQL a second process's compare waits
+    for this one's commit and then reads its state (a cancel and a submission never both
+    win, which would release the credit of a job Astria then charges for)."""
+    row = await tx.fetchone(
+        f"SELECT state FROM {table} WHERE id = ?{for_update}",  # noqa: S608
+        (row_id,),
+    )
     if row is None:
         raise NotFound(f"no {table[:-1]} {row_id}")
     if row["state"] != expected:

@@ -84,7 +84,16 @@ class JobRepository(Generic[R, S]):
         if state not in self._transitions[expected]:
             raise InvalidTransition(f"{self._kind} {row_id}", expected, state)
         async with self._db.write() as tx:
-            if not await move_if(tx, self._table, row_id, expected, state, self._now_ms()):
+            moved = await move_if(
+                tx,
+                self._table,
+                row_id,
+                expected,
+                state,
+                self._now_ms(),
+                for_update=self._db.dialect.for_update,
+            )
+            if not moved:
                 return None
             return await self._current(tx, row_id)
 
@@ -122,9 +131,12 @@ class JobRepository(Generic[R, S]):
         )
         return None if row is None else self._record(row)
 
+    # `_column` and `_current` read inside a write transaction: the row stays locked until
+    # the commit (PostgreSQL; SQLite's write lock is the whole file), so a check made on
+    # what they read (a state's step, an Astria id set once) holds against other processes.
     async def _column(self, tx: Transaction, row_id: int, column: str) -> str:
         row = await tx.fetchone(
-            f"SELECT {column} FROM {self._table} WHERE id = ?",  # noqa: S608
+            f"SELECT {column} FROM {self._table} WHERE id = ?{self._db.dialect.for_update}",  # noqa: S608
             (row_id,),
         )
         if row is None:
@@ -133,7 +145,7 @@ class JobRepository(Generic[R, S]):
 
     async def _current(self, tx: Transaction, row_id: int) -> R:
         row = await tx.fetchone(
-            f"SELECT * FROM {self._table} WHERE id = ?",  # noqa: S608
+            f"SELECT * FROM {self._table} WHERE id = ?{self._db.dialect.for_update}",  # noqa: S608
             (row_id,),
         )
         if row is None:

@@ -51,6 +51,7 @@ POSTGRES = Dialect(
     greatest="GREATEST",
     instr="strpos",
     skip_locked=" FOR UPDATE SKIP LOCKED",
+    for_update=" FOR UPDATE",
     _concat="string_agg(CAST({column} AS TEXT), ',')",
     _json_ints="(SELECT CAST(jsonb_array_elements_text(CAST(? AS jsonb)) AS BIGINT))",
     _json_texts="(SELECT jsonb_array_elements_text(CAST(? AS jsonb)))",

@@ -20,13 +20,13 @@ import pytest
 
 from bot.store import JobKind, JobRef, PromptRecord, Reservation, Store, TuneRecord
 from bot.store.db import Params, Row
-from bot.store.errors import StoreError
+from bot.store.errors import InvalidTransition, StoreError
 from bot.store.postgres import PostgresDatabase, PostgresTransaction
 from bot.store.prompts import PromptState
 from bot.store.tunes import TuneState
 from tests.pg import TEST_DATABASE_URL, Schemas
 from tests.store.helpers import RICH_MC, open_store
-from tests.store.test_repositories import ALICE, HOME, make_tune
+from tests.store.test_repositories import ALICE, HOME, make_prompt, make_tune
 
 pytestmark = [
     pytest.mark.postgres,
@@ -262,3 +262,54 @@ async def test_a_frozen_process_idle_in_a_transaction_loses_its_locks_and_reconn
             await other.close()
     finally:
         await schemas.drop_all()
+
+
+async def test_a_cancel_and_a_submission_of_one_queued_prompt_never_both_win(
+    pair: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch
+):
+    """A member's Cancel (handled by the process that got the click) and the holder's
+    queued -> submitting, at once. Both winning would release the credit of a prompt
+    that is then created at Astria (charged, with nothing held). Red before the compare
+    locked the row: both compares read `queued` and both moved it."""
+    one, two = pair
+    tune = await make_tune(one)
+    for state in (TuneState.SUBMITTING, TuneState.TRAINING, TuneState.READY):
+        await one.tunes.set_state(tune.id, state)
+    prompt = await make_prompt(one, tune)
+    a, b = await interleave(
+        monkeypatch,
+        one,
+        "SELECT state FROM prompts WHERE id",
+        lambda: one.prompts.transition(prompt.id, PromptState.QUEUED, PromptState.SUBMITTING),
+        two,
+        lambda: two.prompts.transition(prompt.id, PromptState.QUEUED, PromptState.CANCELLED),
+    )
+    assert isinstance(a, PromptRecord) and a.state is PromptState.SUBMITTING, a
+    assert b is None, b
+    stored = await one.prompts.get(prompt.id)
+    assert stored is not None and stored.state is PromptState.SUBMITTING
+
+
+async def test_a_ready_tune_deleted_and_expired_at_once_takes_one_step(
+    pair: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch
+):
+    """set_state checks the step from the state it reads, then writes: a member's delete
+    and another process's expiry at once. Red before the read locked the row: both read
+    `ready`, both stepped, and the later write overwrote the first's end."""
+    one, two = pair
+    tune = await make_tune(one)
+    for state in (TuneState.SUBMITTING, TuneState.TRAINING, TuneState.READY):
+        await one.tunes.set_state(tune.id, state)
+    a, b = await interleave(
+        monkeypatch,
+        one,
+        "SELECT state FROM tunes WHERE id",
+        lambda: one.tunes.set_state(tune.id, TuneState.DELETED),
+        two,
+        lambda: two.tunes.set_state(tune.id, TuneState.EXPIRED),
+    )
+    # The first moved it; the second then found it deleted, not ready: not a step.
+    assert isinstance(a, TuneRecord) and a.state is TuneState.DELETED, a
+    assert isinstance(b, InvalidTransition), b
+    stored = await one.tunes.get(tune.id)
+    assert stored is not None and stored.state is TuneState.DELETED
