@@ -91,6 +91,9 @@ STORE_BACKOFF_SECONDS = 0.1
 
 REPORT_GRACE_SECONDS = 10.0
 PRUNE_EVERY = timedelta(days=1)
+# Periodic duties that one process does per period (Meta.take_turn), however many run.
+RETENTION_TURN = "retention"
+BALANCE_TURN = "balance-watch"
 # At start, jobs reported this recently get their final status shown again.
 STATUS_REPAIR_WINDOW = timedelta(minutes=10)
 _FINAL_KINDS = frozenset(
@@ -1556,6 +1559,13 @@ class Tracker:
         )
         if not (stale or self._balance_due):
             return
+        if not self._balance_due and not await self._store.meta.take_turn(
+            BALANCE_TURN, now=self._clock(), every=self._config.balance_refresh
+        ):
+            # Another process read it this period (the watch is one process's a period);
+            # the next reading of this one is compared with no earlier one of its own.
+            self._balance_unsure = True
+            return
         busy = bool(self._tasks)  # creates (and recoveries) in flight
         charged = self._charged_since_read
         sent_at = self._clock()
@@ -1635,6 +1645,10 @@ class Tracker:
         now = self._steady()
         if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
             return
+        if not await self._store.meta.take_turn(
+            RETENTION_TURN, now=self._clock(), every=PRUNE_EVERY
+        ):
+            return  # another process's today: this one asks again next round
         self._pruned_at = now
         try:
             pruned = await self._store.retention.prune(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -313,3 +314,23 @@ async def test_a_ready_tune_deleted_and_expired_at_once_takes_one_step(
     assert isinstance(b, InvalidTransition), b
     stored = await one.tunes.get(tune.id)
     assert stored is not None and stored.state is TuneState.DELETED
+
+
+async def test_two_processes_asking_for_a_due_turn_at_once_get_one(
+    pair: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch
+):
+    """Meta.take_turn (the daily retention's, the balance watch's): both processes read
+    the turn as due; the claim is the conditional UPDATE, so the second, once the first's
+    row lock is gone, finds it taken."""
+    one, two = pair
+    now, every = datetime(2025, 3, 14, 12, 0, tzinfo=UTC), timedelta(days=1)
+    assert await one.meta.take_turn("retention", now=now - every, every=every)
+    a, b = await interleave(
+        monkeypatch,
+        one,
+        "UPDATE meta SET value",
+        lambda: one.meta.take_turn("retention", now=now, every=every),
+        two,
+        lambda: two.meta.take_turn("retention", now=now, every=every),
+    )
+    assert (a, b) == (True, False)
