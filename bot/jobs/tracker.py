@@ -61,6 +61,7 @@ from bot.store import (
     PromptState,
     RecordedEvent,
     Settlement,
+    StartCaps,
     Store,
     StoreError,
     StoreFault,
@@ -702,6 +703,15 @@ class Tracker:
                 await self._progress(record, "queued", queue_position=positions[record.job])
         self._positions = positions
 
+    def _start_caps(self, *, training: bool) -> StartCaps:
+        """The caps the round checked on its read, checked again where the submission is
+        written: other processes submit too, and their moves may be newer than the read."""
+        config = self._config
+        per_member = (
+            config.max_training_per_member if training else config.max_generating_per_member
+        )
+        return StartCaps(per_member=per_member, in_flight=config.max_in_flight)
+
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
         self._tasks.add(task)
@@ -720,7 +730,10 @@ class Tracker:
                             tune.job,
                             "queued -> submitting",
                             lambda: self._store.tunes.transition(
-                                tune.id, TuneState.QUEUED, TuneState.SUBMITTING
+                                tune.id,
+                                TuneState.QUEUED,
+                                TuneState.SUBMITTING,
+                                caps=self._start_caps(training=True),
                             ),
                         )
                     except StoreFault:
@@ -798,7 +811,10 @@ class Tracker:
                             prompt.job,
                             "queued -> submitting",
                             lambda: self._store.prompts.transition(
-                                prompt.id, PromptState.QUEUED, PromptState.SUBMITTING
+                                prompt.id,
+                                PromptState.QUEUED,
+                                PromptState.SUBMITTING,
+                                caps=self._start_caps(training=False),
                             ),
                         )
                     except StoreFault:

@@ -30,7 +30,7 @@ from bot.store.errors import (
 )
 from bot.store.events import Events, RecordedEvent
 from bot.store.guilds import Guilds, GuildSettings
-from bot.store.jobstate import JobKind, JobRef
+from bot.store.jobstate import JobKind, JobRef, StartCaps
 from bot.store.leases import Leases
 from bot.store.ledger import (
     Closing,
@@ -90,6 +90,7 @@ __all__ = [
     "SchemaTooNew",
     "Scrubbed",
     "Settlement",
+    "StartCaps",
     "Store",
     "StoreBusy",
     "StoreError",

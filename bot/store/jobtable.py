@@ -14,7 +14,16 @@ from typing import Generic, TypeVar
 from bot.rules.credits import QueueFull
 from bot.store.db import Clock, Database, Row, Transaction, to_ms
 from bot.store.errors import InvalidTransition, NotFound, StoreError
-from bot.store.jobstate import JobKind, JobRef, JobTable, move_if, step, waiting_jobs
+from bot.store.jobstate import (
+    JobKind,
+    JobRef,
+    JobTable,
+    StartCaps,
+    fits_caps,
+    move_if,
+    step,
+    waiting_jobs,
+)
 from bot.store.ledger import Ledger, Refused
 
 R = TypeVar("R")  # TuneRecord or PromptRecord
@@ -78,12 +87,18 @@ class JobRepository(Generic[R, S]):
 
     # --- the state machine --------------------------------------------------------------
 
-    async def transition(self, row_id: int, expected: S, state: S) -> R | None:
+    async def transition(
+        self, row_id: int, expected: S, state: S, *, caps: StartCaps | None = None
+    ) -> R | None:
         """Move the job from `expected` to `state` only if it is still in `expected`
-        (compare and set): None when something else moved it first."""
+        (compare and set): None when something else moved it first. With `caps` (a
+        submission), also None when the owner or everyone together has no room left at
+        Astria, counted in this transaction (another process may have just submitted)."""
         if state not in self._transitions[expected]:
             raise InvalidTransition(f"{self._kind} {row_id}", expected, state)
         async with self._db.write() as tx:
+            if caps is not None and not await fits_caps(tx, self._table, row_id, caps):
+                return None
             moved = await move_if(
                 tx,
                 self._table,

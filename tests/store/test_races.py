@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from bot.store import JobKind, JobRef, PromptRecord, Reservation, Store, TuneRecord
+from bot.store import JobKind, JobRef, PromptRecord, Reservation, StartCaps, Store, TuneRecord
 from bot.store.db import Params, Row
 from bot.store.errors import InvalidTransition, StoreError
 from bot.store.postgres import PostgresDatabase, PostgresTransaction
@@ -334,3 +334,55 @@ async def test_two_processes_asking_for_a_due_turn_at_once_get_one(
         lambda: two.meta.take_turn("retention", now=now, every=every),
     )
     assert (a, b) == (True, False)
+
+
+async def test_two_processes_submitting_one_member_s_tunes_keep_one_training(
+    pair: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch
+):
+    """MAX_TRAINING_PER_MEMBER 1: each process's round decided on its own read that its
+    tune may go; the submission's write counts again under the money lock. Red without
+    that count (or with it outside the lock): both tunes went to Astria."""
+    one, two = pair
+    first = await make_tune(one, name="first")
+    second = await make_tune(one, name="second")
+    caps = StartCaps(per_member=1, in_flight=50)
+    a, b = await interleave(
+        monkeypatch,
+        one,
+        "AS prompts_mine",
+        lambda: one.tunes.transition(first.id, TuneState.QUEUED, TuneState.SUBMITTING, caps=caps),
+        two,
+        lambda: two.tunes.transition(second.id, TuneState.QUEUED, TuneState.SUBMITTING, caps=caps),
+    )
+    assert isinstance(a, TuneRecord) and b is None, (a, b)
+    states = {t.id: t.state for t in await one.tunes.unfinished()}
+    assert states == {first.id: TuneState.SUBMITTING, second.id: TuneState.QUEUED}
+
+
+async def test_two_processes_submitting_prompts_keep_the_global_cap(
+    pair: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch
+):
+    """MAX_JOBS_IN_FLIGHT, across members: one place left, two members' prompts."""
+    one, two = pair
+    tune = await make_tune(one)
+    for state in (TuneState.SUBMITTING, TuneState.TRAINING, TuneState.READY):
+        await one.tunes.set_state(tune.id, state)
+    await one.tunes.set_shared(tune.id, True)
+    running = await make_prompt(one, tune)
+    await one.prompts.transition(running.id, PromptState.QUEUED, PromptState.SUBMITTING)
+    mine = await make_prompt(one, tune)
+    theirs = await make_prompt(one, tune, owner=ALICE + 1)
+    caps = StartCaps(per_member=4, in_flight=2)
+    a, b = await interleave(
+        monkeypatch,
+        one,
+        "AS prompts_mine",
+        lambda: one.prompts.transition(
+            mine.id, PromptState.QUEUED, PromptState.SUBMITTING, caps=caps
+        ),
+        two,
+        lambda: two.prompts.transition(
+            theirs.id, PromptState.QUEUED, PromptState.SUBMITTING, caps=caps
+        ),
+    )
+    assert isinstance(a, PromptRecord) and b is None, (a, b)
