@@ -80,6 +80,7 @@ class Alerts:
             return []
         now = to_ms(self._clock())
         async with self._db.write() as tx:
+            await tx.lock_alerts()  # before the open rows are read (`_fold`)
             if guild_id is None:
                 rows = await tx.fetchall(
                     "SELECT guild_id FROM guild_settings WHERE alert_channel_id IS NOT NULL"

@@ -233,6 +233,12 @@ class Transaction(ABC):
         (SQLite: BEGIN IMMEDIATE already serialises them)."""
         return None
 
+    async def lock_alerts(self) -> None:
+        """Hold the alerts lock until this transaction ends: an alert is folded into its
+        open row or opens one, and two processes raising one at once must not both open
+        one (two posts for one fault). SQLite: BEGIN IMMEDIATE already serialises them."""
+        return None
+
 
 class Database(ABC):
     """One open database: reads on the last commit, and one door for write transactions."""

@@ -64,10 +64,12 @@ LOCK_TIMEOUT_MS = 10_000
 # its locks go with it. The DATABASE_IDLE_TRANSACTION_SECONDS setting; this is its default.
 IDLE_TRANSACTION_SECONDS = 60.0
 READ_POOL_SIZE = 4
-# Advisory lock keys (constants of our own): the ledger's money, migrating, lease claims.
+# Advisory lock keys (constants of our own): the ledger's money, migrating, lease claims,
+# alerts.
 MONEY_LOCK = 0x4153_5452_4941_0001
 MIGRATION_LOCK = 0x4153_5452_4941_0002
 CLAIM_LOCK = 0x4153_5452_4941_0003
+ALERT_LOCK = 0x4153_5452_4941_0004
 
 _TOKEN = re.compile(r"'(?:[^']|'')*'|\"[^\"]*\"|--[^\n]*|::|\?|:([A-Za-z_][A-Za-z0-9_]*)")
 _INSERT = re.compile(r"^\s*INSERT\b", re.IGNORECASE)
@@ -178,6 +180,9 @@ class PostgresTransaction(Transaction):
 
     async def lock_claims(self) -> None:
         await self.execute("SELECT pg_advisory_xact_lock(?)", (CLAIM_LOCK,))
+
+    async def lock_alerts(self) -> None:
+        await self.execute("SELECT pg_advisory_xact_lock(?)", (ALERT_LOCK,))
 
 
 def describe(url: SecretStr) -> str:

@@ -386,3 +386,25 @@ async def test_two_processes_submitting_prompts_keep_the_global_cap(
         ),
     )
     assert isinstance(a, PromptRecord) and b is None, (a, b)
+
+
+async def test_two_processes_raising_one_alert_at_once_open_one_row(
+    pair: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch
+):
+    """An alert is folded into its open row of the window or opens one: two processes
+    told of one fault at once (a low balance, a stuck job) make one post with a count of
+    2. Red before the alerts lock: both found no open row and both opened one."""
+    one, two = pair
+    await one.guilds.set_alert_channel(HOME, 777)
+    window = timedelta(hours=1)
+    a, b = await interleave(
+        monkeypatch,
+        one,
+        "SELECT id FROM alerts WHERE guild_id",
+        lambda: one.alerts.raise_alert("low_balance", "low", guild_id=HOME, window=window),
+        two,
+        lambda: two.alerts.raise_alert("low_balance", "low", guild_id=HOME, window=window),
+    )
+    assert a == b and len(a) == 1, (a, b)
+    [alert] = await one.alerts.pending()
+    assert alert.count == 2
