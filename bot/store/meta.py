@@ -41,9 +41,10 @@ class Meta:
     async def take_turn(self, duty: str, *, now: datetime, every: timedelta) -> bool:
         """True for exactly one caller per period of `every`, whichever process asks
         first once the duty is due (the daily retention, the balance watch): several
-        processes on one database then do it once a period, not once each. The claim is
-        one conditional UPDATE: on PostgreSQL a second claimer waits for the first's row
-        lock and then finds the new due time (SQLite serialises the writes). A due time
+        processes on one database then do it once a period, not once each. The claim
+        reads the due time with its row locked (`Dialect.for_update`): on PostgreSQL a
+        second claimer waits for the first's commit and then reads the new due time
+        (SQLite's write lock serialises them). A due time
         more than two periods ahead (the wall clock was set back) is claimable too."""
         key, now_ms = TURN_KEY.format(duty=duty), to_ms(now)
         every_ms = max(0, to_ms(now + every) - now_ms)
@@ -63,13 +64,18 @@ class Meta:
                 "INSERT INTO meta (key, value) VALUES (?, '0') ON CONFLICT (key) DO NOTHING",
                 (key,),
             )
-            taken = await tx.fetchall(
-                "UPDATE meta SET value = :stamp WHERE key = :key"
-                " AND (CAST(value AS BIGINT) <= :now OR CAST(value AS BIGINT) > :far)"
-                " RETURNING key",
-                {"key": key, "now": now_ms, "far": far, "stamp": str(now_ms + every_ms)},
+            row = await tx.fetchone(
+                f"SELECT value FROM meta WHERE key = ?{self._db.dialect.for_update}",  # noqa: S608
+                (key,),
             )
-        return bool(taken)
+            assert row is not None
+            due = int(row["value"])
+            if now_ms < due <= far:
+                return False  # taken by another process meanwhile
+            await tx.execute(
+                "UPDATE meta SET value = ? WHERE key = ?", (str(now_ms + every_ms), key)
+            )
+        return True
 
     async def idempotency_probe(self) -> IdempotencyProbe | None:
         raw = await self.get(IDEMPOTENCY_PROBE_KEY)

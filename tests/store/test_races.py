@@ -319,16 +319,16 @@ async def test_a_ready_tune_deleted_and_expired_at_once_takes_one_step(
 async def test_two_processes_asking_for_a_due_turn_at_once_get_one(
     pair: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch
 ):
-    """Meta.take_turn (the daily retention's, the balance watch's): both processes read
-    the turn as due; the claim is the conditional UPDATE, so the second, once the first's
-    row lock is gone, finds it taken."""
+    """Meta.take_turn (the daily retention's, the balance watch's): the first reads the
+    turn as due and stops there; the second's read waits for the first's row lock, then
+    finds it taken. Red without the row lock: both read it due and both took it."""
     one, two = pair
     now, every = datetime(2025, 3, 14, 12, 0, tzinfo=UTC), timedelta(days=1)
     assert await one.meta.take_turn("retention", now=now - every, every=every)
     a, b = await interleave(
         monkeypatch,
         one,
-        "UPDATE meta SET value",
+        "SELECT value FROM meta WHERE key",
         lambda: one.meta.take_turn("retention", now=now, every=every),
         two,
         lambda: two.meta.take_turn("retention", now=now, every=every),
