@@ -213,6 +213,9 @@ class Settings(BaseSettings):
     # PostgreSQL; unset, it is the SQLite file at DATABASE_PATH (the default, and `demo`).
     database_path: Path = Path("data/bot.sqlite3")
     database_url: SecretStr | None = None
+    # PostgreSQL ends a session left idle inside a transaction this long (a frozen or
+    # stopped process), so its row locks, money lock and leases do not wait on it forever.
+    database_idle_transaction_seconds: float = Field(default=60.0, ge=1.0, le=86_400.0)
     # Who this process is when it holds job leases (several processes on one PostgreSQL
     # share the jobs through them): unique per running process; by default host and pid.
     process_id: str = Field(

@@ -61,6 +61,7 @@ from bot.store import (
     PromptState,
     RecordedEvent,
     Settlement,
+    StartCaps,
     Store,
     StoreError,
     StoreFault,
@@ -91,6 +92,9 @@ STORE_BACKOFF_SECONDS = 0.1
 
 REPORT_GRACE_SECONDS = 10.0
 PRUNE_EVERY = timedelta(days=1)
+# Periodic duties that one process does per period (Meta.take_turn), however many run.
+RETENTION_TURN = "retention"
+BALANCE_TURN = "balance-watch"
 # At start, jobs reported this recently get their final status shown again.
 STATUS_REPAIR_WINDOW = timedelta(minutes=10)
 _FINAL_KINDS = frozenset(
@@ -699,6 +703,15 @@ class Tracker:
                 await self._progress(record, "queued", queue_position=positions[record.job])
         self._positions = positions
 
+    def _start_caps(self, *, training: bool) -> StartCaps:
+        """The caps the round checked on its read, checked again where the submission is
+        written: other processes submit too, and their moves may be newer than the read."""
+        config = self._config
+        per_member = (
+            config.max_training_per_member if training else config.max_generating_per_member
+        )
+        return StartCaps(per_member=per_member, in_flight=config.max_in_flight)
+
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
         self._tasks.add(task)
@@ -717,7 +730,10 @@ class Tracker:
                             tune.job,
                             "queued -> submitting",
                             lambda: self._store.tunes.transition(
-                                tune.id, TuneState.QUEUED, TuneState.SUBMITTING
+                                tune.id,
+                                TuneState.QUEUED,
+                                TuneState.SUBMITTING,
+                                caps=self._start_caps(training=True),
                             ),
                         )
                     except StoreFault:
@@ -795,7 +811,10 @@ class Tracker:
                             prompt.job,
                             "queued -> submitting",
                             lambda: self._store.prompts.transition(
-                                prompt.id, PromptState.QUEUED, PromptState.SUBMITTING
+                                prompt.id,
+                                PromptState.QUEUED,
+                                PromptState.SUBMITTING,
+                                caps=self._start_caps(training=False),
                             ),
                         )
                     except StoreFault:
@@ -1556,6 +1575,13 @@ class Tracker:
         )
         if not (stale or self._balance_due):
             return
+        if not self._balance_due and not await self._store.meta.take_turn(
+            BALANCE_TURN, now=self._clock(), every=self._config.balance_refresh
+        ):
+            # Another process read it this period (the watch is one process's a period);
+            # the next reading of this one is compared with no earlier one of its own.
+            self._balance_unsure = True
+            return
         busy = bool(self._tasks)  # creates (and recoveries) in flight
         charged = self._charged_since_read
         sent_at = self._clock()
@@ -1635,6 +1661,10 @@ class Tracker:
         now = self._steady()
         if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
             return
+        if not await self._store.meta.take_turn(
+            RETENTION_TURN, now=self._clock(), every=PRUNE_EVERY
+        ):
+            return  # another process's today: this one asks again next round
         self._pruned_at = now
         try:
             pruned = await self._store.retention.prune(

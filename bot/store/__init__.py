@@ -31,7 +31,7 @@ from bot.store.errors import (
 )
 from bot.store.events import Events, RecordedEvent
 from bot.store.guilds import Guilds, GuildSettings
-from bot.store.jobstate import JobKind, JobRef
+from bot.store.jobstate import JobKind, JobRef, StartCaps
 from bot.store.leases import Leases
 from bot.store.ledger import (
     Closing,
@@ -92,6 +92,7 @@ __all__ = [
     "SchemaTooNew",
     "Scrubbed",
     "Settlement",
+    "StartCaps",
     "Store",
     "StoreBusy",
     "StoreError",
@@ -149,7 +150,12 @@ class Store:
         `clock` returns aware UTC datetimes (tests inject one); `migrations` replaces the
         bundled ones, for tests of the migration machinery only.
         """
-        store = cls(await Database.open(location, migrations=migrations), settings, clock)
+        db = await Database.open(
+            location,
+            migrations=migrations,
+            idle_transaction_seconds=settings.database_idle_transaction_seconds,
+        )
+        store = cls(db, settings, clock)
         if store.schema_version >= 5:
             await store.prompts.fill_missing_targets(_base_tunes(settings))
         return store

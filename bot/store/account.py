@@ -97,6 +97,8 @@ class Account:
         starts a shortage (the first refusal since credit was last enough)."""
         at_ms = to_ms(at or self._clock())
         async with self._db.write() as tx:
+            # Before the read: two processes refused at once start one shortage, not two.
+            await tx.lock_money()
             row = await tx.fetchone("SELECT short_since_ms FROM account_balance WHERE id = 1")
             if row is None:  # refused before any reading: the balance is, in effect, 0
                 await tx.execute(

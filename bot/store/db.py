@@ -66,6 +66,10 @@ class Dialect:
     # rows another transaction has locked (FOR UPDATE SKIP LOCKED); SQLite needs nothing,
     # its BEGIN IMMEDIATE already holds the one write lock from the first read.
     skip_locked: str
+    # After a SELECT of one row a transaction is about to change on what it read (a job's
+    # state, compare and set): PostgreSQL locks it until the commit, so a second process's
+    # check waits and reads the first one's change; SQLite's BEGIN IMMEDIATE already did.
+    for_update: str
     # A comma-joined list of one column's values (group_concat, or string_agg over text).
     _concat: str
     # One parameter holding a JSON array, as a subquery of its elements.
@@ -92,6 +96,7 @@ SQLITE = Dialect(
     greatest="MAX",
     instr="instr",
     skip_locked="",
+    for_update="",
     _concat="group_concat({column})",
     _json_ints="(SELECT value FROM json_each(?))",
     _json_texts="(SELECT value FROM json_each(?))",
@@ -294,14 +299,22 @@ class Database(ABC):
 
     @classmethod
     async def open(
-        cls, location: Path | str | SecretStr, *, migrations: Sequence[Migration] | None = None
+        cls,
+        location: Path | str | SecretStr,
+        *,
+        migrations: Sequence[Migration] | None = None,
+        idle_transaction_seconds: float | None = None,
     ) -> Database:
         """Open and migrate the database at `location`: a PostgreSQL URL (a SecretStr, as
-        the settings hold it) or a SQLite file path."""
+        the settings hold it) or a SQLite file path. `idle_transaction_seconds` is
+        PostgreSQL's: how long the server lets a session idle inside a transaction (None:
+        the backend's default); SQLite has no such thing (its lock dies with the process)."""
         if isinstance(location, SecretStr):
             from bot.store.postgres import PostgresDatabase
 
-            return await PostgresDatabase.open(location, migrations=migrations)
+            return await PostgresDatabase.open(
+                location, migrations=migrations, idle_transaction_seconds=idle_transaction_seconds
+            )
         return await SqliteDatabase.open(location, migrations=migrations)
 
     @property

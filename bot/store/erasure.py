@@ -42,6 +42,9 @@ class Erasure:
             raise ValueError("the erased id cannot be erased again")
         mine = {"user": user_id, "guild": guild_id}
         async with self._db.write() as tx:
+            # A ledger write, and before the reads: a create committing meanwhile (which
+            # takes this lock too) is either seen whole, photos included, or comes after.
+            await tx.lock_money()
             tunes = await tx.fetchall(
                 "SELECT id, photo_paths, status_channel_id, status_message_id FROM tunes"
                 " WHERE owner_id = :user"

@@ -14,7 +14,16 @@ from typing import Generic, TypeVar
 from bot.rules.credits import QueueFull
 from bot.store.db import Clock, Database, Row, Transaction, to_ms
 from bot.store.errors import InvalidTransition, NotFound, StoreError
-from bot.store.jobstate import JobKind, JobRef, JobTable, move_if, step, waiting_jobs
+from bot.store.jobstate import (
+    JobKind,
+    JobRef,
+    JobTable,
+    StartCaps,
+    fits_caps,
+    move_if,
+    step,
+    waiting_jobs,
+)
 from bot.store.ledger import Ledger, Refused
 
 R = TypeVar("R")  # TuneRecord or PromptRecord
@@ -78,13 +87,28 @@ class JobRepository(Generic[R, S]):
 
     # --- the state machine --------------------------------------------------------------
 
-    async def transition(self, row_id: int, expected: S, state: S) -> R | None:
+    async def transition(
+        self, row_id: int, expected: S, state: S, *, caps: StartCaps | None = None
+    ) -> R | None:
         """Move the job from `expected` to `state` only if it is still in `expected`
-        (compare and set): None when something else moved it first."""
+        (compare and set): None when something else moved it first. With `caps` (a
+        submission), also None when the owner or everyone together has no room left at
+        Astria, counted in this transaction (another process may have just submitted)."""
         if state not in self._transitions[expected]:
             raise InvalidTransition(f"{self._kind} {row_id}", expected, state)
         async with self._db.write() as tx:
-            if not await move_if(tx, self._table, row_id, expected, state, self._now_ms()):
+            if caps is not None and not await fits_caps(tx, self._table, row_id, caps):
+                return None
+            moved = await move_if(
+                tx,
+                self._table,
+                row_id,
+                expected,
+                state,
+                self._now_ms(),
+                for_update=self._db.dialect.for_update,
+            )
+            if not moved:
                 return None
             return await self._current(tx, row_id)
 
@@ -122,9 +146,12 @@ class JobRepository(Generic[R, S]):
         )
         return None if row is None else self._record(row)
 
+    # `_column` and `_current` read inside a write transaction: the row stays locked until
+    # the commit (PostgreSQL; SQLite's write lock is the whole file), so a check made on
+    # what they read (a state's step, an Astria id set once) holds against other processes.
     async def _column(self, tx: Transaction, row_id: int, column: str) -> str:
         row = await tx.fetchone(
-            f"SELECT {column} FROM {self._table} WHERE id = ?",  # noqa: S608
+            f"SELECT {column} FROM {self._table} WHERE id = ?{self._db.dialect.for_update}",  # noqa: S608
             (row_id,),
         )
         if row is None:
@@ -133,7 +160,7 @@ class JobRepository(Generic[R, S]):
 
     async def _current(self, tx: Transaction, row_id: int) -> R:
         row = await tx.fetchone(
-            f"SELECT * FROM {self._table} WHERE id = ?",  # noqa: S608
+            f"SELECT * FROM {self._table} WHERE id = ?{self._db.dialect.for_update}",  # noqa: S608
             (row_id,),
         )
         if row is None:

@@ -58,6 +58,7 @@ POSTGRES = Dialect(
     greatest="GREATEST",
     instr="strpos",
     skip_locked=" FOR UPDATE SKIP LOCKED",
+    for_update=" FOR UPDATE",
     _concat="string_agg(CAST({column} AS TEXT), ',')",
     _json_ints="(SELECT CAST(jsonb_array_elements_text(CAST(? AS jsonb)) AS BIGINT))",
     _json_texts="(SELECT jsonb_array_elements_text(CAST(? AS jsonb)))",
@@ -69,6 +70,9 @@ POSTGRES = Dialect(
 CONNECT_TIMEOUT_SECONDS = 10.0
 # A lock wait longer than this is a stuck peer, reported like SQLite's busy timeout.
 LOCK_TIMEOUT_MS = 10_000
+# A session idle inside a transaction this long is ended by the server (a frozen process):
+# its locks go with it. The DATABASE_IDLE_TRANSACTION_SECONDS setting; this is its default.
+IDLE_TRANSACTION_SECONDS = 60.0
 READ_POOL_SIZE = 4
 # Advisory lock keys (constants of our own): the ledger's money, migrating, lease claims,
 # raising alerts.
@@ -285,8 +289,10 @@ class PostgresDatabase(Database):
         readers: asyncpg.Pool,
         version: int,
         schema: str,
+        settings: dict[str, str] | None = None,
     ) -> None:
         self.url = url
+        self._settings = settings or {}
         self.schema_version = version
         self.dialect = POSTGRES
         self.fault = None
@@ -308,13 +314,25 @@ class PostgresDatabase(Database):
 
     @classmethod
     async def open(  # type: ignore[override]
-        cls, url: SecretStr, *, migrations: Sequence[Migration] | None = None
+        cls,
+        url: SecretStr,
+        *,
+        migrations: Sequence[Migration] | None = None,
+        idle_transaction_seconds: float | None = None,
     ) -> PostgresDatabase:
         chosen = (
             bundled_migrations("postgres") if migrations is None else check_numbering(migrations)
         )
         dsn = url.get_secret_value()
-        settings = {"lock_timeout": str(LOCK_TIMEOUT_MS)}
+        idle = (
+            IDLE_TRANSACTION_SECONDS
+            if idle_transaction_seconds is None
+            else idle_transaction_seconds
+        )
+        settings = {
+            "lock_timeout": str(LOCK_TIMEOUT_MS),
+            "idle_in_transaction_session_timeout": str(max(1, round(idle * 1000))),
+        }
         try:
             writer = await asyncpg.connect(
                 dsn, timeout=CONNECT_TIMEOUT_SECONDS, server_settings=settings
@@ -337,7 +355,7 @@ class PostgresDatabase(Database):
         except BaseException:
             await writer.close()
             raise
-        db = cls(url, writer, readers, version, schema)
+        db = cls(url, writer, readers, version, schema, settings)
         try:
             first = await db._listen()
         except _ERRORS as exc:
@@ -440,7 +458,7 @@ class PostgresDatabase(Database):
             token = self._in_write.set(True)
             try:
                 try:
-                    await self._writer.execute("BEGIN")
+                    await self._begin()
                 except _ERRORS as exc:
                     raise translate(exc) from exc
                 try:
@@ -461,6 +479,25 @@ class PostgresDatabase(Database):
                     raise translate(exc) from exc
             finally:
                 self._in_write.reset(token)
+
+    async def _begin(self) -> None:
+        """BEGIN on the writer, connecting it again first if the server ended its session
+        (idle in a transaction past the timeout while this process was frozen, or a
+        restart of the server): that transaction was rolled back, and this one starts anew."""
+        if not self._writer.is_closed():
+            try:
+                await self._writer.execute("BEGIN")
+                return
+            except (asyncpg.ConnectionDoesNotExistError, asyncpg.InterfaceError):
+                if not self._writer.is_closed():
+                    raise
+        log.warning("the PostgreSQL write connection was closed by the server; reconnecting")
+        self._writer = await asyncpg.connect(
+            self.url.get_secret_value(),
+            timeout=CONNECT_TIMEOUT_SECONDS,
+            server_settings=self._settings,
+        )
+        await self._writer.execute("BEGIN")
 
     async def _rollback(self, why: str) -> None:
         if self._writer.is_closed():

@@ -191,6 +191,7 @@ class Prompts(JobRepository[PromptRecord, PromptState]):
         now_ms = to_ms(self._clock())
         try:
             async with self._db.write() as tx:
+                await tx.lock_money()  # before the queue cap is read (as a tune's create)
                 tune = await tx.fetchone(
                     "SELECT state, branch FROM tunes WHERE id = ?"
                     " AND (owner_id = ? OR (shared = 1 AND guild_id = ?))",

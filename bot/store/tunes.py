@@ -186,6 +186,9 @@ class Tunes(JobRepository[TuneRecord, TuneState]):
         now_ms = to_ms(self._clock())
         try:
             async with self._db.write() as tx:
+                # Before the name and the queue cap are read: another process's create
+                # must not pass the same checks between these reads and the rows.
+                await tx.lock_money()
                 taken = await tx.fetchone(
                     "SELECT 1 FROM tunes WHERE owner_id = ? AND name_key = ?"
                     " AND state NOT IN ('failed', 'cancelled', 'deleted', 'expired')",

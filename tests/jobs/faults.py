@@ -62,6 +62,7 @@ WRITES: frozenset[str] = frozenset(
         "leases.wake",
         "leases.woken",
         "meta.record_refund_finding",
+        "meta.take_turn",
         "prompts.set_astria_id",
         "prompts.set_cost",
         "prompts.set_images",

@@ -32,6 +32,7 @@ FLOW_WRITES = sorted(
         "ledger.repair",  # tests/jobs/test_repair.py
         "events.record_failure",  # a failed report: tests/jobs/test_reporting_bounds.py
         "retention.prune",  # once a day, suppressed and repeated: tests/store/test_retention.py
+        "meta.take_turn",  # a periodic duty's turn: tests/jobs/test_turns.py
         "leases.wake",  # several processes only: tests/jobs/test_leases.py
         "leases.woken",  # several processes only: tests/jobs/test_leases.py
     }
