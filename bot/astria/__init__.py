@@ -18,6 +18,7 @@ from bot.astria.errors import (
 )
 from bot.astria.limiter import RequestLimiter
 from bot.astria.models import (
+    Pack,
     Prompt,
     PromptRequest,
     Tune,
@@ -42,6 +43,7 @@ __all__ = [
     "AstriaTimeout",
     "AstriaUnavailable",
     "AstriaValidationError",
+    "Pack",
     "Prompt",
     "PromptRequest",
     "RequestLimiter",

@@ -94,6 +94,8 @@ class Emulator:
         self.callbacks_sent: list[tuple[str, dict[str, Any], int | None]] = []
         # Each tune create's uploaded photos, as noted facts (never their bytes), by title.
         self.photos_received: dict[str, list[PhotoFacts]] = {}
+        # What each `POST /p/:pack_id/tunes` asked for (pack, tune ids, prompts' callback).
+        self.pack_requests: list[dict[str, Any]] = []
         self._images = ImageCache(self.config.image_size)
         self._route_keys: dict[AbstractRoute, str] = {}
         self._base_url: str | None = None
@@ -565,6 +567,9 @@ class Emulator:
             raise invalid({"tune_ids": ["must name a tune of this account"]})
         attributes = raw.get("prompt_attributes") or params.get("prompt_attributes")
         callback = attributes.get("callback") if isinstance(attributes, dict) else None
+        self.pack_requests.append(
+            {"pack_id": pack.id, "tune_ids": [int(ids[0])], "callback": callback, "raw": raw}
+        )
         made = self.account.run_pack(
             pack, tune, callback if isinstance(callback, str) and callback else None, self._now()
         )
