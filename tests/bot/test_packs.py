@@ -88,7 +88,7 @@ async def test_pack_run_delivers_each_prompt_once_and_the_ledger_is_the_charge(
     result = await scene.alice.slash(scene.channel, "pack run", pack="262", tune=str(tune.id))
     text = reply(result)
     assert "Queued the pack **Fantasy Worlds**" in text and "$0.90" in text, text
-    (run,) = [p for p in await scene.bot.store.prompts.list_for(scene.alice.id)]
+    (run,) = await scene.bot.store.prompts.list_for(scene.alice.id)
     reservation = await scene.bot.store.ledger.reservation(run.job)
     assert reservation is not None and reservation.amount_mc == 90_001  # one, for the pack
     await scene.step(1)
@@ -155,3 +155,31 @@ async def test_pack_run_refusals_are_clear_and_spend_nothing(scene: Scene, readi
     assert len(await scene.bot.store.ledger.entries()) == entries
     assert await scene.bot.store.prompts.list_for(scene.alice.id) == []
     assert scene.emulator.pack_requests == []
+
+
+@pytest.mark.parametrize("fault", ["drop_after", "http_504_after"])
+async def test_a_lost_pack_answer_is_adopted_never_posted_twice(
+    scene: Scene, reading: str, fault: str
+) -> None:
+    if reading not in ("ours", "zeroed-not-refunded"):
+        pytest.skip("one reading per billing time is enough here")
+    from bot.offline.emulator import Fault
+
+    tune = await scene.ready_tune(scene.alice)
+    before = len(scene.emulator.charges)
+    spent_before = await _ledger_spend(scene)
+    scene.emulator.faults.script("POST /p/{pack_id}/tunes", Fault(fault))  # type: ignore[arg-type]
+    await scene.alice.slash(scene.channel, "pack run", pack="260", tune=str(tune.id))
+    for _ in range(40):
+        await scene.step(5)
+    # Astria made the pack once (the answer was lost); the bot adopted it, never re-posted.
+    assert len(scene.emulator.pack_requests) == 1
+    made = scene.emulator.prompts_for(tune.astria_id or 0)
+    assert len(made) == 3
+    run = min(await scene.bot.store.prompts.list_for(scene.alice.id), key=lambda p: p.id)
+    items = await scene.bot.store.packs.items(run.id)
+    assert sorted(i.astria_id or 0 for i in items) == sorted(p["id"] for p in made)
+    assert {i.state for i in items} == {PromptState.DELIVERED}
+    assert len(_attachments(scene)) == 6
+    assert await scene.bot.store.ledger.audit() == []
+    assert await _ledger_spend(scene) - spent_before == await _charged(scene, before) == 60_000
