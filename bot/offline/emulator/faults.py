@@ -16,6 +16,7 @@ FaultKind = Literal[
     "drop",
     "drop_after",
     "latency",
+    "latency_after",
 ]
 
 

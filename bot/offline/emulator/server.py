@@ -343,6 +343,12 @@ class Emulator:
             self._base_url = str(request.url.origin())
         is_file = route.split(" ", 1)[1].startswith("/files")
         fault = self.faults.pick(route, api=not is_file)
+        if fault is not None and fault.kind == "latency_after":
+            # Done (created, charged) at once; the answer is held back `delay` seconds, so a
+            # process can be killed while its create's answer is on the way.
+            response = await self._respond(request, handler, route, is_file)
+            await asyncio.sleep(fault.delay)
+            return self._record(request, route, fault, response)
         if fault is not None and fault.kind == "latency":
             await asyncio.sleep(fault.delay)
         elif fault is not None and not fault.after:
