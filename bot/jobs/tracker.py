@@ -72,6 +72,10 @@ from bot.store import (
 
 log = logging.getLogger(__name__)
 
+# A pack run's own status (bot/ui/text.py words them): its prompts post their results.
+PACK_RUNNING = "pack_running"
+PACK_DONE = "pack_done"
+
 Clock = Callable[[], datetime]
 PAGE = 120
 
@@ -945,8 +949,8 @@ class Tracker:
             if item.state == PromptState.GENERATING:
                 self._follow(item.job, item.astria_id, None, now, seconds)
         self._note_charge(sum(m.cost_mc or 0 for m in made))
-        eta = now + timedelta(seconds=seconds)
-        await self._progress(prompt, "generating", eta=eta)
+        # Its prompts are posted one by one; the run's own status says the pack is on.
+        await self._progress(prompt, PACK_RUNNING)
 
     async def _pack_item_ended(self, record: PromptRecord) -> None:
         """A pack's prompt was settled or released: once all are, the run's reservation is
@@ -972,6 +976,7 @@ class Tracker:
             made = any(i.state != PromptState.FAILED for i in items)
             state = PromptState.DELIVERED if made else PromptState.FAILED
             await self._write(job, "-> ended", lambda: self._store.prompts.set_state(run_id, state))
+            await self._progress(run, PACK_DONE)
 
     async def _recover_on_gone_tune(
         self, prompt: PromptRecord, tune: TuneRecord, target: int, claimed: Collection[int]
@@ -1486,6 +1491,7 @@ class Tracker:
             job, cost, actor_id=owner_id, note="cancelled while generating"
         )
         await self._record(moved, EventKind.CANCELLED, message="cancelled while it was generating")
+        await self._pack_item_ended(moved)
         return settled.cost_mc
 
     async def cancel_stuck(self, job: JobRef, actor_id: int) -> bool:
@@ -1523,6 +1529,7 @@ class Tracker:
                 ),
             )
             await self._record(prompt, EventKind.CANCELLED, message="cancelled by an admin")
+            await self._pack_item_ended(prompt)
             await self._write(
                 job,
                 "-> cancelled",

@@ -120,6 +120,13 @@ async def test_pack_run_delivers_each_prompt_once_and_the_ledger_is_the_charge(
             m for m in scene.channel.history() if m.attachments and m.id in item.result_message_ids
         ]
         assert len(posted) == (0 if item.state == PromptState.FAILED else 1)
+    # Reroll under a pack's result is refused in words (the pack is what runs again).
+    post = next(m for m in scene.channel.history() if m.id in items[0].result_message_ids)
+    again = await scene.alice.click(post, custom_id=f"job:reroll:{items[0].id}")
+    assert "run the pack again" in reply(again)
+    # The run's own status message says the pack is on, then that it is done.
+    statuses = [m.content for m in scene.channel.history() if "📦" in (m.content or "")]
+    assert len(statuses) == 1 and "The pack is done" in statuses[0], statuses
     ended = await scene.bot.store.prompts.get(run.id)
     assert ended is not None and ended.state == PromptState.DELIVERED
     assert await scene.bot.store.ledger.audit() == []
