@@ -60,6 +60,9 @@ async def test_pack_list_prices_for_the_members_class_pages_and_caches(
 ) -> None:
     if reading != "ours":
         pytest.skip("the listing does not depend on billing")
+    # Without a ready tune: the classes each pack is made for, no price.
+    none_yet = reply(await scene.bob.slash(scene.channel, "pack list"))
+    assert "**Corporate Headshots**: for man, woman" in none_yet, none_yet
     await scene.ready_tune(scene.alice)  # a man
     monkeypatch.setattr(packs, "PAGE_SIZE", 2)
     result = await scene.alice.slash(scene.channel, "pack list")
