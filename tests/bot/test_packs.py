@@ -193,3 +193,34 @@ async def test_a_lost_pack_answer_is_adopted_never_posted_twice(
     assert len(_attachments(scene)) == 6
     assert await scene.bot.store.ledger.audit() == []
     assert await _ledger_spend(scene) - spent_before == await _charged(scene, before) == 60_000
+
+
+@pytest.mark.parametrize("method", ["packs.set_seen", "packs.adopt"])
+async def test_a_store_failure_around_the_pack_post_neither_loses_nor_doubles_it(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch, reading: str, method: str
+) -> None:
+    """The write before the POST (the tune's prompts seen) or after it (the adoption)
+    fails for good: the run stays `submitting` and its recovery lists the tune's prompts
+    first, so the pack is made once and delivered once."""
+    if reading != "ours":
+        pytest.skip("one reading is enough here")
+    from bot.jobs.tracker import STORE_TRIES
+    from tests.jobs.faults import StoreFaults
+
+    tune = await scene.ready_tune(scene.alice)
+    before = len(scene.emulator.charges)
+    spent_before = await _ledger_spend(scene)
+    faults = StoreFaults(scene.bot.store, monkeypatch)
+    faults.fail(method, times=STORE_TRIES)
+    await scene.alice.slash(scene.channel, "pack run", pack="260", tune=str(tune.id))
+    for _ in range(40):
+        await scene.step(5)
+    assert faults.raised[method] == STORE_TRIES
+    assert len(scene.emulator.pack_requests) == 1, scene.emulator.pack_requests
+    assert len(scene.emulator.prompts_for(tune.astria_id or 0)) == 3
+    run = min(await scene.bot.store.prompts.list_for(scene.alice.id), key=lambda p: p.id)
+    items = await scene.bot.store.packs.items(run.id)
+    assert {i.state for i in items} == {PromptState.DELIVERED} and len(items) == 3
+    assert len(_attachments(scene)) == 6
+    assert await scene.bot.store.ledger.audit() == []
+    assert await _ledger_spend(scene) - spent_before == await _charged(scene, before) == 60_000
