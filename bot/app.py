@@ -41,6 +41,7 @@ Clock = Callable[[], datetime]
 EXTENSIONS: tuple[str, ...] = (
     "cogs.errors",
     "cogs.imagine",
+    "cogs.packs",
     "cogs.account",
     "cogs.tunes",
     "cogs.admin",

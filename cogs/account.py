@@ -168,6 +168,8 @@ class Account(commands.Cog):
                 f"({VARY_IMAGES} new images). Add `style:` or `quality:` (high resolution, "
                 "super-resolution), or start from a picture with `image:` (or right-click "
                 "any message with a picture > Apps > *Imagine from this image*).",
+                "3. `/pack list`: Astria's photo packs, priced for your tune; `/pack run` "
+                "makes a whole pack with it, each prompt posted here as it finishes.",
                 "`/jobs` shows what is in progress, `/balance` what you have spent and left, "
                 "`/tune list` your tunes.",
                 "",

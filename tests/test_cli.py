@@ -222,8 +222,10 @@ async def test_demo_runs_the_scripted_session_against_the_real_bot_process(tmp_p
     text = out.getvalue()
     assert code == 0, text
     images = sorted(p for p in (tmp_path / "out").glob("*.png") if p.name != "spend-chart.png")
-    # /imagine 4, Reroll 4, Upscale 1, Vary subtle 4 and strong 4, Edit 4, /imagine 8
-    assert len(images) == 29 and all(p.read_bytes().startswith(b"\x89PNG") for p in images)
+    # /imagine 4, Reroll 4, Upscale 1, Vary subtle 4 and strong 4, Edit 4, /imagine 8,
+    # /pack run 6 (2 + 1 + 3)
+    assert len(images) == 35 and all(p.read_bytes().startswith(b"\x89PNG") for p in images)
+    assert len(list((tmp_path / "out").glob("pack-*.png"))) == 6
     assert (tmp_path / "out" / "upscale-1.png").exists()
     for stem in ("vary", "strong", "edit"):
         assert len(list((tmp_path / "out").glob(f"{stem}-*.png"))) == 4, stem
@@ -239,7 +241,8 @@ async def test_demo_runs_the_scripted_session_against_the_real_bot_process(tmp_p
     assert "saved the spend chart (1200x800) as out/spend-chart.png" in text
     steps = ("too small", "is ready", "Rerolling", "Upscaling image 2", "upscaled", "as a reply")
     more = ("subtle variations of image 1", "strong variations of image 3", "golden hour")
-    for step in (*steps, *more, "Not queued", "Queued 8 images"):
+    packs = ("Fantasy Worlds**: $0.90", "Queued the pack **Fantasy Worlds**", "The pack is done")
+    for step in (*steps, *more, "Not queued", "Queued 8 images", *packs):
         assert step in text, step
     assert "the emulator charged" in text and "all steps passed" in text
     assert (tmp_path / "out" / "transcript.txt").read_text() == text

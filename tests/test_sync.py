@@ -46,6 +46,7 @@ async def test_sync_registers_every_command_and_the_menu(
     assert names == {
         "tune",
         "imagine",
+        "pack",
         "balance",
         "jobs",
         "help",
@@ -80,7 +81,18 @@ async def test_a_server_copy_and_the_global_set_never_show_together(
         return sorted(c["name"] for c in both)
 
     expected = sorted(
-        ["tune", "imagine", "balance", "jobs", "help", "admin", "privacy", MENU_NAME, IMAGINE_MENU]
+        [
+            "tune",
+            "imagine",
+            "pack",
+            "balance",
+            "jobs",
+            "help",
+            "admin",
+            "privacy",
+            MENU_NAME,
+            IMAGINE_MENU,
+        ]
     )
     out = io.StringIO()
     assert await sync_commands(settings, None, out) == 0

@@ -55,6 +55,7 @@ NO_IMAGE_FOR_STRENGTH: Final = (
     "`strength` out."
 )
 NO_READY_TUNE: Final = "You have no ready tune here yet: train one with `/tune create`."
+PACK_REROLL: Final = "A pack's prompt is not rerolled alone: run the pack again with `/pack run`."
 SOURCE_GONE: Final = (
     "The image this was made from is not kept once Astria has it; run `/imagine` with the "
     "image again."
@@ -263,6 +264,10 @@ async def reroll(
     original = await store.prompts.get(prompt_id)
     if original is None or original.guild_id != place.guild_id:
         return Refused(GONE)
+    if await store.packs.run_of(original.id) is not None:
+        # Astria made it for a pack, where its text may only work (a LoRA tune's pack
+        # prompts live on the tune itself): the pack is what runs again.
+        return Refused(PACK_REROLL)
     tune = await store.tunes.get_usable(actor.user_id, place.guild_id, original.tune_id)
     if tune is None:
         return Refused(NOT_YOURS)

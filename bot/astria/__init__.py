@@ -18,6 +18,7 @@ from bot.astria.errors import (
 )
 from bot.astria.limiter import Limiter, RequestLimiter
 from bot.astria.models import (
+    Pack,
     Prompt,
     PromptRequest,
     Tune,
@@ -43,6 +44,7 @@ __all__ = [
     "AstriaUnavailable",
     "AstriaValidationError",
     "Limiter",
+    "Pack",
     "Prompt",
     "PromptRequest",
     "RequestLimiter",

@@ -43,7 +43,7 @@ from bot.astria.errors import (
     AstriaValidationError,
 )
 from bot.astria.limiter import Limiter, RequestLimiter
-from bot.astria.models import Prompt, PromptRequest, Tune, TuneRequest, User, unwrap
+from bot.astria.models import Pack, Prompt, PromptRequest, Tune, TuneRequest, User, unwrap
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -337,6 +337,31 @@ class AstriaClient:
         path = f"/tunes/{tune_id}/prompts/{prompt_id}" if tune_id else f"/prompts/{prompt_id}"
         return await self._delete(path)
 
+    # ------------------------------------------------------------------ packs
+
+    async def list_packs(self) -> list[Pack]:
+        """The gallery's packs (one bare array; Astria documents no paging for it)."""
+        data = await self._read("GET", "/packs")
+        if not isinstance(data, list):
+            raise AstriaBadResponse("GET /packs: expected a list")
+        try:
+            return [Pack.from_json(item) for item in data]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AstriaBadResponse(f"GET /packs: unexpected shape ({exc})") from None
+
+    async def run_pack(self, pack_id: int, tune_id: int) -> list[Prompt]:
+        """`POST /p/:pack_id/tunes` with `tune_ids[]`: the pack's prompts on an existing
+        tune. Sent once, never retried here: a pack is not idempotent at Astria, so a lost
+        answer is the caller's to recover (it lists the tune's prompts first,
+        docs/architecture.md "Packs")."""
+        path = f"/p/{pack_id}/tunes"
+        body = await self._send("POST", path, json={"tune": {"tune_ids": [tune_id]}})
+        made = unwrap(body, "tune")
+        if isinstance(made, list):
+            made = made[0] if made else {}
+        prompts = made.get("prompts") if isinstance(made, dict) else None
+        return _parse_list(Prompt, prompts if prompts is not None else [], f"POST {path}")
+
     # ------------------------------------------------------------------ images
 
     async def fetch_image(self, url: str, *, max_bytes: int) -> bytes:
@@ -565,7 +590,8 @@ _ROUTES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"^/tunes/\d+/prompts$", "/tunes/{tune_id}/prompts"),
         (r"^/tunes/\d+$", "/tunes/{id}"),
         (r"^/prompts/\d+$", "/prompts/{id}"),
-        (r"^/(?:tunes|prompts|users)$", ""),
+        (r"^/(?:tunes|prompts|users|packs|gallery/packs)$", ""),
+        (r"^/p/\d+/tunes$", "/p/{pack_id}/tunes"),
     )
 )
 

@@ -66,6 +66,7 @@ class Prompt(_Lenient):
     cost_mc: int | None = None
     trained_at: datetime | None = None
     created_at: datetime | None = None
+    pack_id: int | None = None  # made by a pack run
 
     @field_validator("images", mode="before")
     @classmethod
@@ -89,6 +90,42 @@ class Prompt(_Lenient):
     @property
     def is_failed(self) -> bool:
         return not self.images and bool(self.user_error)
+
+
+class Pack(_Lenient):
+    """A gallery pack: prompts made for a subject class, priced per class. `costs` maps
+    a class to its price in millicents (read from `costs.{class}.cost_mc`, else the
+    older `cost_mc_hash`)."""
+
+    id: int
+    title: str = ""
+    slug: str | None = None
+    costs: dict[str, int] = Field(default_factory=dict)
+    images: dict[str, int] = Field(default_factory=dict)  # class -> images it makes
+
+    @classmethod
+    def from_json(cls, data: Any) -> Pack:
+        if not isinstance(data, dict):
+            raise ValueError("a pack is an object")
+        costs: dict[str, int] = {}
+        images: dict[str, int] = {}
+        hashed = data.get("cost_mc_hash")
+        if isinstance(hashed, dict):
+            costs.update({str(k): int(v) for k, v in hashed.items() if isinstance(v, int)})
+        detailed = data.get("costs")
+        if isinstance(detailed, dict):
+            for name, item in detailed.items():
+                if isinstance(item, dict) and isinstance(item.get("cost_mc"), int):
+                    costs[str(name)] = int(item["cost_mc"])
+                if isinstance(item, dict) and isinstance(item.get("num_images"), int):
+                    images[str(name)] = int(item["num_images"])
+        return cls(
+            id=data["id"],
+            title=str(data.get("title") or data.get("slug") or data["id"]),
+            slug=data.get("slug"),
+            costs=costs,
+            images=images,
+        )
 
 
 class User(_Lenient):

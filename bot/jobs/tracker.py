@@ -57,6 +57,8 @@ from bot.store import (
     GONE_TUNES,
     JobKind,
     JobRef,
+    MadePrompt,
+    PackRun,
     PromptRecord,
     PromptState,
     RecordedEvent,
@@ -70,6 +72,10 @@ from bot.store import (
 )
 
 log = logging.getLogger(__name__)
+
+# A pack run's own status (bot/ui/text.py words them): its prompts post their results.
+PACK_RUNNING = "pack_running"
+PACK_DONE = "pack_done"
 
 Clock = Callable[[], datetime]
 PAGE = 120
@@ -328,6 +334,9 @@ class Tracker:
                 self._watch[prompt.job].stuck = prompt.state == PromptState.STUCK
             elif prompt.state == PromptState.SUBMITTING:
                 self._spawn(self._submit_prompt(prompt, maybe_created=True))
+            elif prompt.state == PromptState.GENERATING and prompt.astria_id is None:
+                # A pack run: its prompts may all have ended before a restart let it close.
+                self._spawn(self._close_pack(prompt.id))
 
     async def _take_leases(self) -> None:
         """Each round: renew the leases held (every third of their length), let go of any
@@ -841,6 +850,10 @@ class Tracker:
             # prompt would reach the base tune with a dead tag, and could be billed).
             await self._fail(prompt, _tune_gone(tune), charge=None)
             return
+        run = await self._store.packs.run(prompt.id)
+        if run is not None:
+            await self._create_pack(prompt, tune, run, maybe_created)
+            return
         claimed = await self._store.prompts.claimed_astria_ids(
             prompt.final_text, prompt.seed, except_id=prompt.id
         )
@@ -886,6 +899,103 @@ class Tracker:
             await self._create_failed(prompt, exc)
             return
         await self._prompt_started(prompt, tune, created)
+
+    async def _create_pack(
+        self, prompt: PromptRecord, tune: TuneRecord, run: PackRun, maybe_created: bool
+    ) -> None:
+        """Run a pack on the member's tune exactly once. Astria makes a pack again on every
+        POST, so before it the tune's prompts are listed and kept (`seen_ids`); a run that
+        may have been posted (its answer lost, or the process killed) lists them again and
+        adopts the pack's new ones instead of posting again (docs/architecture.md)."""
+        if tune.state in GONE_TUNES:
+            await self._fail(prompt, _tune_gone(tune), charge=None)
+            return
+        try:
+            if maybe_created and run.seen_ids is not None:
+                found = await self._pack_made(run)
+                if found:
+                    log.info(
+                        "%s: adopted %d prompts of a pack posted before", prompt.job, len(found)
+                    )
+                    await self._pack_started(prompt, tune, found)
+                    return
+            seen = [p.id async for p in self._client.iter_prompts(tune_id=run.astria_tune_id)]
+            await self._write(
+                prompt.job,
+                "recording the tune's prompts before the pack",
+                lambda: self._store.packs.set_seen(prompt.id, seen),
+            )
+            created = await self._client.run_pack(run.pack_id, run.astria_tune_id)
+        except AstriaError as exc:
+            await self._create_failed(prompt, exc)
+            return
+        made = [
+            MadePrompt(p.id, p.text, p.num_images or 1, p.cost_mc)
+            for p in created
+            if p.pack_id in (None, run.pack_id)
+        ]
+        await self._pack_started(prompt, tune, made)
+
+    async def _pack_made(self, run: PackRun) -> list[MadePrompt]:
+        """The prompts of `run`'s pack on its tune that were not there before its POST and
+        no run adopted: what a lost POST made."""
+        seen = run.seen_ids or frozenset()
+        adopted = await self._store.packs.adopted_astria_ids(run.astria_tune_id)
+        return [
+            MadePrompt(p.id, p.text, p.num_images or 1, p.cost_mc)
+            async for p in self._client.iter_prompts(tune_id=run.astria_tune_id)
+            if p.id not in seen and p.id not in adopted and p.pack_id == run.pack_id
+        ][::-1]
+
+    async def _pack_started(
+        self, prompt: PromptRecord, tune: TuneRecord, made: Sequence[MadePrompt]
+    ) -> None:
+        """The pack's prompts become prompt rows of their own, followed like any other;
+        the run's reservation stays until Astria is done with every one."""
+        if not made:
+            await self._fail(prompt, "Astria made no prompts for this pack", charge=None)
+            return
+        items = await self._write(
+            prompt.job,
+            f"adopting {len(made)} prompts of the pack",
+            lambda: self._store.packs.adopt(prompt.id, made),
+        )
+        seconds = self._prompt_seconds(tune.profile)
+        now = self._clock()
+        for item in items:
+            assert item.astria_id is not None
+            self._held.add(item.job)
+            if item.state == PromptState.GENERATING:
+                self._follow(item.job, item.astria_id, None, now, seconds)
+        self._note_charge(sum(m.cost_mc or 0 for m in made))
+        # Its prompts are posted one by one; the run's own status says the pack is on.
+        await self._progress(prompt, PACK_RUNNING)
+
+    async def _pack_item_ended(self, record: PromptRecord) -> None:
+        """A pack's prompt was settled or released: once all are, the run's reservation is
+        given back (its prompts' settles are what Astria charged) and the run is over."""
+        run_id = await self._store.packs.run_of(record.id)
+        if run_id is not None:
+            await self._close_pack(run_id)
+
+    async def _close_pack(self, run_id: int) -> None:
+        if await self._store.packs.open_items(run_id) > 0:
+            return
+        items = await self._store.packs.items(run_id)
+        if not items:
+            return  # not adopted yet
+        job = JobRef(JobKind.PROMPT, run_id)
+        await self._write(
+            job,
+            "releasing the pack's hold",
+            lambda: self._store.ledger.release(job, note="settled by the pack's prompts"),
+        )
+        run = await self._store.prompts.get(run_id)
+        if run is not None and run.state in (PromptState.GENERATING, PromptState.STUCK):
+            made = any(i.state != PromptState.FAILED for i in items)
+            state = PromptState.DELIVERED if made else PromptState.FAILED
+            await self._write(job, "-> ended", lambda: self._store.prompts.set_state(run_id, state))
+            await self._progress(run, PACK_DONE)
 
     async def _recover_on_gone_tune(
         self, prompt: PromptRecord, tune: TuneRecord, target: int, claimed: Collection[int]
@@ -1218,7 +1328,8 @@ class Tracker:
             settlement = await self._write(
                 record.job, "settling", lambda: self._store.ledger.settle(record.job, cost)
             )
-            await self._overage(record, settlement)
+            if settlement.reserved_mc > 0:  # a pack's prompt holds 0: its cost is no overage
+                await self._overage(record, settlement)
             await self._write(
                 record.job,
                 "recording its images",
@@ -1260,6 +1371,7 @@ class Tracker:
             return
         self._watch.pop(watch.job, None)
         report.finished.append(str(watch.job))
+        await self._pack_item_ended(record)
 
     async def _overage(self, record: TuneRecord | PromptRecord, settlement: Settlement) -> None:
         """Astria charged more than the configured price: the admins hear of it (once: a
@@ -1398,6 +1510,7 @@ class Tracker:
             job, cost, actor_id=owner_id, note="cancelled while generating"
         )
         await self._record(moved, EventKind.CANCELLED, message="cancelled while it was generating")
+        await self._pack_item_ended(moved)
         return settled.cost_mc
 
     async def cancel_stuck(self, job: JobRef, actor_id: int) -> bool:
@@ -1435,6 +1548,7 @@ class Tracker:
                 ),
             )
             await self._record(prompt, EventKind.CANCELLED, message="cancelled by an admin")
+            await self._pack_item_ended(prompt)
             await self._write(
                 job,
                 "-> cancelled",

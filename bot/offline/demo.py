@@ -5,7 +5,8 @@ loopback, runs the real bot as its own process against them, and plays a scripte
 of two members and an admin with photos it draws itself (no real faces are shipped): a
 refused photo, a tune from six photos and its progress, `/imagine`, Reroll, Upscale (posted
 as a reply), a subtle and a strong Vary on its images and Edit prompt, `/balance`, an
-over-budget refusal, `/admin budget`, then `/imagine` again. It prints a transcript, writes
+over-budget refusal, `/admin budget`, then `/imagine` again, `/pack list` and `/pack run`
+(each of the pack's prompts posted, its images saved). It prints a transcript, writes
 it and the images to the output folder, ends with the ledger against the emulator's
 charges, and exits non-zero if any step did not produce what it should.
 """
@@ -239,6 +240,25 @@ async def _script(stage: Stage, folder: Path, say: _Narrator, failures: list[str
     )
     _save(third[-1], folder, "beach", say)
 
+    say("\n> alice: /pack list")
+    listing = await stage.command(alice, "pack list")
+    say(_indent(_render(stage, listing)))
+    _expect(failures, "Fantasy Worlds**: $0.90" in listing, "/pack list did not price the packs")
+    before = len(stage.image_posts())
+    say("\n> alice: /pack run pack:Fantasy Worlds tune:me")
+    answer = await stage.command(alice, "pack run", pack="262", tune=tune_id)
+    say(_indent(answer))
+    _expect(failures, "Queued the pack **Fantasy Worlds**" in answer, "the pack was not queued")
+    made = await stage.wait_for(
+        lambda: stage.image_posts()[before:] if len(stage.image_posts()) >= before + 3 else None,
+        "the pack's three prompts to be posted",
+        timeout=120.0,
+    )
+    for n, pack_post in enumerate(made, start=1):
+        _describe_post(stage, pack_post, say)
+        _save(pack_post, folder, f"pack-{n}", say)
+    _expect(failures, sum(len(p.attachments) for p in made) == 6, "the pack made not 6 images")
+
     say("\n> admin: /admin spend chart:True")
     spend = await stage.command_reply(admin, "admin spend", chart=True)
     say(_indent("" if spend is None else _render(stage, spend.content)))
@@ -254,11 +274,20 @@ async def _script(stage: Stage, folder: Path, say: _Narrator, failures: list[str
     say(_indent(theirs))
     _expect(failures, "not yours" in theirs, "bob could use alice's tune")
 
-    # One message per job (the tune, four prompts, the upscale and both variations): each
-    # status gave way to its result.
-    jobs = 8
+    # One message per job (the tune, four prompts, the upscale, both variations, the pack
+    # run's status and its three prompts): each status gave way to its result.
+    jobs = 12
     try:
-        await stage.wait_for(lambda: len(stage.posts()) == jobs, "one message per job", timeout=15)
+        # The pack's status says it is done once its last prompt is settled, which may come
+        # a moment after that prompt's post.
+        await stage.wait_for(
+            lambda: (
+                len(stage.posts()) == jobs
+                and any("The pack is done" in m.content for m in stage.posts())
+            ),
+            "one message per job, the pack's saying it is done",
+            timeout=15,
+        )
     except StageError as exc:
         failures.append(str(exc))
     say("\n  #art as members see it now, one message per job:")

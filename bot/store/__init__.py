@@ -45,6 +45,7 @@ from bot.store.ledger import (
     Settlement,
 )
 from bot.store.meta import IdempotencyProbe, Meta
+from bot.store.packs import MadePrompt, PackRun, Packs
 from bot.store.prompts import UNFINISHED_PROMPTS, PromptRecord, Prompts, PromptState
 from bot.store.retention import Pruned, Retention
 from bot.store.tunes import GONE_TUNES, UNFINISHED_TUNES, TuneRecord, Tunes, TuneState
@@ -75,9 +76,12 @@ __all__ = [
     "Ledger",
     "LedgerEntry",
     "LedgerKind",
+    "MadePrompt",
     "MigrationFailed",
     "NameTaken",
     "NotFound",
+    "PackRun",
+    "Packs",
     "PromptRecord",
     "PromptState",
     "Prompts",
@@ -124,6 +128,7 @@ class Store:
         self.ledger = Ledger(db, policy, clock)
         self.tunes = Tunes(db, self.ledger, clock)
         self.prompts = Prompts(db, self.ledger, clock)
+        self.packs = Packs(db, self.ledger, self.prompts, clock)
         self.account = Account(db, clock, safety_margin_mc=policy.safety_margin_mc)
         self.events = Events(db, clock)
         self.meta = Meta(db)

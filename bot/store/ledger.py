@@ -305,6 +305,19 @@ class Ledger:
         )
         return Reservation(reservation_id, job, guild_id, user_id, amount_mc, from_ms(now_ms))
 
+    async def _hold_in(
+        self, tx: Transaction, guild_id: int, user_id: int, job: JobRef, *, note: str
+    ) -> None:
+        """A hold of 0 for a prompt a pack run made (bot/store/packs.py): no budget is
+        asked (the run's reservation holds the pack's price); its settle books what
+        Astria charged for that prompt."""
+        now_ms = to_ms(self._clock())
+        await tx.insert(
+            "INSERT INTO ledger (kind, guild_id, user_id, job, amount_mc, at_ms, period_at_ms,"
+            " actor_id, note) VALUES ('reserve', ?, ?, ?, 0, ?, ?, ?, ?)",
+            (guild_id, user_id, str(job), now_ms, now_ms, user_id, note),
+        )
+
     async def _reserve_or_roll_back(
         self,
         tx: Transaction,

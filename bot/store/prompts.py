@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -14,7 +14,7 @@ from enum import StrEnum
 from bot.rules.credits import Denial
 from bot.rules.prompts import PromptOptions
 from bot.rules.tools import Tool
-from bot.store.db import Clock, Database, Row, from_ms, opt_from_ms, to_ms
+from bot.store.db import Clock, Database, Row, Transaction, from_ms, opt_from_ms, to_ms
 from bot.store.errors import NotFound, StoreError, TuneUnavailable
 from bot.store.jobstate import JobKind, JobRef
 from bot.store.jobtable import JobRepository
@@ -142,6 +142,9 @@ def _prompt(row: Row) -> PromptRecord:
     )
 
 
+prompt_from_row = _prompt  # for the pack runs' joins (bot/store/packs.py)
+
+
 def _tool(value: object) -> Tool:
     return next((t for t in TOOLS if t == value), "imagine")
 
@@ -179,8 +182,10 @@ class Prompts(JobRepository[PromptRecord, PromptState]):
         tool: Tool = "imagine",
         parent_id: int | None = None,
         image_index: int | None = None,
+        also: Callable[[Transaction, int], Awaitable[None]] | None = None,
     ) -> PromptRecord | Denial:
-        """A queued prompt and its reservation, in one transaction. The tune must be the
+        """A queued prompt and its reservation, in one transaction (`also` writes more in
+        it, given the new id: a pack run's own row). The tune must be the
         owner's or shared with this guild, and not gone. Without a seed, a random one.
         `target_tune_id` is the Astria tune it is posted to (`BuiltPrompt.target_tune_id`).
         The reservation is checked as paid unless the tune is on the free branch;
@@ -229,6 +234,8 @@ class Prompts(JobRepository[PromptRecord, PromptState]):
                 await self._reserve(
                     tx, prompt_id, guild_id, owner_id, price_mc, tune["branch"] != "fast"
                 )
+                if also is not None:
+                    await also(tx, prompt_id)
                 return await self._current(tx, prompt_id)
         except Refused as refused:
             return refused.refusal

@@ -69,6 +69,9 @@ def progress_line(update: Progress, *, label: str = "", now: datetime | None = N
         "failed": "❌ {whose}. Could not be made: the reason was sent by direct message.",
         "cancelled": "🚫 {whose}. Cancelled.",
         "stuck": "🐢 {whose}. Taking much longer than expected; still checking.",
+        "pack_running": "📦 {whose}. Astria is making the pack: each of its prompts is "
+        "posted here as it finishes.",
+        "pack_done": "📦 {whose}. The pack is done: each of its prompts was posted here.",
     }
     line = finished.get(update.state, "{whose}: " + update.state.replace("_", " ") + ".")
     return line.format(whose=whose)

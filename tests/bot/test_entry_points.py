@@ -67,6 +67,7 @@ def _by_name(world: World, name: str) -> object | None:
     values: dict[str, object] = {
         "prompt": "a portrait in soft light",
         "tune": str(world.tune.id),
+        "pack": "260",
         "name": world.tune.name,
         "job": str(world.prompt.job),
         "amount": "1",

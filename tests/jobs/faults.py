@@ -26,6 +26,11 @@ READS: frozenset[str] = frozenset(
     {
         "account.last_known",
         "events.existing",
+        "packs.adopted_astria_ids",
+        "packs.items",
+        "packs.open_items",
+        "packs.run",
+        "packs.run_of",
         "events.pending",
         "events.reported_since",
         "ledger.audit",
@@ -48,6 +53,8 @@ WRITES: frozenset[str] = frozenset(
     {
         "account.mark_short",
         "account.record_balance",
+        "packs.adopt",
+        "packs.set_seen",
         "alerts.prune",
         "events.mark_reported",
         "events.record",

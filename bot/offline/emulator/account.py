@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from bot.offline.emulator.config import EmulatorConfig
 from bot.offline.emulator.errors import ApiError, invalid
+from bot.offline.emulator.packs import Pack, shares
 from bot.offline.emulator.validation import PromptRequest, TuneRequest, blank_prompt_values
 
 DAY = 86_400.0
@@ -52,8 +53,8 @@ def usd(millicents: int) -> str:
 class Charge:
     """Money taken from (or, when negative, given back to) the account."""
 
-    kind: Literal["tune", "prompt", "extension"]
-    object_id: int
+    kind: Literal["tune", "prompt", "extension", "pack"]
+    object_id: int  # a pack's charge names the tune it was run on
     cost_mc: int
 
 
@@ -121,6 +122,8 @@ class Prompt:
     deleted: bool = False
     callback_sent: bool = False
     refunded: bool = False
+    pack_id: int | None = None  # made by a pack run (POST /p/:pack_id/tunes)
+    billed: bool = True  # False: a pack prompt whose share is charged when it ends
 
 
 @dataclass(frozen=True)
@@ -230,8 +233,14 @@ class Account:
         if self.config.auto_extend:
             self._extend(now)
         for prompt in self.prompts.values():
+            if not prompt.billed and (prompt.deleted or self.prompt_ended(prompt, now)):
+                # Billing reading "finish": a pack prompt is charged its share as it ends
+                # (or is deleted first: the share it reported is what it costs).
+                prompt.billed = True
+                self._charge("prompt", prompt.id, prompt.cost_mc)
             if (
-                self.config.refund_failed_prompts
+                prompt.billed
+                and self.config.refund_failed_prompts
                 and not prompt.refunded
                 and not prompt.deleted
                 and prompt.cost_mc
@@ -313,7 +322,7 @@ class Account:
             raise ApiError(402, {"error": words})
 
     def _charge(
-        self, kind: Literal["tune", "prompt", "extension"], object_id: int, cost_mc: int
+        self, kind: Literal["tune", "prompt", "extension", "pack"], object_id: int, cost_mc: int
     ) -> None:
         if cost_mc:
             self.balance_mc -= cost_mc
@@ -392,6 +401,50 @@ class Account:
         for prompt_request in request.prompts:
             self._add_prompt(tune, prompt_request, now, "ours")
         return tune, True
+
+    def pack_price(self, pack: Pack, tune: Tune) -> int:
+        """What running `pack` on `tune` costs: the price for the tune's class (nothing on
+        the free mock branch, as every fast call)."""
+        if tune.name not in pack.costs:
+            raise invalid({"name": [f"{tune.name} is not a class this pack supports"]})
+        return 0 if tune.branch == "fast" else pack.costs[tune.name]
+
+    def run_pack(self, pack: Pack, tune: Tune, callback: str | None, now: float) -> list[Prompt]:
+        """The pack's prompts, made on `tune` and run like any prompt (after its training).
+        Never idempotent: each POST makes the pack again. Billed at once ("create") or
+        prompt by prompt as each ends ("finish"); the shares add up to the price."""
+        price = self.pack_price(pack, tune)
+        self._require_funds(price)
+        billed_now = self.config.pack_billing == "create"
+        subject = f"{tune.token} {tune.name}"
+        made: list[Prompt] = []
+        for item, share in zip(pack.prompts, shares(price, len(pack.prompts)), strict=True):
+            text = item.text.replace("{subject}", subject)
+            values = blank_prompt_values()
+            values.update(text=text, num_images=item.num_images, callback=callback)
+            request = PromptRequest(
+                text=text, num_images=item.num_images, seed=None, callback=callback, values=values
+            )
+            prompt_id = self._next_prompt_id
+            self._next_prompt_id += 1
+            prompt = Prompt(
+                id=prompt_id,
+                tune_id=tune.id,
+                request=request,
+                created_at=now,
+                duration=self._jittered(self.config.prompt_seconds),
+                cost_mc=share,
+                mock=tune.branch == "fast",
+                origin="ours",
+                fails=FAIL_MARKER in text,
+                pack_id=pack.id,
+                billed=billed_now or share == 0,
+            )
+            self.prompts[prompt_id] = prompt
+            made.append(prompt)
+        if billed_now:
+            self._charge("pack", tune.id, price)
+        return made
 
     def _check_tags(self, text: str, now: float) -> None:
         problems = []
@@ -658,6 +711,7 @@ class Account:
                     if state == "failed" and self.config.failed_prompt_cost == "zeroed"
                     else prompt.cost_mc
                 ),
+                "pack_id": prompt.pack_id,
             }
         )
         return body

@@ -65,6 +65,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="how POST prompts answers: an object, a one-element array, or by turns",
     )
     parser.add_argument(
+        "--pack-billing",
+        choices=("create", "finish"),
+        default=defaults.pack_billing,
+        help="when a pack run is charged: all at the POST, or each prompt as it ends",
+    )
+    parser.add_argument(
         "--auto-extend",
         action="store_true",
         help="extend tunes' storage by 30 days (charged) when their expires_at passes",
@@ -88,6 +94,7 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
         low_balance_status=args.low_balance_status,
         replay_status=args.replay_status,
         prompt_response=args.prompt_response,
+        pack_billing=args.pack_billing,
         auto_extend=args.auto_extend,
         auto_extend_price_mc=args.auto_extend_price_mc,
     )

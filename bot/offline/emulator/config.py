@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from bot.offline.emulator.packs import Pack, default_packs
+
 BRANCHES = ("fast", "flux1", "sd15", "sdxl1")
 
 # The overview (the authoritative text) says prompts match "with the same text and seed";
@@ -101,6 +103,11 @@ class EmulatorConfig:
     # `expires_at` moves 30 days on, and the tune stays servable.
     auto_extend: bool = False
     auto_extend_price_mc: int = 50_000  # "$0.5 per model per month" (Astria's FAQ)
+    # Gallery packs (`GET /packs`, `POST /p/:pack_id/tunes`), and when a pack is billed:
+    # "create": its whole price at the POST; "finish": each prompt its share as it ends.
+    # Either way a failed prompt's share goes back when `refund_failed_prompts` says so.
+    packs: dict[int, Pack] = field(default_factory=default_packs)
+    pack_billing: Literal["create", "finish"] = "create"
 
     def __repr__(self) -> str:
         # The key is a secret in spirit even here: keep it out of logs and test output.
@@ -111,7 +118,7 @@ class EmulatorConfig:
             f"refund_failed_prompts={self.refund_failed_prompts}, "
             f"low_balance_status={self.low_balance_status}, "
             f"replay_status={self.replay_status}, prompt_response={self.prompt_response}, "
-            f"auto_extend={self.auto_extend})"
+            f"auto_extend={self.auto_extend}, pack_billing={self.pack_billing})"
         )
 
 
@@ -125,6 +132,7 @@ class Reading:
     low_balance_status: Literal[402, 422] = 402
     replay_status: Literal[200, 201] = 201
     prompt_response: Literal["object", "array", "mixed"] = "mixed"
+    pack_billing: Literal["create", "finish"] = "create"
 
     def apply(self, config: EmulatorConfig) -> EmulatorConfig:
         return replace(
@@ -134,6 +142,7 @@ class Reading:
             low_balance_status=self.low_balance_status,
             replay_status=self.replay_status,
             prompt_response=self.prompt_response,
+            pack_billing=self.pack_billing,
         )
 
 
@@ -141,7 +150,7 @@ class Reading:
 # every value of every switch occurs. "ours" is the emulator's default.
 READINGS: dict[str, Reading] = {
     "ours": Reading(),
-    "kept-refunded": Reading("kept", True, 422, 200, "array"),
+    "kept-refunded": Reading("kept", True, 422, 200, "array", "finish"),
     "kept-not-refunded": Reading("kept", False, 402, 200, "object"),
-    "zeroed-not-refunded": Reading("zeroed", False, 422, 201, "array"),
+    "zeroed-not-refunded": Reading("zeroed", False, 422, 201, "array", "finish"),
 }

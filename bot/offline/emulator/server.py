@@ -24,7 +24,8 @@ from bot.offline.emulator.errors import ApiError, bad_request, invalid, not_foun
 from bot.offline.emulator.faults import Fault, FaultInjector, RequestRecord
 from bot.offline.emulator.forms import read_params
 from bot.offline.emulator.images import ImageCache, PhotoFacts, is_image
-from bot.offline.emulator.validation import parse_prompt, parse_tune
+from bot.offline.emulator.packs import Pack
+from bot.offline.emulator.validation import parse_prompt, parse_tune, root
 
 SUPER_RESOLUTION_SCALE = 4
 
@@ -104,6 +105,8 @@ class Emulator:
         self.callbacks_sent: list[tuple[str, dict[str, Any], int | None]] = []
         # Each tune create's uploaded photos, as noted facts (never their bytes), by title.
         self.photos_received: dict[str, list[PhotoFacts]] = {}
+        # What each `POST /p/:pack_id/tunes` asked for (pack, tune ids, prompts' callback).
+        self.pack_requests: list[dict[str, Any]] = []
         self._images = ImageCache(self.config.image_size)
         self._route_keys: dict[AbstractRoute, str] = {}
         self._base_url: str | None = None
@@ -317,6 +320,10 @@ class Emulator:
             ("GET", "/prompts/{id}", self._get_prompt),
             ("DELETE", "/prompts/{id}", self._delete_prompt),
             ("GET", "/users", self._user),
+            ("GET", "/packs", self._list_packs),
+            ("GET", "/gallery/packs", self._list_packs),
+            ("GET", "/p/{pack_id}", self._get_pack),
+            ("POST", "/p/{pack_id}/tunes", self._run_pack),
         ]
         files: list[tuple[str, str, Handler]] = [
             ("GET", "/files/prompts/{id}/{n}.png", self._prompt_file),
@@ -542,6 +549,46 @@ class Emulator:
         shape = self.config.prompt_response
         as_array = shape == "array" or (shape == "mixed" and prompt.id % 2 == 1)
         return _json([body] if as_array else body, status=201)
+
+    def _pack_or_404(self, request: web.Request) -> Pack:
+        pack = self.config.packs.get(self._id(request, "pack_id"))
+        if pack is None:
+            raise not_found("Pack")
+        return pack
+
+    async def _list_packs(self, request: web.Request) -> web.StreamResponse:
+        # The gallery is short: one bare array, in id order (no paging documented).
+        packs = sorted(self.config.packs.values(), key=lambda pack: pack.id)
+        return _json([pack.json(self._base()) for pack in packs])
+
+    async def _get_pack(self, request: web.Request) -> web.StreamResponse:
+        return _json(self._pack_or_404(request).json(self._base()))
+
+    async def _run_pack(self, request: web.Request) -> web.StreamResponse:
+        """`POST /p/:pack_id/tunes` with `tune[tune_ids][]`: the pack's prompts on an
+        existing tune of ours. Answers 201 with the tune and its new `prompts`."""
+        pack = self._pack_or_404(request)
+        params = await read_params(request, self.config.max_upload_bytes)
+        raw = root(params, "tune")
+        ids = raw.get("tune_ids")
+        ids = ids if isinstance(ids, list) else [] if ids in (None, "") else [ids]
+        if len(ids) != 1 or not str(ids[0]).isdigit():
+            # Making a new tune through a pack, or several at once: not modelled.
+            raise invalid({"tune_ids": ["must name exactly one existing tune"]})
+        tune = self.account.tune(int(ids[0]), self._now())
+        if tune is None or tune.origin != "ours":
+            raise invalid({"tune_ids": ["must name a tune of this account"]})
+        attributes = raw.get("prompt_attributes") or params.get("prompt_attributes")
+        callback = attributes.get("callback") if isinstance(attributes, dict) else None
+        self.pack_requests.append(
+            {"pack_id": pack.id, "tune_ids": [int(ids[0])], "callback": callback, "raw": raw}
+        )
+        made = self.account.run_pack(
+            pack, tune, callback if isinstance(callback, str) and callback else None, self._now()
+        )
+        body = self._tune_body(tune)
+        body["prompts"] = [self._prompt_body(prompt) for prompt in made]
+        return _json(body, status=201)
 
     async def _list_prompt_page(
         self, request: web.Request, tune_id: int | None

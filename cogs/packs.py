@@ -1,0 +1,122 @@
+"""/pack: Astria's gallery packs. `list` shows them with the price for the member's tune
+class (paged with buttons, from a short cache); `run` runs one on the member's own tune."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.actions import packs
+from bot.rules.credits import format_mc
+from bot.store import TuneState
+from bot.ui.base import SafeView
+from bot.ui.door import actor_of, done, entry, place_of, reply, services
+from cogs.checks import refuse_if_cannot_post
+
+if TYPE_CHECKING:
+    from bot.app import AstriaBot
+
+
+class PackPages(SafeView):
+    """Previous / next over the gallery, for the member who asked (an ephemeral answer)."""
+
+    def __init__(self, page: packs.PackPage) -> None:
+        super().__init__(timeout=600)
+        self.page = page.page
+        self.previous.disabled = page.page <= 0
+        self.next.disabled = page.page >= page.pages - 1
+
+    async def _show(self, interaction: discord.Interaction[Any], page: int) -> None:
+        shown = done(
+            await packs.list_packs(
+                services(interaction), actor_of(interaction), place_of(interaction), page
+            )
+        ).value
+        await interaction.response.edit_message(content=shown.text(), view=PackPages(shown))
+
+    @discord.ui.button(label="Previous", style=discord.ButtonStyle.secondary)
+    async def previous(
+        self, interaction: discord.Interaction[Any], button: discord.ui.Button[Any]
+    ) -> None:
+        await self._show(interaction, self.page - 1)
+
+    @discord.ui.button(label="Next", style=discord.ButtonStyle.secondary)
+    async def next(
+        self, interaction: discord.Interaction[Any], button: discord.ui.Button[Any]
+    ) -> None:
+        await self._show(interaction, self.page + 1)
+
+
+@app_commands.guild_only()
+@app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
+@app_commands.allowed_installs(guilds=True, users=False)
+class Packs(commands.GroupCog, group_name="pack", group_description="Astria's photo packs"):
+    def __init__(self, bot: AstriaBot) -> None:
+        self.bot = bot
+        super().__init__()
+
+    @app_commands.command(name="list", description="Astria's packs, priced for your tune")
+    @entry("reads")
+    async def list_(self, interaction: discord.Interaction[AstriaBot]) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        shown = done(
+            await packs.list_packs(
+                services(interaction), actor_of(interaction), place_of(interaction)
+            )
+        ).value
+        view = PackPages(shown) if shown.pages > 1 else discord.utils.MISSING
+        await interaction.followup.send(shown.text(), ephemeral=True, view=view)
+
+    @app_commands.command(name="run", description="Run one of Astria's packs on your tune")
+    @app_commands.describe(
+        pack="A pack from Astria's gallery (start typing its name)",
+        tune="One of your own ready tunes",
+    )
+    @entry("spends")
+    async def run(self, interaction: discord.Interaction[AstriaBot], pack: str, tune: str) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        refuse_if_cannot_post(interaction)
+        outcome = await packs.run_pack(
+            services(interaction), actor_of(interaction), place_of(interaction), pack, tune
+        )
+        await reply(interaction, outcome)
+
+    @run.autocomplete("pack")
+    async def pack_names(
+        self, interaction: discord.Interaction[AstriaBot], current: str
+    ) -> list[app_commands.Choice[str]]:
+        offers = await packs.pack_choices(
+            services(interaction), actor_of(interaction), place_of(interaction), current
+        )
+        return [
+            app_commands.Choice(
+                name=(
+                    f"{o.title} ({format_mc(o.price_mc)})"
+                    if o.price_mc is not None
+                    else f"{o.title} (for {', '.join(o.classes)})"
+                )[:100],
+                value=str(o.id),
+            )
+            for o in offers
+        ]
+
+    @run.autocomplete("tune")
+    async def tune_names(
+        self, interaction: discord.Interaction[AstriaBot], current: str
+    ) -> list[app_commands.Choice[str]]:
+        tunes = await self.bot.store.tunes.list_usable(
+            interaction.user.id, interaction.guild_id or 0, states=[TuneState.READY]
+        )
+        wanted = current.casefold()
+        return [
+            app_commands.Choice(name=t.name[:100], value=str(t.id))
+            for t in tunes
+            if t.owner_id == interaction.user.id and wanted in t.name.casefold()
+        ][:25]
+
+
+async def setup(bot: AstriaBot) -> None:
+    await bot.add_cog(Packs(bot))
