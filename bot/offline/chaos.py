@@ -202,7 +202,8 @@ class Kill:
     lost_create: str | None = None  # killed right after Astria lost a create's answer
     slot: int = 0  # which process (by shard) was killed
     process: str = ""  # with several processes: the one killed (its PROCESS_ID)
-    held: int = 0  # jobs it held a lease on when it died
+    held: int = 0  # jobs it held a lease on when it died (unfinished or unreported)
+    held_by_others: int = 0  # such jobs the live processes held then
     # Seconds from the kill until another process held the first of those jobs, and all.
     takeover_first: float | None = None
     takeover_all: float | None = None
@@ -267,6 +268,9 @@ class ChaosReport:
     failures: list[str] = field(default_factory=list)  # the run itself went wrong
     seconds: float = 0.0
     database: str = ""  # with several processes: the PostgreSQL schema (no password)
+    # With several processes: how many jobs each (by shard, over its restarts) was seen
+    # holding at some point (sampled twice a second; a job taken over counts for both).
+    worked: dict[int, int] = field(default_factory=dict)
 
     @property
     def takeovers(self) -> list[float]:
@@ -378,7 +382,11 @@ class ChaosReport:
                 f"  kill {kill.number} at {kill.at:5.1f} s    in flight {kill.in_flight} "
                 f"(unfinished: {states}); down {kill.down:.1f} s"
                 + (f"; right after a lost {kill.lost_create}" if kill.lost_create else "")
-                + (f"; {kill.process} held {kill.held}" if kill.process else "")
+                + (
+                    f"; {kill.process} held {kill.held} (the other {kill.held_by_others})"
+                    if kill.process
+                    else ""
+                )
                 + (
                     f", taken over in {kill.takeover_all:.1f} s (first {kill.takeover_first:.1f}"
                     f" s) by {', '.join(kill.taken_by)}"
@@ -387,6 +395,8 @@ class ChaosReport:
                 )
             )
         if plan.procs > 1:
+            shares = ", ".join(f"bot{slot} {n}" for slot, n in sorted(self.worked.items()))
+            out.append(f"  jobs held per process    {shares or 'none seen'} (sampled)")
             times = self.takeovers
             out.append(
                 f"  takeovers                {len(times)} (all of a dead process's jobs held by "
@@ -507,7 +517,9 @@ class ChaosRun:
         self._starts: collections.Counter[int] = collections.Counter()
         self._watchers: list[asyncio.Task[None]] = []
         self._reader: Store | None = None  # one store kept open for reads (PostgreSQL)
+        self._seen: dict[JobRef, set[int]] = {}  # with several processes: who held each job
         self._members_done = asyncio.Event()
+        self._drained = asyncio.Event()  # the drain is over (passed or not)
         self._issued_more = asyncio.Event()
         self._started = 0.0
         self._photos = [(f"IMG_{i}.jpg", demo_photo(i, size=600)) for i in range(1, 5)]
@@ -615,6 +627,8 @@ class ChaosRun:
         ]
         everyone = asyncio.create_task(_all(tasks))
         monkey = asyncio.create_task(self._monkey())
+        if self.plan.procs > 1:
+            self._watchers.append(asyncio.create_task(self._sample_holders()))
         await asyncio.wait({everyone, monkey}, return_when=asyncio.FIRST_EXCEPTION)
         if monkey.done() and monkey.exception() is not None:
             # The bot did not come back: members would wait for it forever.
@@ -633,12 +647,17 @@ class ChaosRun:
         """Wait for every job to end, stop the bot, and count."""
         self.say(f"  {self.elapsed():5.1f} s  every command sent; draining")
         self.report.drained = await self._drain()
+        self._drained.set()
         if self.report.drained:
             await self._statuses_settle(within=20.0)
             if self._metrics_url is not None:
                 await self._compare_metrics(self._metrics_url)
         await asyncio.gather(*self._watchers)
         self.report.exit_code = await self._stop_all()
+        worked: collections.Counter[int] = collections.Counter()
+        for slots in self._seen.values():
+            worked.update(slots)
+        self.report.worked = dict(worked)
         self.say(f"  {self.elapsed():5.1f} s  drained: {self.report.drained}; the bot stopped")
         if self._reader is not None:
             await self._reader.close()
@@ -962,13 +981,19 @@ class ChaosRun:
             # Only what still needs a holder: a job finished and reported just before
             # the kill may keep its dead holder's lease; no one needs to take it over.
             due = await self._due_jobs()
-            held = {j for j, h in (await self._holders()).items() if h == victim and j in due}
+            holders = {j: h for j, h in (await self._holders()).items() if j in due}
+            held = {j for j, h in holders.items() if h == victim}
             down = rng.uniform(0.5, 2.0)
             kill = Kill(number, at, states, down, lost_create, slot, victim, len(held))
+            kill.held_by_others = len(holders) - len(held)
             self.report.kills.append(kill)
             self.say(
                 f"  {at:5.1f} s  kill -9 #{number}"
-                + (f" of {victim} (holding {len(held)} jobs)" if several else "")
+                + (
+                    f" of {victim} (holding {len(held)} jobs, the other {kill.held_by_others})"
+                    if several
+                    else ""
+                )
                 + f" after {self.report.issued} jobs issued; "
                 f"in flight {kill.in_flight}, unfinished {sum(states.values())}"
                 + (f" (right after a lost {lost_create})" if lost_create else "")
@@ -983,6 +1008,17 @@ class ChaosRun:
                 f"  {self.elapsed():5.1f} s  "
                 + (f"{self._ids[slot]} is up" if several else "the bot is up again")
             )
+
+    async def _sample_holders(self) -> None:
+        """Twice a second until the drain is over: which process holds which job."""
+        slot_of = {f"bot{slot}": slot for slot in range(self.plan.procs)}
+        while not self._drained.is_set():
+            for job, holder in (await self._holders()).items():
+                slot = slot_of.get(holder.partition("-")[0])
+                if slot is not None:
+                    self._seen.setdefault(job, set()).add(slot)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), 0.5)
 
     async def _watch_takeover(
         self, kill: Kill, victim: str, jobs: set[JobRef], killed_at: float
