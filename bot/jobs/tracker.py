@@ -246,6 +246,7 @@ class Tracker:
         self._pruned_at: datetime | None = None  # on the steady timeline
         self._held: set[JobRef] = set()  # the jobs this process holds a lease on
         self._renewed_at: datetime | None = None  # wall time of the last renewal
+        self._renewing = asyncio.Lock()  # a round's renewal and keep_leases' one at a time
         self._unfinished: set[JobRef] = set()  # as of the last round's read
         self._claimed_since_read: set[JobRef] = set()  # not in that read: not known ended
 
@@ -329,14 +330,29 @@ class Tracker:
         """Each round: renew the leases held (every third of their length), let go of any
         another process took over, and claim the jobs due a holder (new ones, a dead
         process's lapsed ones), taking them up like a start."""
+        holder = self._config.holder
+        await self._renew_leases()
+        await self._claim_more()
+        if not self._config.sole_process:
+            # Callbacks that reached another process: look at those jobs now.
+            for job in await self._store.leases.woken(holder):
+                if (watch := self._watch.get(job)) is not None:
+                    watch.next_at = self._steady()
+
+    async def _renew_leases(self) -> None:
+        """Renew the leases held once a third of their length has passed since the last
+        renewal (or the wall clock went back), and let go of any another process took
+        over. From each round, and from `keep_leases` while a round runs long."""
         holder, lease = self._config.holder, self._config.lease_seconds
-        now = self._clock()
-        renew_every = timedelta(seconds=lease / 3)
-        if self._held and (
-            self._renewed_at is None
-            or now >= self._renewed_at + renew_every
-            or now < self._renewed_at
-        ):
+        async with self._renewing:
+            now = self._clock()
+            renew_every = timedelta(seconds=lease / 3)
+            if not self._held or not (
+                self._renewed_at is None
+                or now >= self._renewed_at + renew_every
+                or now < self._renewed_at
+            ):
+                return
             held = set(self._held)
             still = await self._write(
                 None, "renewing the leases", lambda: self._store.leases.renew(holder, held, lease)
@@ -345,12 +361,22 @@ class Tracker:
             for job in held - still:
                 log.warning("%s: another process took it over; this one lets it go", job)
                 self._let_go(job)
-        await self._claim_more()
-        if not self._config.sole_process:
-            # Callbacks that reached another process: look at those jobs now.
-            for job in await self._store.leases.woken(holder):
-                if (watch := self._watch.get(job)) is not None:
-                    watch.next_at = self._steady()
+
+    async def keep_leases(self) -> None:
+        """Until `stop()`: renew the leases in time even while a round is held up (a slow
+        Astria answer or a retried write can take longer than a lease). Renewed only by the
+        rounds, a live process's leases lapsed in such a round, another process took its
+        jobs over, and both worked them (reports and state writes) until this one's next
+        renewal found out."""
+        check = min(1.0, self._config.lease_seconds / 6)  # real seconds between looks
+        while not self._stopping:
+            await asyncio.sleep(check)
+            try:
+                await self._renew_leases()
+            except StoreFault:
+                pass  # logged by the write; the next look tries again
+            except Exception:
+                self._quiet.log(logging.ERROR, "renewing the leases failed", exc_info=True)
 
     async def _claim_more(self) -> None:
         claimed = await self._write(
@@ -473,6 +499,11 @@ class Tracker:
         never holds up submissions and status checks at Astria."""
         await self.start()
         reporter = asyncio.create_task(self._report_forever(), name="tracker-reports")
+        keeper = (
+            None
+            if self._config.sole_process
+            else asyncio.create_task(self.keep_leases(), name="tracker-leases")
+        )
         try:
             while not self._stopping:
                 try:
@@ -483,6 +514,10 @@ class Tracker:
                     )
                 await self._idle()
         finally:
+            if keeper is not None:
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
             self._report_due.set()
             # Let the report in hand finish (a post half sent is found again after a
             # restart, but a clean stop need not rely on that).

@@ -6,6 +6,7 @@ reaching the process that does not hold the job wakes it where it is held."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 
 import pytest
@@ -119,3 +120,44 @@ async def test_a_callback_reaching_the_other_process_wakes_the_job_where_it_is_h
     assert (await a.poll_once()).checked == 0  # once
     assert await rig.store.leases.woken("a") == set()
     assert JobRef.parse(str(prompt.job)) in a._held
+
+
+async def test_a_round_held_up_past_the_lease_keeps_it_so_the_other_process_takes_nothing(
+    rig: Rig,
+):
+    """A live process whose round waits on a slow Astria answer for longer than a lease
+    (seen in the two-process chaos run): `keep_leases` renews meanwhile. Renewed only by
+    the rounds, the lease ran out, the other process took the job over, and both worked
+    it until the slow round's process next renewed."""
+    a, b = process(rig, "a"), process(rig, "b")
+    rig.tracker = a
+    tune = await rig.ready_tune(owner=1)
+    prompt = await rig.prompt(1, tune, "sks man, a slow round")
+    await a.poll_once()  # a holds it and submits it
+    assert (await rig.store.leases.holders())[prompt.job] == "a"
+
+    keeper = asyncio.create_task(a.keep_leases())
+    rig.emulator.faults.rate(Fault("latency", delay=3.0), 1.0)  # every answer, slow
+    await rig.emulator.advance(LEASE / 3 + 1)
+    held_up = asyncio.create_task(a.poll_once())  # renews, then waits on Astria
+    await asyncio.sleep(0.5)
+    await rig.emulator.advance(LEASE / 3 + 1)  # a renewal is due while the round waits
+    await asyncio.sleep(1.5)  # (real time: keep_leases looks every second)
+    rig.emulator.faults.clear()
+    await rig.emulator.advance(LEASE - 5)  # past the lease the round itself renewed
+    assert not held_up.done()  # still held up: a is alive
+    await b.poll_once()
+    assert (await rig.store.leases.holders())[prompt.job] == "a"  # b took nothing
+    await held_up
+    keeper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await keeper
+
+    for _ in range(20):
+        if rig.delivery.ends(EventKind.DONE):
+            break
+        await rounds(rig, a, b)
+    assert rig.delivery.keys("prompt:") == {f"prompt:{prompt.id}:done": 1}
+    assert tune.astria_id is not None
+    assert len(rig.emulator.prompts_for(tune.astria_id)) == 1
+    await rig.ledger_matches_charges()
