@@ -119,6 +119,9 @@ LOST_ANSWERS = frozenset({"http_504_after", "drop_after"})
 INTAKE_DELAY = 0.3  # with an intake kill: seconds per attachment download
 STORE_FAULT_RATE = 0.1  # with --store-faults: the share of the bot's writes that fail
 STORE_FAULT_LOGGED = "a write fails on purpose"  # bot/store/db.py logs each one
+# bot/jobs/tracker.py logs it when a live process finds another took over a job it held
+# (its lease ran out while it still worked it): a dead process never says it.
+LEASE_LOST_LOGGED = "another process took it over"
 IN_FLIGHT = frozenset({"submitting", "training", "generating", "stuck"})
 
 
@@ -271,6 +274,7 @@ class ChaosReport:
     # With several processes: how many jobs each (by shard, over its restarts) was seen
     # holding at some point (sampled twice a second; a job taken over counts for both).
     worked: dict[int, int] = field(default_factory=dict)
+    leases_lost: int = 0  # jobs a live process found taken over (from its logs)
 
     @property
     def takeovers(self) -> list[float]:
@@ -333,6 +337,8 @@ class ChaosReport:
         for kill in self.kills:
             if kill.held and kill.takeover_all is None:
                 found.append(f"kill {kill.number}: {kill.process}'s jobs were never taken over")
+        if self.leases_lost:
+            found.append(f"{self.leases_lost} jobs taken over from a live process")
         if self.plan.procs > 1 and len({k.slot for k in self.kills}) < min(
             self.plan.procs, self.plan.kills
         ):
@@ -396,7 +402,10 @@ class ChaosReport:
             )
         if plan.procs > 1:
             shares = ", ".join(f"bot{slot} {n}" for slot, n in sorted(self.worked.items()))
-            out.append(f"  jobs held per process    {shares or 'none seen'} (sampled)")
+            out.append(
+                f"  jobs held per process    {shares or 'none seen'} (sampled); jobs a live "
+                f"process lost to the other (its lease ran out): {self.leases_lost}"
+            )
             times = self.takeovers
             out.append(
                 f"  takeovers                {len(times)} (all of a dead process's jobs held by "
@@ -1251,6 +1260,8 @@ class ChaosRun:
                     line = self._json_line(line)
                 if STORE_FAULT_LOGGED in line:
                     self.report.store_faults += 1
+                if LEASE_LOST_LOGGED in line:
+                    self.report.leases_lost += 1
                 if " ERROR " in line or " CRITICAL " in line or line.startswith("Traceback"):
                     message = line.split(" ERROR ", 1)[-1].split(" CRITICAL ", 1)[-1]
                     self.report.log_errors[re.sub(r"\d+", "N", message)] += 1
