@@ -246,7 +246,8 @@ class Tracker:
         self._pruned_at: datetime | None = None  # on the steady timeline
         self._held: set[JobRef] = set()  # the jobs this process holds a lease on
         self._renewed_at: datetime | None = None  # wall time of the last renewal
-        self._renewing = asyncio.Lock()  # a round's renewal and keep_leases' one at a time
+        # A round's renewal, keep_leases' one and hand-backs of leases, one at a time.
+        self._renewing = asyncio.Lock()
         self._unfinished: set[JobRef] = set()  # as of the last round's read
         self._claimed_since_read: set[JobRef] = set()  # not in that read: not known ended
 
@@ -406,7 +407,11 @@ class Tracker:
             return
         pending = {e.job for e in await self._store.events.pending()}
         ended = {job for job in done if str(job) not in pending and job not in self._busy}
-        if ended:
+        if not ended:
+            return
+        # Not while `keep_leases` renews: a renewal that read the held jobs before this
+        # hand-back and wrote after it would take it for another process's takeover.
+        async with self._renewing:
             await self._write(
                 None,
                 "handing back leases",
@@ -487,11 +492,12 @@ class Tracker:
                 await task
         # Another process may take them up at once (a create cut short is recovered by
         # a lookup there, as after a restart); a failure leaves them to lapse.
-        try:
-            await self._store.leases.release(self._config.holder, self._held)
-        except StoreError as exc:
-            log.warning("the leases were not handed back (%s); they lapse instead", exc)
-        self._held.clear()
+        async with self._renewing:  # not while a renewal is on its way (see above)
+            try:
+                await self._store.leases.release(self._config.holder, self._held)
+            except StoreError as exc:
+                log.warning("the leases were not handed back (%s); they lapse instead", exc)
+            self._held.clear()
 
     async def run(self) -> None:
         """Poll until `stop()`; a callback's `wake()` cuts the wait short. Reports go out

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
+from collections.abc import Collection
+from typing import Any
 
 import pytest
 
@@ -161,3 +163,45 @@ async def test_a_round_held_up_past_the_lease_keeps_it_so_the_other_process_take
     assert tune.astria_id is not None
     assert len(rig.emulator.prompts_for(tune.astria_id)) == 1
     await rig.ledger_matches_charges()
+
+
+async def test_a_renewal_beside_a_round_handing_a_job_back_is_not_a_takeover(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+):
+    """`keep_leases` renews while a round hands back a finished job's lease: a renewal
+    that read the held jobs before the hand-back and wrote after it took the job's own
+    hand-back for another process's takeover (seen in the two-process chaos run with
+    store faults). Renewals and hand-backs take turns."""
+    a = process(rig, "a")
+    rig.tracker = a
+    tune = await rig.ready_tune(owner=1)
+    prompt = await rig.prompt(1, tune, "sks man, handed back")
+    renew, release = rig.store.leases.renew, rig.store.leases.release
+    gate = asyncio.Event()
+    keeper: list[asyncio.Task[None]] = []
+
+    async def renewal(*args: Any, **kwargs: Any) -> set[JobRef]:
+        if keeper:
+            await gate.wait()  # the keeper's renewal: its writer comes after the hand-back
+        return await renew(*args, **kwargs)
+
+    async def hand_back(holder: str, jobs: Collection[JobRef]) -> None:
+        if keeper or prompt.job not in jobs:
+            return await release(holder, jobs)
+        await rig.emulator.advance(LEASE / 3 + 1)  # a renewal is due
+        keeper.append(asyncio.create_task(a._renew_leases()))
+        await asyncio.sleep(0.05)  # the keeper reads which jobs are held
+        await release(holder, jobs)
+        gate.set()
+
+    rig.store.leases.renew = renewal  # type: ignore[method-assign]
+    rig.store.leases.release = hand_back  # type: ignore[method-assign]
+    for _ in range(20):
+        await rounds(rig, a)
+        if keeper:
+            break
+    assert keeper, "the job was never handed back"
+    await keeper[0]
+    assert rig.delivery.keys("prompt:") == {f"prompt:{prompt.id}:done": 1}
+    assert "another process took it over" not in caplog.text
+    assert await rig.store.leases.holders() == {}
