@@ -1870,9 +1870,14 @@ class Tracker:
             self._alerts.discord_error(event.guild_id)
             attempts = pending.attempts + 1
             delay = retry_delay(attempts)
-            await self._store.events.record_failure(
-                event.key, refusals=refusals, next_attempt_at=self._clock() + delay
-            )
+            try:
+                await self._store.events.record_failure(
+                    event.key, refusals=refusals, next_attempt_at=self._clock() + delay
+                )
+            except StoreFault as fault:
+                # Not written down: the event stays pending as it was and the next report
+                # round tries it again (a raise here ended the channel's report task).
+                log.warning("%s: its failed report was not recorded (%s)", event.key, fault)
             where = "by DM" if refusals >= CHANNEL_REFUSALS_BEFORE_DM else "in the channel"
             if isinstance(exc, DeliveryFailed):
                 reason = exc.reason
