@@ -50,8 +50,11 @@ bench: $(STAMP)
 
 # The chaos run: 200 jobs from 20 members, a faulty Astria emulator, three kill -9s; prints
 # the figures (lost, duplicates, double posts, ledger difference: all 0). SEED=n, SHORT=1.
+# PROCS=2: two bot processes (a shard each) on a fresh schema of the PostgreSQL that
+# DATABASE_URL or TEST_DATABASE_URL names, each kill hitting either; also prints takeovers.
 chaos: $(STAMP)
-	$(BIN)/python -m bot.offline.chaos $(if $(SEED),--seed $(SEED)) $(if $(SHORT),--short)
+	$(BIN)/python -m bot.offline.chaos $(if $(SEED),--seed $(SEED)) $(if $(SHORT),--short) \
+		$(if $(PROCS),--procs $(PROCS))
 
 # Re-pin the whole tree after changing pyproject.toml's dependencies.
 lock: $(STAMP)

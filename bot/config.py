@@ -686,3 +686,14 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(
             f"{field.upper()}: could not be read; it must be JSON, like {field.upper()}={example}"
         ) from None
+
+
+def offline_postgres_url() -> SecretStr | None:
+    """The PostgreSQL the offline tools' several-process modes use (`make chaos PROCS=2`):
+    DATABASE_URL, else TEST_DATABASE_URL, from the environment (not `.env`); None when
+    neither is set or neither is a PostgreSQL URL."""
+    for name in ("DATABASE_URL", "TEST_DATABASE_URL"):
+        value = os.environ.get(name, "").strip()
+        if value.partition("://")[0] in ("postgresql", "postgres"):
+            return SecretStr(value)
+    return None

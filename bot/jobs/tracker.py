@@ -256,6 +256,8 @@ class Tracker:
         self._pruned_at: datetime | None = None  # on the steady timeline
         self._held: set[JobRef] = set()  # the jobs this process holds a lease on
         self._renewed_at: datetime | None = None  # wall time of the last renewal
+        # A round's renewal, keep_leases' one and hand-backs of leases, one at a time.
+        self._renewing = asyncio.Lock()
         self._unfinished: set[JobRef] = set()  # as of the last round's read
         self._claimed_since_read: set[JobRef] = set()  # not in that read: not known ended
 
@@ -342,14 +344,29 @@ class Tracker:
         """Each round: renew the leases held (every third of their length), let go of any
         another process took over, and claim the jobs due a holder (new ones, a dead
         process's lapsed ones), taking them up like a start."""
+        holder = self._config.holder
+        await self._renew_leases()
+        await self._claim_more()
+        if not self._config.sole_process:
+            # Callbacks that reached another process: look at those jobs now.
+            for job in await self._store.leases.woken(holder):
+                if (watch := self._watch.get(job)) is not None:
+                    watch.next_at = self._steady()
+
+    async def _renew_leases(self) -> None:
+        """Renew the leases held once a third of their length has passed since the last
+        renewal (or the wall clock went back), and let go of any another process took
+        over. From each round, and from `keep_leases` while a round runs long."""
         holder, lease = self._config.holder, self._config.lease_seconds
-        now = self._clock()
-        renew_every = timedelta(seconds=lease / 3)
-        if self._held and (
-            self._renewed_at is None
-            or now >= self._renewed_at + renew_every
-            or now < self._renewed_at
-        ):
+        async with self._renewing:
+            now = self._clock()
+            renew_every = timedelta(seconds=lease / 3)
+            if not self._held or not (
+                self._renewed_at is None
+                or now >= self._renewed_at + renew_every
+                or now < self._renewed_at
+            ):
+                return
             held = set(self._held)
             still = await self._write(
                 None, "renewing the leases", lambda: self._store.leases.renew(holder, held, lease)
@@ -358,12 +375,22 @@ class Tracker:
             for job in held - still:
                 log.warning("%s: another process took it over; this one lets it go", job)
                 self._let_go(job)
-        await self._claim_more()
-        if not self._config.sole_process:
-            # Callbacks that reached another process: look at those jobs now.
-            for job in await self._store.leases.woken(holder):
-                if (watch := self._watch.get(job)) is not None:
-                    watch.next_at = self._steady()
+
+    async def keep_leases(self) -> None:
+        """Until `stop()`: renew the leases in time even while a round is held up (a slow
+        Astria answer or a retried write can take longer than a lease). Renewed only by the
+        rounds, a live process's leases lapsed in such a round, another process took its
+        jobs over, and both worked them (reports and state writes) until this one's next
+        renewal found out."""
+        check = min(1.0, self._config.lease_seconds / 6)  # real seconds between looks
+        while not self._stopping:
+            await asyncio.sleep(check)
+            try:
+                await self._renew_leases()
+            except StoreFault:
+                pass  # logged by the write; the next look tries again
+            except Exception:
+                self._quiet.log(logging.ERROR, "renewing the leases failed", exc_info=True)
 
     async def _claim_more(self) -> None:
         claimed = await self._write(
@@ -393,7 +420,11 @@ class Tracker:
             return
         pending = {e.job for e in await self._store.events.pending()}
         ended = {job for job in done if str(job) not in pending and job not in self._busy}
-        if ended:
+        if not ended:
+            return
+        # Not while `keep_leases` renews: a renewal that read the held jobs before this
+        # hand-back and wrote after it would take it for another process's takeover.
+        async with self._renewing:
             await self._write(
                 None,
                 "handing back leases",
@@ -474,11 +505,12 @@ class Tracker:
                 await task
         # Another process may take them up at once (a create cut short is recovered by
         # a lookup there, as after a restart); a failure leaves them to lapse.
-        try:
-            await self._store.leases.release(self._config.holder, self._held)
-        except StoreError as exc:
-            log.warning("the leases were not handed back (%s); they lapse instead", exc)
-        self._held.clear()
+        async with self._renewing:  # not while a renewal is on its way (see above)
+            try:
+                await self._store.leases.release(self._config.holder, self._held)
+            except StoreError as exc:
+                log.warning("the leases were not handed back (%s); they lapse instead", exc)
+            self._held.clear()
 
     async def run(self) -> None:
         """Poll until `stop()`; a callback's `wake()` cuts the wait short. Reports go out
@@ -486,6 +518,11 @@ class Tracker:
         never holds up submissions and status checks at Astria."""
         await self.start()
         reporter = asyncio.create_task(self._report_forever(), name="tracker-reports")
+        keeper = (
+            None
+            if self._config.sole_process
+            else asyncio.create_task(self.keep_leases(), name="tracker-leases")
+        )
         try:
             while not self._stopping:
                 try:
@@ -496,6 +533,10 @@ class Tracker:
                     )
                 await self._idle()
         finally:
+            if keeper is not None:
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
             self._report_due.set()
             # Let the report in hand finish (a post half sent is found again after a
             # restart, but a clean stop need not rely on that).
@@ -1973,9 +2014,14 @@ class Tracker:
             self._alerts.discord_error(event.guild_id)
             attempts = pending.attempts + 1
             delay = retry_delay(attempts)
-            await self._store.events.record_failure(
-                event.key, refusals=refusals, next_attempt_at=self._clock() + delay
-            )
+            try:
+                await self._store.events.record_failure(
+                    event.key, refusals=refusals, next_attempt_at=self._clock() + delay
+                )
+            except StoreFault as fault:
+                # Not written down: the event stays pending as it was and the next report
+                # round tries it again (a raise here ended the channel's report task).
+                log.warning("%s: its failed report was not recorded (%s)", event.key, fault)
             where = "by DM" if refusals >= CHANNEL_REFUSALS_BEFORE_DM else "in the channel"
             if isinstance(exc, DeliveryFailed):
                 reason = exc.reason

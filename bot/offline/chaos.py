@@ -17,7 +17,14 @@ images posted twice, and the ledger equal to what the emulator charged and to th
 of its balance, to the millicent.
 
     python -m bot.offline.chaos [--short] [--seed N] [--no-idempotency] [--reading NAME]
-                                [--store-faults] [--output DIR]
+                                [--store-faults] [--procs 2] [--output DIR]
+
+`--procs 2` runs two bot processes on one fresh PostgreSQL schema (DATABASE_URL, else
+TEST_DATABASE_URL; refused without one), each holding one of two shards, with a server on
+each shard and the members spread over several channels in them (a channel is worked by
+one process at a time); each kill hits one of the two at random (seeded; with two kills or
+more, both), and the other takes its jobs over once their leases run out: the figures also
+say how long each takeover took. The metrics comparison is one process's, so it is off.
 
 `--store-faults` also makes the bot's own database fail a share of its writes (an I/O
 error at commit, nothing written; the test-only CHAOS_STORE_FAULT_RATE setting).
@@ -40,26 +47,33 @@ import logging
 import random
 import re
 import shutil
+import signal
 import socket
+import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
 from bot.astria.client import IMAGE_ROUTE
+from bot.config import offline_postgres_url
 from bot.offline.demo import demo_photo
 from bot.offline.emulator import READINGS, Fault
 from bot.offline.emulator.faults import RequestRecord
 from bot.offline.fakecord import DriverError, FakeDiscordConfig, Member, Message
+from bot.offline.fakecord.state import Channel, Guild
 from bot.offline.stage import BOT_TOKEN, Stage, StageError, StageOptions
 from bot.rules.credits import format_mc
 from bot.store import (
+    JobRef,
     LedgerKind,
     PromptRecord,
     PromptState,
@@ -67,7 +81,9 @@ from bot.store import (
     TuneRecord,
     TuneState,
 )
+from bot.store.errors import StoreError
 from bot.store.ledger import OPERATOR_GUILD
+from bot.store.postgres import describe, drop_schema, fresh_schema
 
 PROMPT_CREATE = "POST /tunes/{tune_id}/prompts"
 TUNE_CREATE = "POST /tunes"
@@ -103,6 +119,9 @@ LOST_ANSWERS = frozenset({"http_504_after", "drop_after"})
 INTAKE_DELAY = 0.3  # with an intake kill: seconds per attachment download
 STORE_FAULT_RATE = 0.1  # with --store-faults: the share of the bot's writes that fail
 STORE_FAULT_LOGGED = "a write fails on purpose"  # bot/store/db.py logs each one
+# bot/jobs/tracker.py logs it when a live process finds another took over a job it held
+# (its lease ran out while it still worked it): a dead process never says it.
+LEASE_LOST_LOGGED = "another process took it over"
 IN_FLIGHT = frozenset({"submitting", "training", "generating", "stuck"})
 
 
@@ -130,6 +149,11 @@ class ChaosPlan:
     # runs, they are scraped and checked against the emulator's and the fake's own counts.
     metrics: bool = True
     log_format: str = "text"  # the bot's LOG_FORMAT: every line is checked to parse
+    # Bot processes on one PostgreSQL (1: the one process, on SQLite unless told); with
+    # more, one shard and one server each, members spread over `channels` per server.
+    procs: int = 1
+    channels: int = 2
+    lease_seconds: float = 4.0  # LEASE_SECONDS with several processes: takeovers fit a run
 
     @classmethod
     def short(cls, seed: int = 7) -> ChaosPlan:
@@ -159,6 +183,18 @@ class ChaosPlan:
             points.append(self.members + self.prompts * k // (later + 1))
         return points
 
+    def victims(self) -> list[int]:
+        """Which process each kill hits (0 with one): at random, seeded; with as many
+        kills as processes or more, each process at least once."""
+        rng = random.Random(f"chaos:{self.seed}:victims")
+        if self.procs <= 1:
+            return [0] * self.kills
+        every = list(range(self.procs)) if self.kills >= self.procs else []
+        rest = [rng.randrange(self.procs) for _ in range(self.kills - len(every))]
+        order = every + rest
+        rng.shuffle(order)
+        return order
+
 
 @dataclass
 class Kill:
@@ -167,6 +203,14 @@ class Kill:
     states: dict[str, int]  # unfinished jobs in the database right after the kill
     down: float  # seconds the bot stayed down
     lost_create: str | None = None  # killed right after Astria lost a create's answer
+    slot: int = 0  # which process (by shard) was killed
+    process: str = ""  # with several processes: the one killed (its PROCESS_ID)
+    held: int = 0  # jobs it held a lease on when it died (unfinished or unreported)
+    held_by_others: int = 0  # such jobs the live processes held then
+    # Seconds from the kill until another process held the first of those jobs, and all.
+    takeover_first: float | None = None
+    takeover_all: float | None = None
+    taken_by: tuple[str, ...] = ()
 
     @property
     def in_flight(self) -> int:
@@ -226,6 +270,17 @@ class ChaosReport:
     log_errors: collections.Counter[str] = field(default_factory=collections.Counter)
     failures: list[str] = field(default_factory=list)  # the run itself went wrong
     seconds: float = 0.0
+    database: str = ""  # with several processes: the PostgreSQL schema (no password)
+    # With several processes: how many jobs each (by shard, over its restarts) was seen
+    # holding at some point (sampled twice a second; a job taken over counts for both).
+    worked: dict[int, int] = field(default_factory=dict)
+    leases_lost: int = 0  # jobs a live process found taken over (from its logs)
+
+    @property
+    def takeovers(self) -> list[float]:
+        """Seconds until every job of a killed process was held by another, per kill of
+        a process that held any."""
+        return [k.takeover_all for k in self.kills if k.takeover_all is not None]
 
     @property
     def accepted(self) -> int:
@@ -279,6 +334,15 @@ class ChaosReport:
             found.append(f"{self.secrets_in_logs} log lines carry a secret")
         if self.unparsed_log_lines:
             found.append(f"{self.unparsed_log_lines} log lines are not one JSON object")
+        for kill in self.kills:
+            if kill.held and kill.takeover_all is None:
+                found.append(f"kill {kill.number}: {kill.process}'s jobs were never taken over")
+        if self.leases_lost:
+            found.append(f"{self.leases_lost} jobs taken over from a live process")
+        if self.plan.procs > 1 and len({k.slot for k in self.kills}) < min(
+            self.plan.procs, self.plan.kills
+        ):
+            found.append("the kills did not hit every process")
         if self.plan.metrics and self.drained and self.metrics_requests == 0:
             found.append("the metrics were not compared")
         return found
@@ -290,8 +354,13 @@ class ChaosReport:
             "",
             f"Chaos run, seed {plan.seed}: {plan.members} members, {plan.jobs} jobs planned, "
             f"{plan.kills} kills, idempotency {'on' if plan.idempotency else 'off'}, "
-            f"reading {plan.reading}{', store faults' if plan.store_faults else ''} "
-            f"({self.seconds:.0f} s)",
+            f"reading {plan.reading}{', store faults' if plan.store_faults else ''}"
+            + (
+                f", {plan.procs} processes on {self.database} (lease {plan.lease_seconds:g} s)"
+                if plan.procs > 1
+                else ""
+            )
+            + f" ({self.seconds:.0f} s)",
             f"  commands issued          {self.issued} (answered {self.answered}, "
             f"unanswered {self.unanswered}, refused {sum(self.refusals.values())})",
             f"  jobs accepted            {self.accepted} ({self.accepted_tunes} tunes, "
@@ -319,6 +388,31 @@ class ChaosReport:
                 f"  kill {kill.number} at {kill.at:5.1f} s    in flight {kill.in_flight} "
                 f"(unfinished: {states}); down {kill.down:.1f} s"
                 + (f"; right after a lost {kill.lost_create}" if kill.lost_create else "")
+                + (
+                    f"; {kill.process} held {kill.held} (the other {kill.held_by_others})"
+                    if kill.process
+                    else ""
+                )
+                + (
+                    f", taken over in {kill.takeover_all:.1f} s (first {kill.takeover_first:.1f}"
+                    f" s) by {', '.join(kill.taken_by)}"
+                    if kill.takeover_all is not None and kill.takeover_first is not None
+                    else ""
+                )
+            )
+        if plan.procs > 1:
+            shares = ", ".join(f"bot{slot} {n}" for slot, n in sorted(self.worked.items()))
+            out.append(
+                f"  jobs held per process    {shares or 'none seen'} (sampled); jobs a live "
+                f"process lost to the other (its lease ran out): {self.leases_lost}"
+            )
+            times = self.takeovers
+            out.append(
+                f"  takeovers                {len(times)} (all of a dead process's jobs held by "
+                f"another: median {statistics.median(times):.1f} s, max {max(times):.1f} s; "
+                f"lease {plan.lease_seconds:g} s)"
+                if times
+                else "  takeovers                none (no killed process held a job)"
             )
         out.append(f"  faults injected          {faults} (of {self.astria_requests} requests)")
         if plan.store_faults:
@@ -345,14 +439,48 @@ class ChaosReport:
         return out
 
 
+@dataclass(frozen=True)
+class Seat:
+    """Where a member sends their commands: their channel, in the server of process `slot`
+    (its shard); with one process, the stage's one channel."""
+
+    member: Member
+    channel: Channel
+    slot: int
+
+
 class ChaosRun:
     """One run: the stage, the members, the monkey with SIGKILL, and the reckoning."""
 
-    def __init__(self, plan: ChaosPlan, folder: Path, out: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        plan: ChaosPlan,
+        folder: Path,
+        out: TextIO | None = None,
+        *,
+        database_url: SecretStr | None = None,
+    ) -> None:
+        several: dict[str, str] = {}
+        if plan.procs > 1:
+            if database_url is None:
+                raise ValueError("several bot processes need PostgreSQL: give a database_url")
+            if plan.intake_kill:
+                raise ValueError("the intake kill is for one process")
+            # The metrics comparison is one process's counters against everything the
+            # emulator saw since it started: with two at once, it does not hold.
+            plan = dataclasses.replace(plan, metrics=False)
+            several = {
+                "SHARD_COUNT": str(plan.procs),
+                "LEASE_SECONDS": f"{plan.lease_seconds:g}",
+            }
+        if database_url is not None:
+            several["DATABASE_URL"] = database_url.get_secret_value()
         self.plan = plan
         self.folder = folder
         self.out = out
         self.report = ChaosReport(plan, folder)
+        if database_url is not None:
+            self.report.database = _where(database_url)
         options = StageOptions(
             folder=folder,
             idempotency=plan.idempotency,
@@ -362,7 +490,12 @@ class ChaosRun:
             balance_mc=plan.balance_mc,
             seed=plan.seed,
             foreign_tunes=5,
-            members=tuple(f"member{n:02d}" for n in range(1, plan.members + 1)),
+            # With several processes the members are seated in `_seat` (a server each).
+            members=(
+                tuple(f"member{n:02d}" for n in range(1, plan.members + 1))
+                if plan.procs == 1
+                else ()
+            ),
             # Wider windows than Discord's 5 per 5 s (hundreds of posts in one channel would
             # otherwise take minutes), not announced in headers: the bot meets real 429s.
             fake=FakeDiscordConfig(
@@ -379,11 +512,23 @@ class ChaosRun:
                 "LOG_FORMAT": plan.log_format,
                 **self._store_fault_settings(),
                 **({"PHOTO_SWEEP_GRACE_SECONDS": "1"} if plan.intake_kill else {}),
+                **several,
             },
         )
         self.stage = Stage(options)
-        self._up = asyncio.Event()
+        # Per process (its shard's server): set while it is connected and members may
+        # send commands there.
+        self._ups = [asyncio.Event() for _ in range(plan.procs)]
+        self._seats: list[Seat] = []
+        # With several processes: each one's process, PROCESS_ID and number of starts.
+        self._procs: dict[int, asyncio.subprocess.Process] = {}
+        self._ids: dict[int, str] = {}
+        self._starts: collections.Counter[int] = collections.Counter()
+        self._watchers: list[asyncio.Task[None]] = []
+        self._reader: Store | None = None  # one store kept open for reads (PostgreSQL)
+        self._seen: dict[JobRef, set[int]] = {}  # with several processes: who held each job
         self._members_done = asyncio.Event()
+        self._drained = asyncio.Event()  # the drain is over (passed or not)
         self._issued_more = asyncio.Event()
         self._started = 0.0
         self._photos = [(f"IMG_{i}.jpg", demo_photo(i, size=600)) for i in range(1, 5)]
@@ -423,28 +568,76 @@ class ChaosRun:
                     f"Chaos run, seed {plan.seed}: Astria emulator {self.stage.emulator.base_url}"
                     f" (branch {self.stage.options.branch}), Discord fake "
                     f"{self.stage.fake.base_url}, folder {self.folder}"
+                    + (
+                        f", {plan.procs} processes on {self.report.database}"
+                        if plan.procs > 1
+                        else ""
+                    )
                 )
-                await self.stage.start_bot(timeout=60.0)
-                await self.stage.fake.wait_commands(60.0)
-                self._up.set()
-                self.say(f"  {self.elapsed():5.1f} s  the bot is up; {plan.members} members start")
-                await self._play()
-                await self._finish()
+                try:
+                    await self._seat()
+                    for slot in range(plan.procs):
+                        await self._start(slot)
+                    await self.stage.fake.wait_commands(60.0)
+                    for up in self._ups:
+                        up.set()
+                    self.say(
+                        f"  {self.elapsed():5.1f} s  the bot is up; {plan.members} members start"
+                        + (
+                            f" in {len({s.channel.id for s in self._seats})} channels of "
+                            f"{plan.procs} servers"
+                            if plan.procs > 1
+                            else ""
+                        )
+                    )
+                    await self._play()
+                    await self._finish()
+                finally:
+                    await self._kill_leftovers()
         except StageError as exc:
             self.report.failures.append(str(exc))
         self.report.seconds = self.elapsed()
         self._scan_logs()
         return self.report
 
+    async def _seat(self) -> None:
+        """With one process, every member in the stage's channel. With several, a server
+        on each process's shard (Discord sends a server's events to shard (id >> 22) %
+        count), `channels` channels in each, and the members dealt over them in turn."""
+        plan, fake = self.plan, self.stage.fake
+        if plan.procs == 1:
+            self._seats = [Seat(m, self.stage.channel, 0) for m in self.stage.members.values()]
+            return
+        guilds: dict[int, Guild] = {(self.stage.guild.id >> 22) % plan.procs: self.stage.guild}
+        while len(guilds) < plan.procs:
+            guild = await fake.create_guild(f"Offline Server {len(guilds) + 1}")
+            guilds.setdefault((guild.id >> 22) % plan.procs, guild)
+            await asyncio.sleep(0.002)  # a new millisecond, maybe the other shard's
+        channels: dict[int, list[Channel]] = {}
+        for slot, guild in guilds.items():
+            channels[slot] = [
+                self.stage.channel
+                if guild is self.stage.guild and n == 0
+                else await fake.create_channel(guild, f"art-{n + 1}")
+                for n in range(plan.channels)
+            ]
+        for k in range(plan.members):
+            slot = k % plan.procs
+            member = await fake.create_member(guilds[slot], f"member{k + 1:02d}")
+            channel = channels[slot][(k // plan.procs) % plan.channels]
+            self._seats.append(Seat(member, channel, slot))
+
     async def _play(self) -> None:
-        members = list(self.stage.members.values())
-        share, extra = divmod(self.plan.prompts, len(members))
+        seats = self._seats
+        share, extra = divmod(self.plan.prompts, len(seats))
         tasks = [
-            asyncio.create_task(self._member(n, m, share + (1 if n < extra else 0)))
-            for n, m in enumerate(members)
+            asyncio.create_task(self._member(n, seat, share + (1 if n < extra else 0)))
+            for n, seat in enumerate(seats)
         ]
         everyone = asyncio.create_task(_all(tasks))
         monkey = asyncio.create_task(self._monkey())
+        if self.plan.procs > 1:
+            self._watchers.append(asyncio.create_task(self._sample_holders()))
         await asyncio.wait({everyone, monkey}, return_when=asyncio.FIRST_EXCEPTION)
         if monkey.done() and monkey.exception() is not None:
             # The bot did not come back: members would wait for it forever.
@@ -463,15 +656,89 @@ class ChaosRun:
         """Wait for every job to end, stop the bot, and count."""
         self.say(f"  {self.elapsed():5.1f} s  every command sent; draining")
         self.report.drained = await self._drain()
+        self._drained.set()
         if self.report.drained:
             await self._statuses_settle(within=20.0)
             if self._metrics_url is not None:
                 await self._compare_metrics(self._metrics_url)
-        self.report.exit_code = await self.stage.stop_bot()
+        await asyncio.gather(*self._watchers)
+        self.report.exit_code = await self._stop_all()
+        worked: collections.Counter[int] = collections.Counter()
+        for slots in self._seen.values():
+            worked.update(slots)
+        self.report.worked = dict(worked)
         self.say(f"  {self.elapsed():5.1f} s  drained: {self.report.drained}; the bot stopped")
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
         await self._reckon()
 
-    async def _restart(self) -> None:
+    # ------------------------------------------------------------------ processes
+
+    async def _start(self, slot: int) -> None:
+        """Start process `slot` (with several: shard `slot`, a new PROCESS_ID each start,
+        as a restarted process's default host-and-pid is) and wait until it is connected."""
+        if self.plan.procs == 1:
+            await self.stage.start_bot(timeout=60.0)
+            return
+        changed = self.stage.fake.gateway.changed
+        with contextlib.suppress(TimeoutError):  # a killed process's session, closing
+            await changed.wait_for(lambda: not self._shard_up(slot), 10.0, "the old session")
+        self._starts[slot] += 1
+        holder = f"bot{slot}-{self._starts[slot]}"
+        self._procs[slot] = await self.stage.start_process(
+            timeout=60.0, SHARD_IDS=str(slot), PROCESS_ID=holder
+        )
+        self._ids[slot] = holder
+        try:
+            await changed.wait_for(lambda: self._shard_up(slot), 60.0, f"shard {slot}")
+        except TimeoutError:
+            raise StageError(f"{holder} did not connect; see {self.stage.log_path()}") from None
+
+    def _shard_up(self, slot: int) -> bool:
+        wanted = (slot, self.plan.procs)
+        return any(s.shard == wanted for s in self.stage.fake.gateway.ready_sessions)
+
+    async def _kill(self, slot: int) -> None:
+        if self.plan.procs == 1:
+            await self.stage.kill_bot()
+            return
+        process = self._procs[slot]
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+    def _running(self) -> bool:
+        if self.plan.procs == 1:
+            return self.stage.running
+        return all(p.returncode is None for p in self._procs.values())
+
+    async def _stop_all(self) -> int | None:
+        """SIGTERM to every process at once; the first non-zero exit code, else 0."""
+        if self.plan.procs == 1:
+            return await self.stage.stop_bot()
+        running = [p for p in self._procs.values() if p.returncode is None]
+        for process in running:
+            process.send_signal(signal.SIGTERM)
+        try:
+            codes = await asyncio.wait_for(asyncio.gather(*(p.wait() for p in running)), 15.0)
+        except TimeoutError:
+            raise StageError("a bot process did not stop on SIGTERM") from None
+        return next((code for code in codes if code != 0), 0 if codes else None)
+
+    async def _kill_leftovers(self) -> None:
+        """Whatever is still running when the run ends early (the stage stops only its own)."""
+        for process in self._procs.values():
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        for task in self._watchers:
+            task.cancel()
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
+
+    async def _restart(self, slot: int = 0) -> None:
         """Start the bot again after a kill. With metrics, first until the emulator has
         taken in every request the dead process sent (its loop may lag under load): the
         stage marks the emulator's counts at the start, and the new process's counters
@@ -485,7 +752,7 @@ class ChaosRun:
                 now = sum(counts.values())
                 if now != last:
                     last, steady_since = now, time.monotonic()
-        await self.stage.start_bot(timeout=60.0)
+        await self._start(slot)
 
     # ------------------------------------------------------------------ metrics
 
@@ -559,13 +826,14 @@ class ChaosRun:
 
     # ------------------------------------------------------------------ members
 
-    async def _member(self, index: int, member: Member, prompts: int) -> None:
+    async def _member(self, index: int, seat: Seat, prompts: int) -> None:
+        member = seat.member
         rng = random.Random(f"chaos:{self.plan.seed}:member:{index}")
         await asyncio.sleep(rng.uniform(0.0, 2.0))  # not all at once
         name = f"chaos {index + 1:02d}"
-        if not await self._train(member, name):
+        if not await self._train(seat, name):
             return
-        tune_id = await self._wait_ready(member, name)
+        tune_id = await self._wait_ready(seat, name)
         if tune_id is None:
             self.report.failures.append(f"{member.user.name}'s tune was never offered")
             return
@@ -580,18 +848,25 @@ class ChaosRun:
                 member,
                 "imagine",
                 self.plan.answer_timeout,
+                channel=seat.channel,
                 prompt=text,
                 tune=tune_id,
                 count=count,
             )
-            await self._issue(imagine, ("Queued",))
+            await self._issue(imagine, ("Queued",), slot=seat.slot)
 
-    async def _train(self, member: Member, name: str) -> bool:
+    async def _train(self, seat: Seat, name: str) -> bool:
         """Until the bot has the member's tune. A member who got no answer tries again; the
         bot then says the name is taken if the first attempt got through."""
+        member = seat.member
         for _ in range(8):
             train = functools.partial(
-                self.stage.train, member, name, self._photos, timeout=self.plan.answer_timeout
+                self.stage.train,
+                member,
+                name,
+                self._photos,
+                timeout=self.plan.answer_timeout,
+                channel=seat.channel,
             )
             self._training += 1
             self._form_sent.set()
@@ -600,6 +875,7 @@ class ChaosRun:
                     train,
                     ("Training", "already have a tune named"),
                     count=False,
+                    slot=seat.slot,
                 )
             finally:
                 self._training -= 1
@@ -616,12 +892,13 @@ class ChaosRun:
         accepted: Sequence[str],
         *,
         count: bool = True,
+        slot: int = 0,
     ) -> str:
-        """Send a command once the bot is connected (a client cannot send while it is not);
-        "accepted", "refused" or "unanswered"."""
+        """Send a command once the bot (process `slot`, the member's server's) is connected
+        (a client cannot send while it is not); "accepted", "refused" or "unanswered"."""
         refused_by_client = 0
         while True:
-            await self._up.wait()
+            await self._ups[slot].wait()
             try:
                 answer = await action()
             except DriverError:
@@ -651,16 +928,26 @@ class ChaosRun:
         self.report.issued += 1
         self._issued_more.set()
 
-    async def _wait_ready(self, member: Member, name: str) -> str | None:
+    async def _wait_ready(self, seat: Seat, name: str) -> str | None:
         """The member's tune as autocomplete offers it once it is ready."""
         deadline = time.monotonic() + self.plan.ready_timeout
         while time.monotonic() < deadline:
-            await self._up.wait()
+            await self._ups[seat.slot].wait()
             try:
-                return await self.stage.tune_choice(member, name)
+                return await self._tune_choice(seat, name)
             except (StageError, DriverError, TimeoutError):
                 await asyncio.sleep(1.0)
         return None
+
+    async def _tune_choice(self, seat: Seat, partial: str) -> str:
+        """What autocomplete offers first for /imagine's tune in the member's channel."""
+        handle = await self.stage.fake.autocomplete(
+            seat.member, seat.channel, "imagine", "tune", partial
+        )
+        reply = await handle.response(10.0)
+        if not reply.choices:
+            raise StageError(f"no tune offered to {seat.member.user.name}")
+        return str(reply.choices[0]["value"])
 
     # ------------------------------------------------------------------ the monkey
 
@@ -669,7 +956,7 @@ class ChaosRun:
         start-up sweep's grace to pass over what the cut intake wrote."""
         await self._form_sent.wait()
         await asyncio.sleep(INTAKE_DELAY * 1.5)  # a photo or two in
-        self._up.clear()
+        self._ups[0].clear()
         await self.stage.kill_bot()
         at = self.elapsed()
         states = await self._unfinished_states()
@@ -678,36 +965,92 @@ class ChaosRun:
         self.say(f"  {at:5.1f} s  kill -9 during intake ({self._training} forms in flight)")
         await asyncio.sleep(kill.down)
         await self._restart()
-        self._up.set()
+        self._ups[0].set()
 
     async def _monkey(self) -> None:
         rng = random.Random(f"chaos:{self.plan.seed}:monkey")
         if self.plan.intake_kill:
             await self._kill_during_intake()
-        for number, point in enumerate(self.plan.kill_points(), start=1):
+        several = self.plan.procs > 1
+        plan = zip(self.plan.kill_points(), self.plan.victims(), strict=True)
+        for number, (point, slot) in enumerate(plan, start=1):
             while self.report.issued < point and not self._members_done.is_set():
                 self._issued_more.clear()
                 await self._issued_more.wait()
             # The worst moment if it comes soon: Astria made an object and the answer got
             # lost, so the bot dies before it knows the object's id.
             lost_create = await self._lost_create(within=rng.uniform(1.0, 3.0))
-            await self._something_in_flight(within=5.0)
-            self._up.clear()
-            await self.stage.kill_bot()
+            await self._something_in_flight(within=5.0, holder=self._ids.get(slot))
+            self._ups[slot].clear()
+            victim = self._ids.get(slot, "")
+            await self._kill(slot)
+            killed_at = time.monotonic()
             at = self.elapsed()
             states = await self._unfinished_states()
+            # Only what still needs a holder: a job finished and reported just before
+            # the kill may keep its dead holder's lease; no one needs to take it over.
+            due = await self._due_jobs()
+            holders = {j: h for j, h in (await self._holders()).items() if j in due}
+            held = {j for j, h in holders.items() if h == victim}
             down = rng.uniform(0.5, 2.0)
-            kill = Kill(number, at, states, down, lost_create)
+            kill = Kill(number, at, states, down, lost_create, slot, victim, len(held))
+            kill.held_by_others = len(holders) - len(held)
             self.report.kills.append(kill)
             self.say(
-                f"  {at:5.1f} s  kill -9 #{number} after {self.report.issued} jobs issued; "
+                f"  {at:5.1f} s  kill -9 #{number}"
+                + (
+                    f" of {victim} (holding {len(held)} jobs, the other {kill.held_by_others})"
+                    if several
+                    else ""
+                )
+                + f" after {self.report.issued} jobs issued; "
                 f"in flight {kill.in_flight}, unfinished {sum(states.values())}"
                 + (f" (right after a lost {lost_create})" if lost_create else "")
             )
+            if several and held:
+                watch = self._watch_takeover(kill, victim, held, killed_at)
+                self._watchers.append(asyncio.create_task(watch))
             await asyncio.sleep(down)
-            await self._restart()
-            self._up.set()
-            self.say(f"  {self.elapsed():5.1f} s  the bot is up again")
+            await self._restart(slot)
+            self._ups[slot].set()
+            self.say(
+                f"  {self.elapsed():5.1f} s  "
+                + (f"{self._ids[slot]} is up" if several else "the bot is up again")
+            )
+
+    async def _sample_holders(self) -> None:
+        """Twice a second until the drain is over: which process holds which job."""
+        slot_of = {f"bot{slot}": slot for slot in range(self.plan.procs)}
+        while not self._drained.is_set():
+            for job, holder in (await self._holders()).items():
+                slot = slot_of.get(holder.partition("-")[0])
+                if slot is not None:
+                    self._seen.setdefault(job, set()).add(slot)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), 0.5)
+
+    async def _watch_takeover(
+        self, kill: Kill, victim: str, jobs: set[JobRef], killed_at: float
+    ) -> None:
+        """Until no job the killed process held is still held by it: how long until
+        another held the first, and all (the dead one's leases run out first)."""
+        deadline = killed_at + self.plan.lease_seconds * 3 + 30.0
+        by: set[str] = set()
+        while time.monotonic() < deadline:
+            now = await self._holders()
+            moved = {j for j in jobs if now.get(j) != victim}
+            by |= {now[j] for j in moved if j in now}
+            if moved and kill.takeover_first is None:
+                kill.takeover_first = time.monotonic() - killed_at
+            if moved == jobs:
+                kill.takeover_all = time.monotonic() - killed_at
+                kill.taken_by = tuple(sorted(by))
+                self.say(
+                    f"  {self.elapsed():5.1f} s  {victim}'s {len(jobs)} jobs taken over "
+                    f"{kill.takeover_all:.1f} s after the kill by {', '.join(kill.taken_by)}"
+                )
+                return
+            await asyncio.sleep(0.1)
 
     async def _lost_create(self, *, within: float) -> str | None:
         """Wait up to `within` seconds for a create whose answer the emulator lost after
@@ -722,22 +1065,51 @@ class ChaosRun:
             await asyncio.sleep(0.02)
         return None
 
-    async def _something_in_flight(self, *, within: float) -> None:
+    async def _something_in_flight(self, *, within: float, holder: str | None = None) -> None:
         """Wait up to `within` seconds until a job is at Astria or being created (read
-        while the bot runs): a kill with nothing in flight would prove little."""
+        while the bot runs), and with several processes until the one to be killed
+        (`holder`) holds a job: a kill with nothing in flight would prove little."""
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             states = await self._unfinished_states()
-            if any(n for state, n in states.items() if state in IN_FLIGHT):
+            holds = holder is None or holder in (await self._holders()).values()
+            if holds and any(n for state, n in states.items() if state in IN_FLIGHT):
                 return
             await asyncio.sleep(0.1)
 
     # ------------------------------------------------------------------ the database
 
+    @contextlib.asynccontextmanager
+    async def _reading(self) -> AsyncIterator[Store]:
+        """The bot's database, to read while it runs: opened each time on SQLite; one
+        store kept open on PostgreSQL (a pool, not a connection per look)."""
+        if self.plan.procs == 1:
+            async with await self.stage.open_store() as store:
+                yield store
+            return
+        if self._reader is None:
+            self._reader = await self.stage.open_store()
+        yield self._reader
+
     async def _unfinished_states(self) -> dict[str, int]:
         """Unfinished jobs by state, and end events not yet reported (as "unreported")."""
-        async with await self.stage.open_store() as store:
+        async with self._reading() as store:
             return await _unfinished(store)
+
+    async def _due_jobs(self) -> set[JobRef]:
+        """Jobs that need a holder: unfinished, or with an end event not yet reported."""
+        async with self._reading() as store:
+            due = {t.job for t in await store.tunes.unfinished()}
+            due |= {p.job for p in await store.prompts.unfinished()}
+            due |= {JobRef.parse(e.job) for e in await store.events.pending()}
+        return due
+
+    async def _holders(self) -> dict[JobRef, str]:
+        """Who holds a lease on which job (with one process, nothing is asked)."""
+        if self.plan.procs == 1:
+            return {}
+        async with self._reading() as store:
+            return await store.leases.holders()
 
     async def _drain(self) -> bool:
         """Until the database shows every job ended and reported (read while the bot runs:
@@ -746,7 +1118,7 @@ class ChaosRun:
         quiet = 0
         last = ""
         while time.monotonic() < deadline:
-            if not self.stage.running:
+            if not self._running():
                 self.report.failures.append("the bot exited by itself while draining")
                 return False
             states = await self._unfinished_states()
@@ -776,7 +1148,7 @@ class ChaosRun:
     async def _reckon(self) -> None:
         """Every figure, from the stopped bot's database, the emulator and the fake."""
         report, stage = self.report, self.stage
-        members = list(stage.members.values())
+        members = [seat.member for seat in self._seats]
         async with await stage.open_store() as store:
             tunes: list[TuneRecord] = []
             prompts: list[PromptRecord] = []
@@ -888,6 +1260,8 @@ class ChaosRun:
                     line = self._json_line(line)
                 if STORE_FAULT_LOGGED in line:
                     self.report.store_faults += 1
+                if LEASE_LOST_LOGGED in line:
+                    self.report.leases_lost += 1
                 if " ERROR " in line or " CRITICAL " in line or line.startswith("Traceback"):
                     message = line.split(" ERROR ", 1)[-1].split(" CRITICAL ", 1)[-1]
                     self.report.log_errors[re.sub(r"\d+", "N", message)] += 1
@@ -944,6 +1318,13 @@ def scrape(text: str) -> Scrape:
     return Scrape(samples)
 
 
+def _where(url: SecretStr) -> str:
+    """The database and schema a URL names, without its password."""
+    query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url.get_secret_value()).query))
+    schema = query.get("search_path")
+    return describe(url) + (f" (schema {schema})" if schema else "")
+
+
 async def _all(tasks: Sequence[asyncio.Task[None]]) -> None:
     await asyncio.gather(*tasks)
 
@@ -978,10 +1359,17 @@ def _reroll_ids(post: Message) -> list[int]:
     return [int(m.group(1)) for cid in post.custom_ids() if (m := REROLL.match(cid))]
 
 
-async def run_chaos(plan: ChaosPlan, folder: Path, out: TextIO | None = sys.stdout) -> ChaosReport:
-    """Run the plan with the stage in `folder` (best empty: the database in it is reused);
-    the report, printed to `out` as it goes."""
-    report = await ChaosRun(plan, folder, out).run()
+async def run_chaos(
+    plan: ChaosPlan,
+    folder: Path,
+    out: TextIO | None = sys.stdout,
+    *,
+    database_url: SecretStr | None = None,
+) -> ChaosReport:
+    """Run the plan with the stage in `folder` (best empty: the database in it is reused),
+    or on the PostgreSQL `database_url` names (best a fresh schema; several processes need
+    it); the report, printed to `out` as it goes."""
+    report = await ChaosRun(plan, folder, out, database_url=database_url).run()
     if out is not None:
         for line in report.lines():
             print(line, file=out, flush=True)
@@ -1017,6 +1405,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="one more kill while a form's photos are being read (none may be left)",
     )
+    parser.add_argument(
+        "--procs",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="bot processes; 2: one shard each, on a fresh schema of the PostgreSQL that "
+        "DATABASE_URL or TEST_DATABASE_URL names",
+    )
     parser.add_argument("--output", type=Path, help="the stage's folder (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder on success")
     args = parser.parse_args(argv)
@@ -1030,9 +1426,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         members=plan.members if args.members is None else args.members,
         jobs=plan.jobs if args.jobs is None else args.jobs,
         kills=plan.kills if args.kills is None else args.kills,
+        procs=args.procs,
     )
     if plan.members < 1 or plan.jobs < plan.members or plan.kills < 0:
         parser.error("need at least one member and one job (a tune) per member")
+    server: SecretStr | None = None
+    if plan.procs > 1:
+        if plan.intake_kill:
+            parser.error("--intake-kill is for one process (--procs 1)")
+        server = offline_postgres_url()
+        if server is None:
+            parser.error(
+                f"--procs {plan.procs} needs PostgreSQL (SQLite is one process's store): set "
+                "DATABASE_URL or TEST_DATABASE_URL, like "
+                "TEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test; the run makes "
+                "a fresh schema there and drops it when it passes"
+            )
     temporary = args.output is None
     folder = args.output or Path(tempfile.mkdtemp(prefix="astria-chaos-"))
     shutil.rmtree(folder, ignore_errors=True)  # a fresh database every run
@@ -1044,12 +1453,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    report = asyncio.run(run_chaos(plan, folder))
+    try:
+        database = None if server is None else asyncio.run(fresh_schema(server, "chaos"))
+    except StoreError as exc:
+        print(f"chaos: {exc}", file=sys.stderr)
+        return 2
+    report = asyncio.run(run_chaos(plan, folder, database_url=database))
     failed = bool(report.problems())
     if temporary and not failed and not args.keep:
         logging.shutdown()
         shutil.rmtree(folder, ignore_errors=True)
         print(f"(removed {folder}; --keep or --output DIR keeps the logs and database)")
+    if database is not None and not failed and not args.keep:
+        asyncio.run(drop_schema(database))
+        print(f"(dropped {_where(database)})")
     return 1 if failed else 0
 
 

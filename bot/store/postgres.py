@@ -20,12 +20,13 @@ import asyncio
 import contextlib
 import logging
 import re
+import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 from pydantic import SecretStr
@@ -255,6 +256,45 @@ async def _migrate(conn: asyncpg.Connection, migrations: Sequence[Migration]) ->
         return int(current)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+
+
+async def fresh_schema(url: SecretStr, prefix: str) -> SecretStr:
+    """Make a new, empty schema (named `prefix` and a random suffix) in the database at
+    `url`; its URL (the same with the schema as its search_path), for a run that wants a
+    store of its own beside others' (the chaos run's two-process mode)."""
+    schema = f"{re.sub(r'[^a-z0-9_]', '_', prefix.lower())}_{secrets.token_hex(6)}"
+    try:
+        conn = await asyncpg.connect(url.get_secret_value(), timeout=CONNECT_TIMEOUT_SECONDS)
+    except (*_ERRORS, ValueError) as exc:
+        raise StoreError(f"cannot open the database {describe(url)}: {exc}") from exc
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+    except _ERRORS as exc:
+        raise StoreError(f"cannot make a schema in {describe(url)}: {exc}") from exc
+    finally:
+        await conn.close()
+    return SecretStr(with_search_path(url.get_secret_value(), schema))
+
+
+async def drop_schema(url: SecretStr) -> None:
+    """Drop the schema a URL from `fresh_schema` names, with everything in it."""
+    schema = dict(parse_qsl(urlsplit(url.get_secret_value()).query)).get("search_path")
+    if not schema:
+        raise StoreError("the URL names no schema (search_path) to drop")
+    conn = await asyncpg.connect(url.get_secret_value(), timeout=CONNECT_TIMEOUT_SECONDS)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
+def with_search_path(url: str, schema: str) -> str:
+    """`url` with `schema` as its search_path (asyncpg passes unknown query keys on as
+    server settings)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "search_path"]
+    query.append(("search_path", schema))
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 async def inspect(url: SecretStr) -> tuple[int, int]:

@@ -3,7 +3,9 @@ branch, while the emulator injects 500s, 429s, 504s after creating, dropped conn
 latency, and the bot is killed with SIGKILL once while jobs are in flight.
 
 Nothing accepted is lost, nothing is made twice at Astria or posted twice in Discord, and
-the ledger equals the emulator's charges and its balance change, to the millicent.
+the ledger equals the emulator's charges and its balance change, to the millicent. On
+PostgreSQL the same with two bot processes (a shard and a server each), each killed once:
+the other, or the restarted one, takes the dead one's jobs over once their leases run out.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import io
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
-from bot.offline.chaos import ChaosPlan, ChaosReport, run_chaos
+from bot.offline.chaos import ChaosPlan, ChaosReport, main, run_chaos
 from bot.offline.emulator import READINGS
+from tests.pg import SKIP_REASON, TEST_DATABASE_URL, Schemas
 
 SEED = 7
 
@@ -44,9 +48,44 @@ async def test_short_chaos_run_with_store_faults_loses_nothing_and_doubles_nothi
     assert report.kills[0].number == 0  # the intake kill came first
 
 
-async def _passes(plan: ChaosPlan, tmp_path: Path) -> ChaosReport:
+@pytest.mark.postgres
+@pytest.mark.skipif(TEST_DATABASE_URL is None, reason=SKIP_REASON)
+async def test_short_two_process_chaos_run_on_postgres_loses_nothing_and_doubles_nothing(
+    tmp_path: Path,
+) -> None:
+    """Two bot processes on one fresh schema, members in four channels of two servers (a
+    server on each process's shard); two kills, one of each process: every job the dead
+    one held is taken over, and the figures are the one-process run's."""
+    schemas = Schemas()
+    try:
+        url = await schemas.url()
+        plan = dataclasses.replace(ChaosPlan.short(SEED), procs=2, kills=2)
+        report = await _passes(plan, tmp_path, database_url=url)
+    finally:
+        await schemas.drop_all()
+    assert sorted(k.slot for k in report.kills) == [0, 1]
+    held = [k for k in report.kills if k.held]
+    assert held, "no killed process held a job"
+    assert all(k.takeover_all is not None for k in held)
+    assert report.takeovers
+
+
+def test_the_two_process_run_refuses_without_postgres(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("TEST_DATABASE_URL", "sqlite:///nowhere")
+    with pytest.raises(SystemExit) as exited:
+        main(["--short", "--procs", "2"])
+    assert exited.value.code == 2
+    assert "--procs 2 needs PostgreSQL" in capsys.readouterr().err
+
+
+async def _passes(
+    plan: ChaosPlan, tmp_path: Path, *, database_url: SecretStr | None = None
+) -> ChaosReport:
     out = io.StringIO()
-    report = await run_chaos(plan, tmp_path / "chaos", out)
+    report = await run_chaos(plan, tmp_path / "chaos", out, database_url=database_url)
     figures = out.getvalue()
     print(figures)  # shown by pytest when the test fails
 
@@ -65,6 +104,6 @@ async def _passes(plan: ChaosPlan, tmp_path: Path) -> ChaosReport:
     assert report.problems() == [], figures
     # The metrics scraped after the drain equal the emulator's and the fake's own counts
     # since the bot's last start, route by route (problems() names any difference).
-    assert report.metrics_requests > 0, figures
+    assert report.metrics_requests > 0 or plan.procs > 1, figures  # one process's counters
     assert report.secrets_in_logs == 0, figures
     return report

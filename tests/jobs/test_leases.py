@@ -6,7 +6,10 @@ reaching the process that does not hold the job wakes it where it is held."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
+from collections.abc import Collection
+from typing import Any
 
 import pytest
 
@@ -119,3 +122,86 @@ async def test_a_callback_reaching_the_other_process_wakes_the_job_where_it_is_h
     assert (await a.poll_once()).checked == 0  # once
     assert await rig.store.leases.woken("a") == set()
     assert JobRef.parse(str(prompt.job)) in a._held
+
+
+async def test_a_round_held_up_past_the_lease_keeps_it_so_the_other_process_takes_nothing(
+    rig: Rig,
+):
+    """A live process whose round waits on a slow Astria answer for longer than a lease
+    (seen in the two-process chaos run): `keep_leases` renews meanwhile. Renewed only by
+    the rounds, the lease ran out, the other process took the job over, and both worked
+    it until the slow round's process next renewed."""
+    a, b = process(rig, "a"), process(rig, "b")
+    rig.tracker = a
+    tune = await rig.ready_tune(owner=1)
+    prompt = await rig.prompt(1, tune, "sks man, a slow round")
+    await a.poll_once()  # a holds it and submits it
+    assert (await rig.store.leases.holders())[prompt.job] == "a"
+
+    keeper = asyncio.create_task(a.keep_leases())
+    rig.emulator.faults.rate(Fault("latency", delay=3.0), 1.0)  # every answer, slow
+    await rig.emulator.advance(LEASE / 3 + 1)
+    held_up = asyncio.create_task(a.poll_once())  # renews, then waits on Astria
+    await asyncio.sleep(0.5)
+    await rig.emulator.advance(LEASE / 3 + 1)  # a renewal is due while the round waits
+    await asyncio.sleep(1.5)  # (real time: keep_leases looks every second)
+    rig.emulator.faults.clear()
+    await rig.emulator.advance(LEASE - 5)  # past the lease the round itself renewed
+    assert not held_up.done()  # still held up: a is alive
+    await b.poll_once()
+    assert (await rig.store.leases.holders())[prompt.job] == "a"  # b took nothing
+    await held_up
+    keeper.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await keeper
+
+    for _ in range(20):
+        if rig.delivery.ends(EventKind.DONE):
+            break
+        await rounds(rig, a, b)
+    assert rig.delivery.keys("prompt:") == {f"prompt:{prompt.id}:done": 1}
+    assert tune.astria_id is not None
+    assert len(rig.emulator.prompts_for(tune.astria_id)) == 1
+    await rig.ledger_matches_charges()
+
+
+async def test_a_renewal_beside_a_round_handing_a_job_back_is_not_a_takeover(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+):
+    """`keep_leases` renews while a round hands back a finished job's lease: a renewal
+    that read the held jobs before the hand-back and wrote after it took the job's own
+    hand-back for another process's takeover (seen in the two-process chaos run with
+    store faults). Renewals and hand-backs take turns."""
+    a = process(rig, "a")
+    rig.tracker = a
+    tune = await rig.ready_tune(owner=1)
+    prompt = await rig.prompt(1, tune, "sks man, handed back")
+    renew, release = rig.store.leases.renew, rig.store.leases.release
+    gate = asyncio.Event()
+    keeper: list[asyncio.Task[None]] = []
+
+    async def renewal(*args: Any, **kwargs: Any) -> set[JobRef]:
+        if keeper:
+            await gate.wait()  # the keeper's renewal: its writer comes after the hand-back
+        return await renew(*args, **kwargs)
+
+    async def hand_back(holder: str, jobs: Collection[JobRef]) -> None:
+        if keeper or prompt.job not in jobs:
+            return await release(holder, jobs)
+        await rig.emulator.advance(LEASE / 3 + 1)  # a renewal is due
+        keeper.append(asyncio.create_task(a._renew_leases()))
+        await asyncio.sleep(0.05)  # the keeper reads which jobs are held
+        await release(holder, jobs)
+        gate.set()
+
+    rig.store.leases.renew = renewal  # type: ignore[method-assign]
+    rig.store.leases.release = hand_back  # type: ignore[method-assign]
+    for _ in range(20):
+        await rounds(rig, a)
+        if keeper:
+            break
+    assert keeper, "the job was never handed back"
+    await keeper[0]
+    assert rig.delivery.keys("prompt:") == {f"prompt:{prompt.id}:done": 1}
+    assert "another process took it over" not in caplog.text
+    assert await rig.store.leases.holders() == {}

@@ -197,3 +197,23 @@ async def test_credit_runs_out_with_a_store_fault(
     assert len(rig.emulator.prompts_for(ready.astria_id)) == 1
     assert rig.delivery.keys(str(prompt.job)) == {f"{prompt.job}:done": 1}
     await rig.ledger_matches_charges()
+
+
+async def test_a_report_whose_failure_cannot_be_written_is_tried_again_not_raised(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+):
+    """Discord fails a report and the store then fails to write that failure down: the
+    channel's report task ends cleanly and the event is tried again (the chaos run with
+    store faults logged "Task exception was never retrieved" from such tasks)."""
+    tune = await rig.ready_tune(owner=1)
+    prompt = await rig.prompt(1, tune, "sks man, reported at the second try")
+    faults = StoreFaults(rig.store, monkeypatch)
+    faults.fail("events.record_failure")
+    rig.delivery.transient_next = 1  # the first report gets Discord's 503
+
+    async def delivered() -> bool:
+        return bool(rig.delivery.ends(EventKind.DONE))
+
+    await rig.run_until(delivered, limit=60)
+    assert faults.raised["events.record_failure"] == 1
+    assert rig.delivery.keys("prompt:") == {f"prompt:{prompt.id}:done": 1}

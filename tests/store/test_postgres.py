@@ -9,6 +9,7 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import asyncpg
 import pytest
@@ -17,7 +18,7 @@ from pydantic import SecretStr
 from bot.offline.emulator import Emulator
 from bot.store import IntegrityViolation, MigrationFailed, SchemaTooNew, Store, StoreError
 from bot.store.db import Migration, bundled_migrations
-from bot.store.postgres import describe, numbered
+from bot.store.postgres import describe, drop_schema, fresh_schema, numbered
 from tests.conftest import KEY
 from tests.pg import TEST_DATABASE_URL, Schemas, base_url
 from tests.store.helpers import job, make_settings, open_store
@@ -89,6 +90,37 @@ async def test_from_empty_postgres_gets_the_tables_and_columns_sqlite_has(
     assert found == await columns_in_sqlite(tmp_path)
     # Every integer column is 64-bit: snowflakes, millicents and milliseconds pass int32.
     assert {r["data_type"] for r in rows} == {"bigint", "text"}
+
+
+@needs_server
+async def test_a_fresh_schema_is_a_store_of_its_own_and_is_dropped_whole():
+    """What the two-process chaos run opens its store in (and drops when it passed)."""
+    server = SecretStr(base_url())
+    first, second = await fresh_schema(server, "Chaos-Run"), await fresh_schema(server, "chaos")
+    schema = dict(parse_qsl(urlsplit(first.get_secret_value()).query))["search_path"]
+    assert schema.startswith("chaos_run_") and first != second
+    try:
+        store = await open_store(first)
+        try:
+            await store.guilds.ban(1, 2, actor_id=1, reason="test")
+        finally:
+            await store.close()
+        other = await open_store(second)
+        try:
+            assert (await other.guilds.get(1)).banned_user_ids == frozenset()
+        finally:
+            await other.close()
+    finally:
+        await drop_schema(first)
+        await drop_schema(second)
+    conn = await asyncpg.connect(base_url())
+    try:
+        left = await conn.fetchval(
+            "SELECT count(*) FROM information_schema.schemata WHERE schema_name = $1", schema
+        )
+    finally:
+        await conn.close()
+    assert left == 0
 
 
 @needs_server
