@@ -1903,8 +1903,14 @@ class Tracker:
         """Report every recorded, unreported event; a crash before the mark repeats the
         report under the same key. Each channel is reported by its own task, in order: a
         channel at Discord's rate limit never holds up the others. With `wait`, every
-        channel's reports finish first; the keys reported are returned."""
+        channel's reports finish first; the keys reported are returned.
+
+        A channel whose task is running when the read starts waits for the round its
+        task's end starts: that task may end (its events reported and marked) before the
+        read returns, which then still lists them, and a task started on that list would
+        hand them to the delivery a second time."""
         by_channel: dict[int, list[RecordedEvent]] = {}
+        busy = {channel: task for channel, task in self._reporting.items() if not task.done()}
         events = await self._store.events.pending()
         if any(JobRef.parse(e.job) not in self._held for e in events if _is_job(e.job)):
             # Events of jobs no process held (a finished tune's expiry, a cancel made by
@@ -1920,6 +1926,9 @@ class Tracker:
             channel = int(pending.payload.get("channel_id") or 0)
             by_channel.setdefault(channel, []).append(pending)
         for channel, events in by_channel.items():
+            if channel in busy:  # read while it ran: maybe stale for it
+                busy[channel].add_done_callback(self._report_again)
+                continue
             running = self._reporting.get(channel)
             if running is None or running.done():  # a running one picks up the rest next
                 self._reporting[channel] = asyncio.create_task(self._report_channel(events))
@@ -1929,6 +1938,10 @@ class Tracker:
         self._reporting = {}
         results = await asyncio.gather(*tasks)
         return [key for keys in results for key in keys]
+
+    def _report_again(self, _: asyncio.Task[list[str]]) -> None:
+        """A channel's task ended whose channel a round left out: a round for it now."""
+        self._report_due.set()
 
     async def _report_channel(self, events: list[RecordedEvent]) -> list[str]:
         done: list[str] = []
