@@ -1,9 +1,10 @@
 """/pack: Astria's gallery packs. `list` shows them with the price for the member's tune
-class (paged with buttons, from a short cache); `run` runs one on the member's own tune."""
+class (paged with buttons that survive a restart, from a short cache); `run` runs one on
+the member's own tune."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -12,42 +13,12 @@ from discord.ext import commands
 from bot.actions import packs
 from bot.rules.credits import format_mc
 from bot.store import TuneState
-from bot.ui.base import SafeView
+from bot.ui.buttons import pack_pages_view
 from bot.ui.door import actor_of, done, entry, place_of, reply, services
 from cogs.checks import refuse_if_cannot_post
 
 if TYPE_CHECKING:
     from bot.app import AstriaBot
-
-
-class PackPages(SafeView):
-    """Previous / next over the gallery, for the member who asked (an ephemeral answer)."""
-
-    def __init__(self, page: packs.PackPage) -> None:
-        super().__init__(timeout=600)
-        self.page = page.page
-        self.previous.disabled = page.page <= 0
-        self.next.disabled = page.page >= page.pages - 1
-
-    async def _show(self, interaction: discord.Interaction[Any], page: int) -> None:
-        shown = done(
-            await packs.list_packs(
-                services(interaction), actor_of(interaction), place_of(interaction), page
-            )
-        ).value
-        await interaction.response.edit_message(content=shown.text(), view=PackPages(shown))
-
-    @discord.ui.button(label="Previous", style=discord.ButtonStyle.secondary)
-    async def previous(
-        self, interaction: discord.Interaction[Any], button: discord.ui.Button[Any]
-    ) -> None:
-        await self._show(interaction, self.page - 1)
-
-    @discord.ui.button(label="Next", style=discord.ButtonStyle.secondary)
-    async def next(
-        self, interaction: discord.Interaction[Any], button: discord.ui.Button[Any]
-    ) -> None:
-        await self._show(interaction, self.page + 1)
 
 
 @app_commands.guild_only()
@@ -67,7 +38,7 @@ class Packs(commands.GroupCog, group_name="pack", group_description="Astria's ph
                 services(interaction), actor_of(interaction), place_of(interaction)
             )
         ).value
-        view = PackPages(shown) if shown.pages > 1 else discord.utils.MISSING
+        view = pack_pages_view(shown) if shown.pages > 1 else discord.utils.MISSING
         await interaction.followup.send(shown.text(), ephemeral=True, view=view)
 
     @app_commands.command(name="run", description="Run one of Astria's packs on your tune")

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import discord
 
-from bot.actions import privacy, prompts, tools, tunes
+from bot.actions import packs, privacy, prompts, tools, tunes
 from bot.actions.context import Done, Outcome
 from bot.rules.tools import BUTTONS_UP_TO, Strength
 from bot.store import JobKind, JobRef
@@ -518,6 +518,67 @@ def erase_question_view(request: privacy.EraseRequest) -> discord.ui.View:
     return view
 
 
+class PackPageButton(
+    _Answered,
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"pack:page:(?P<page>[0-9]+)",
+):
+    """Previous / Next under `/pack list`: the custom_id names the page it shows, so a
+    press after a restart still turns the page (the member who asked is the one who sees
+    the ephemeral answer, and the page is read for whoever presses)."""
+
+    entry: ClassVar[EntryKind] = "reads"
+
+    def __init__(self, page: int, *, label: str = "Next", disabled: bool = False) -> None:
+        self.page = page
+        super().__init__(
+            discord.ui.Button(
+                label=label,
+                style=discord.ButtonStyle.secondary,
+                custom_id=f"pack:page:{page}",
+                disabled=disabled,
+            )
+        )
+
+    @classmethod
+    def for_job(cls, job: JobRef) -> PackPageButton:
+        """For the test that presses every entry: a page names no job; the first."""
+        return cls(0)
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction[Any],
+        item: discord.ui.Item[Any],
+        match: re.Match[str],
+    ) -> PackPageButton:
+        return cls(int(match["page"]))
+
+    async def press(self, interaction: discord.Interaction[Any]) -> None:
+        outcome = await packs.list_packs(
+            services(interaction), actor_of(interaction), place_of(interaction), self.page
+        )
+        if not isinstance(outcome, Done):
+            await reply(interaction, outcome)
+            return
+        await interaction.response.edit_message(
+            content=outcome.value.text(), view=pack_pages_view(outcome.value)
+        )
+
+
+def pack_pages_view(page: packs.PackPage) -> discord.ui.View:
+    """Previous / Next for a page of the gallery; works after a restart. The two
+    custom_ids differ on every page (a message's must), the disabled one included."""
+    view = SafeView(timeout=None)
+    view.add_item(PackPageButton(max(page.page - 1, 0), label="Previous", disabled=page.page <= 0))
+    view.add_item(
+        PackPageButton(
+            min(page.page + 1, page.pages - 1), label="Next", disabled=page.page >= page.pages - 1
+        )
+    )
+    return view
+
+
 DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
     RerollButton,
     EditButton,
@@ -532,4 +593,5 @@ DYNAMIC_ITEMS: tuple[type[discord.ui.DynamicItem[Any]], ...] = (
     TuneKeepButton,
     EraseButton,
     EraseKeepButton,
+    PackPageButton,
 )

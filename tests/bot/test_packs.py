@@ -82,6 +82,24 @@ async def test_pack_list_prices_for_the_members_class_pages_and_caches(
     assert choices == [{"name": "Fantasy Worlds ($0.90)", "value": "262"}]
 
 
+async def test_pack_list_pages_turn_after_a_restart(
+    scene: Scene, make_bot: Any, monkeypatch: pytest.MonkeyPatch, reading: str
+) -> None:
+    if reading != "ours":
+        pytest.skip("the listing does not depend on billing")
+    await scene.ready_tune(scene.alice)
+    monkeypatch.setattr(packs, "PAGE_SIZE", 2)
+    result = await scene.alice.slash(scene.channel, "pack list")
+    message = result.followups[-1] if result.followups else result.response
+    assert "Page 1 of 2" in reply(result)
+    await scene.env.restart_bot(make_bot())  # the page's view is gone with the old process
+    turned = await scene.alice.click(message, custom_id="pack:page:1")
+    shown = reply(turned)
+    assert "Pet Portraits" in shown and "Page 2 of 2" in shown, shown
+    back = await scene.alice.click(message, custom_id="pack:page:0")
+    assert "Page 1 of 2" in reply(back) and "Fantasy Worlds" in reply(back)
+
+
 async def test_pack_run_delivers_each_prompt_once_and_the_ledger_is_the_charge(
     scene: Scene, reading: str
 ) -> None:
