@@ -12,14 +12,22 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Coroutine,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from bot.astria import (
     AstriaAuthError,
@@ -100,6 +108,10 @@ PROFILE_NAMES: tuple[ProfileName, ...] = ("flux-lora", "sd15-checkpoint", "facei
 # Leases: a start claims every job due at once; a round claims at most this many more.
 CLAIM_ALL = 1_000_000
 CLAIM_BATCH = 1_000
+# What a list turn leaves of another process's job for its holder: what `_on_tune` and
+# `_on_prompt` read (no prompt text, no member data).
+_TUNE_SEEN = {"id", "eta", "trained_at", "expires_at", "cost_mc"}
+_PROMPT_SEEN = {"id", "images", "user_error", "cost_mc"}
 
 
 @dataclass(frozen=True)
@@ -175,6 +187,9 @@ class _Watch:
     next_at: datetime
     misses: int = 0
     stuck: bool = False
+    # Several processes: due while another process had the list turn, and waiting for
+    # what that list saw of it (once; then this process looks itself).
+    deferred: bool = False
 
 
 @dataclass
@@ -1038,23 +1053,124 @@ class Tracker:
     async def _refresh_due(self, report: PollReport) -> None:
         now = self._steady()
         due = [w for w in self._watch.values() if w.next_at <= now]
+        shared = not self._config.sole_process
+        if shared:
+            due = await self._apply_seen(due, report)
         if not due:
             return
         tunes = [w for w in due if w.job.kind == JobKind.TUNE]
         prompts = [w for w in due if w.job.kind == JobKind.PROMPT]
-        found_tunes = await self._fetch(tunes, self._list_tunes_page, self._client.get_tune)
-        found_prompts = await self._fetch(prompts, self._list_prompts_page, self._client.get_prompt)
-        report.checked += len(due)
+        others: dict[JobKind, dict[int, int]] = {JobKind.TUNE: {}, JobKind.PROMPT: {}}
+        if shared:
+            tunes, prompts = (
+                await self._take_turn(tunes, others),
+                await self._take_turn(prompts, others),
+            )
+        found_tunes, seen_tunes = await self._fetch(
+            tunes, self._list_tunes_page, self._client.get_tune, others[JobKind.TUNE]
+        )
+        found_prompts, seen_prompts = await self._fetch(
+            prompts, self._list_prompts_page, self._client.get_prompt, others[JobKind.PROMPT]
+        )
+        if shared:
+            await self._leave_seen(JobKind.TUNE, seen_tunes, _TUNE_SEEN)
+            await self._leave_seen(JobKind.PROMPT, seen_prompts, _PROMPT_SEEN)
+        report.checked += len(tunes) + len(prompts)
         for watch in tunes:
+            watch.deferred = False
             if watch.astria_id in found_tunes:
                 await self._on_tune(watch, found_tunes[watch.astria_id], report)
             else:
                 self._missed(watch)
         for watch in prompts:
+            watch.deferred = False
             if watch.astria_id in found_prompts:
                 await self._on_prompt(watch, found_prompts[watch.astria_id], report)
             else:
                 self._missed(watch)
+
+    # ------------------------------------------------------------------ shared polling
+    # Several processes on one store: one list pass per poll interval for the account
+    # (docs/architecture.md §7). The process that takes a kind's turn lists for its own
+    # due jobs and for the jobs the others follow, and leaves what it saw of theirs on the
+    # store; each holder applies that in its next round, without a request of its own.
+    # Only a job's holder acts on it; a job whose snapshot did not come (not on the
+    # pages, a list that failed) is looked at by its holder after one interval's wait.
+
+    async def _apply_seen(self, due: list[_Watch], report: PollReport) -> list[_Watch]:
+        """Apply what other processes' lists saw of the jobs this one follows (due ones,
+        and finished ones whenever seen); returns the due jobs still to look at."""
+        try:
+            seen = await self._store.leases.seen(self._config.holder)
+        except StoreError as exc:
+            self._quiet.warning("shared statuses unread this round (%s)", exc)
+            return due
+        waiting = {w.job for w in due}
+        looked: set[JobRef] = set()
+        for job, snapshot in seen.items():
+            watch = self._watch.get(job)
+            if watch is None:
+                continue
+            try:
+                if job.kind == JobKind.TUNE:
+                    tune = Tune.model_validate_json(snapshot)
+                    if tune.id != watch.astria_id or not (job in waiting or tune.is_trained):
+                        continue
+                    await self._on_tune(watch, tune, report)
+                else:
+                    prompt = Prompt.model_validate_json(snapshot)
+                    finished = prompt.is_done or prompt.is_failed
+                    if prompt.id != watch.astria_id or not (job in waiting or finished):
+                        continue
+                    await self._on_prompt(watch, prompt, report)
+            except ValidationError:
+                continue
+            watch.deferred = False
+            looked.add(job)
+            report.checked += 1
+        return [w for w in due if w.job not in looked]
+
+    async def _take_turn(
+        self, due: list[_Watch], others: dict[JobKind, dict[int, int]]
+    ) -> list[_Watch]:
+        """Take the list turn for the due jobs' kind: this process lists for everyone
+        (the others' jobs go into `others`); while another process's turn lasts, its due
+        jobs wait an interval for what that list saw, except those that already waited
+        once. Returns the due jobs to look at now."""
+        if not due:
+            return due
+        kind = due[0].job.kind
+        seconds = self._poll.minimum(kind) * self._poll.slowdown
+        try:
+            mine = await self._store.leases.take_turn(kind, self._config.holder, seconds)
+            if mine:
+                others[kind] = await self._store.leases.others_followed(kind, self._config.holder)
+        except StoreError as exc:
+            self._quiet.warning("the shared list turn is unknown (%s); listing alone", exc)
+            return due
+        if mine:
+            return due
+        later = self._steady() + timedelta(seconds=seconds)
+        now: list[_Watch] = []
+        for watch in due:
+            if watch.deferred:
+                now.append(watch)
+            else:
+                watch.deferred = True
+                watch.next_at = later
+        return now
+
+    async def _leave_seen(
+        self, kind: JobKind, seen: Mapping[int, BaseModel], fields: set[str]
+    ) -> None:
+        if not seen:
+            return
+        snapshots = {job_id: item.model_dump_json(include=fields) for job_id, item in seen.items()}
+        try:
+            await self._store.leases.leave_seen(kind, snapshots)
+        except StoreError as exc:
+            # Their holders look themselves after an interval's wait.
+            self._quiet.warning("statuses for other processes not left (%s)", exc)
 
     async def _list_tunes_page(self, before_id: int | None) -> list[Tune]:
         return await self._client.list_tunes(limit=PAGE, before_id=before_id)
@@ -1067,11 +1183,16 @@ class Tracker:
         due: list[_Watch],
         page: Callable[[int | None], Awaitable[Sequence[T]]],
         get_one: Callable[[int], Awaitable[T]],
-    ) -> dict[int, T | None]:
+        others: dict[int, int] | None = None,
+    ) -> tuple[dict[int, T | None], dict[int, T]]:
         """Astria's view of the due jobs: list pages while one page refreshes several jobs
         (newest first, stopping below the oldest wanted id), single GETs for the rest.
-        A job missing from the result could not be read this round."""
-        wanted = {w.astria_id for w in due}
+        A job missing from the result could not be read this round. `others` (Astria id
+        -> job id): other processes' jobs the pages are listed for too, never fetched on
+        their own; what the pages showed of them is returned by job id."""
+        mine = {w.astria_id for w in due}
+        others = others or {}
+        wanted = mine | others.keys()
         found: dict[int, T | None] = {}
         if len(wanted) >= 2:
             oldest = min(wanted)
@@ -1093,7 +1214,12 @@ class Tracker:
                 cursor = items[-1].id
                 if cursor <= oldest:
                     break
-        for astria_id in wanted - found.keys():
+        seen = {
+            others[astria_id]: item
+            for astria_id, item in found.items()
+            if astria_id in others and astria_id not in mine and item is not None
+        }
+        for astria_id in mine - found.keys():
             try:
                 found[astria_id] = await get_one(astria_id)
             except AstriaNotFound:
@@ -1101,7 +1227,7 @@ class Tracker:
             except AstriaError as exc:
                 self._quiet.warning("status of %s unknown this round (%s)", astria_id, exc.message)
                 self._alerts.astria_error()
-        return found
+        return {i: found[i] for i in mine if i in found}, seen
 
     def _missed(self, watch: _Watch) -> None:
         watch.misses += 1

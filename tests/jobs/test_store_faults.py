@@ -34,6 +34,9 @@ FLOW_WRITES = sorted(
         "retention.prune",  # once a day, suppressed and repeated: tests/store/test_retention.py
         "leases.wake",  # several processes only: tests/jobs/test_leases.py
         "leases.woken",  # several processes only: tests/jobs/test_leases.py
+        "leases.take_turn",  # several processes only: tests/jobs/test_shared_polling.py
+        "leases.leave_seen",  # several processes only: tests/jobs/test_shared_polling.py
+        "leases.seen",  # several processes only: tests/jobs/test_shared_polling.py
     }
 )
 MODES = ("once", "for-good", "every-call-once")
