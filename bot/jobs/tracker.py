@@ -570,6 +570,11 @@ class Tracker:
             await self._repair()
         with contextlib.suppress(StoreFault):
             await self._take_leases()
+        if not self._config.sole_process:
+            # Before the submissions, as a round that saw them itself would be: a slot a
+            # finished job frees is used in this round.
+            with contextlib.suppress(StoreFault):
+                await self._apply_seen(outcome)
         started = await self._submit_queued()
         outcome.submitted = [str(j) for j in started]
         if wait:
@@ -1053,11 +1058,9 @@ class Tracker:
     async def _refresh_due(self, report: PollReport) -> None:
         now = self._steady()
         due = [w for w in self._watch.values() if w.next_at <= now]
-        shared = not self._config.sole_process
-        if shared:
-            due = await self._apply_seen(due, report)
         if not due:
             return
+        shared = not self._config.sole_process
         tunes = [w for w in due if w.job.kind == JobKind.TUNE]
         prompts = [w for w in due if w.job.kind == JobKind.PROMPT]
         others: dict[JobKind, dict[int, int]] = {JobKind.TUNE: {}, JobKind.PROMPT: {}}
@@ -1072,10 +1075,20 @@ class Tracker:
         found_prompts, seen_prompts = await self._fetch(
             prompts, self._list_prompts_page, self._client.get_prompt, others[JobKind.PROMPT]
         )
+        # This process's own jobs not yet due that the pages showed: looked at too (their
+        # schedules fall in with the list's, so later lists serve them together).
+        own_tunes = self._own_seen(JobKind.TUNE, seen_tunes)
+        own_prompts = self._own_seen(JobKind.PROMPT, seen_prompts)
         if shared:
             await self._leave_seen(JobKind.TUNE, seen_tunes, _TUNE_SEEN)
             await self._leave_seen(JobKind.PROMPT, seen_prompts, _PROMPT_SEEN)
         report.checked += len(tunes) + len(prompts)
+        for watch, tune in own_tunes:
+            watch.deferred = False
+            await self._on_tune(watch, tune, report)
+        for watch, prompt in own_prompts:
+            watch.deferred = False
+            await self._on_prompt(watch, prompt, report)
         for watch in tunes:
             watch.deferred = False
             if watch.astria_id in found_tunes:
@@ -1097,38 +1110,36 @@ class Tracker:
     # Only a job's holder acts on it; a job whose snapshot did not come (not on the
     # pages, a list that failed) is looked at by its holder after one interval's wait.
 
-    async def _apply_seen(self, due: list[_Watch], report: PollReport) -> list[_Watch]:
-        """Apply what other processes' lists saw of the jobs this one follows (due ones,
-        and finished ones whenever seen); returns the due jobs still to look at."""
+    async def _apply_seen(self, report: PollReport) -> None:
+        """Apply what other processes' lists saw of the jobs this one follows: the due
+        ones, and finished ones whenever seen (the rest is dropped: their own time comes)."""
         try:
             seen = await self._store.leases.seen(self._config.holder)
         except StoreError as exc:
             self._quiet.warning("shared statuses unread this round (%s)", exc)
-            return due
-        waiting = {w.job for w in due}
-        looked: set[JobRef] = set()
+            return
+        now = self._steady()
         for job, snapshot in seen.items():
             watch = self._watch.get(job)
             if watch is None:
                 continue
+            due = watch.next_at <= now
             try:
                 if job.kind == JobKind.TUNE:
                     tune = Tune.model_validate_json(snapshot)
-                    if tune.id != watch.astria_id or not (job in waiting or tune.is_trained):
+                    if tune.id != watch.astria_id or not (due or tune.is_trained):
                         continue
                     await self._on_tune(watch, tune, report)
                 else:
                     prompt = Prompt.model_validate_json(snapshot)
                     finished = prompt.is_done or prompt.is_failed
-                    if prompt.id != watch.astria_id or not (job in waiting or finished):
+                    if prompt.id != watch.astria_id or not (due or finished):
                         continue
                     await self._on_prompt(watch, prompt, report)
             except ValidationError:
                 continue
             watch.deferred = False
-            looked.add(job)
             report.checked += 1
-        return [w for w in due if w.job not in looked]
 
     async def _take_turn(
         self, due: list[_Watch], others: dict[JobKind, dict[int, int]]
@@ -1145,6 +1156,12 @@ class Tracker:
             mine = await self._store.leases.take_turn(kind, self._config.holder, seconds)
             if mine:
                 others[kind] = await self._store.leases.others_followed(kind, self._config.holder)
+                waiting = {w.job for w in due}
+                others[kind].update(
+                    (w.astria_id, w.job.id)
+                    for w in self._watch.values()
+                    if w.job.kind == kind and w.job not in waiting
+                )
         except StoreError as exc:
             self._quiet.warning("the shared list turn is unknown (%s); listing alone", exc)
             return due
@@ -1159,6 +1176,16 @@ class Tracker:
                 watch.deferred = True
                 watch.next_at = later
         return now
+
+    def _own_seen(self, kind: JobKind, seen: dict[int, T]) -> list[tuple[_Watch, T]]:
+        """Take this process's own jobs out of what the pages showed (the rest is other
+        processes')."""
+        own: list[tuple[_Watch, T]] = []
+        for job_id in list(seen):
+            watch = self._watch.get(JobRef(kind, job_id))
+            if watch is not None:
+                own.append((watch, seen.pop(job_id)))
+        return own
 
     async def _leave_seen(
         self, kind: JobKind, seen: Mapping[int, BaseModel], fields: set[str]
