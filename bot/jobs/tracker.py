@@ -188,8 +188,8 @@ class _Watch:
     misses: int = 0
     stuck: bool = False
     # Several processes: due while another process had the list turn, and waiting for
-    # what that list saw of it (once; then this process looks itself).
-    deferred: bool = False
+    # what that list saw of it (once; then this process looks itself): since when.
+    deferred: datetime | None = None
 
 
 @dataclass
@@ -1064,16 +1064,25 @@ class Tracker:
         tunes = [w for w in due if w.job.kind == JobKind.TUNE]
         prompts = [w for w in due if w.job.kind == JobKind.PROMPT]
         others: dict[JobKind, dict[int, int]] = {JobKind.TUNE: {}, JobKind.PROMPT: {}}
+        aside: dict[JobKind, dict[int, int]] = {JobKind.TUNE: {}, JobKind.PROMPT: {}}
         if shared:
             tunes, prompts = (
-                await self._take_turn(tunes, others),
-                await self._take_turn(prompts, others),
+                await self._take_turn(tunes, others, aside),
+                await self._take_turn(prompts, others, aside),
             )
         found_tunes, seen_tunes = await self._fetch(
-            tunes, self._list_tunes_page, self._client.get_tune, others[JobKind.TUNE]
+            tunes,
+            self._list_tunes_page,
+            self._client.get_tune,
+            others[JobKind.TUNE],
+            aside[JobKind.TUNE],
         )
         found_prompts, seen_prompts = await self._fetch(
-            prompts, self._list_prompts_page, self._client.get_prompt, others[JobKind.PROMPT]
+            prompts,
+            self._list_prompts_page,
+            self._client.get_prompt,
+            others[JobKind.PROMPT],
+            aside[JobKind.PROMPT],
         )
         # This process's own jobs not yet due that the pages showed: looked at too (their
         # schedules fall in with the list's, so later lists serve them together).
@@ -1084,19 +1093,19 @@ class Tracker:
             await self._leave_seen(JobKind.PROMPT, seen_prompts, _PROMPT_SEEN)
         report.checked += len(tunes) + len(prompts)
         for watch, tune in own_tunes:
-            watch.deferred = False
+            watch.deferred = None
             await self._on_tune(watch, tune, report)
         for watch, prompt in own_prompts:
-            watch.deferred = False
+            watch.deferred = None
             await self._on_prompt(watch, prompt, report)
         for watch in tunes:
-            watch.deferred = False
+            watch.deferred = None
             if watch.astria_id in found_tunes:
                 await self._on_tune(watch, found_tunes[watch.astria_id], report)
             else:
                 self._missed(watch)
         for watch in prompts:
-            watch.deferred = False
+            watch.deferred = None
             if watch.astria_id in found_prompts:
                 await self._on_prompt(watch, found_prompts[watch.astria_id], report)
             else:
@@ -1138,14 +1147,22 @@ class Tracker:
                     await self._on_prompt(watch, prompt, report)
             except ValidationError:
                 continue
-            watch.deferred = False
+            if watch.deferred is not None and job in self._watch:
+                # Seen by the list it waited for: its next look counts from then, as
+                # if it had looked itself (its schedule keeps the list's phase).
+                watch.next_at -= max(now - watch.deferred, timedelta(0))
+            watch.deferred = None
             report.checked += 1
 
     async def _take_turn(
-        self, due: list[_Watch], others: dict[JobKind, dict[int, int]]
+        self,
+        due: list[_Watch],
+        others: dict[JobKind, dict[int, int]],
+        aside: dict[JobKind, dict[int, int]],
     ) -> list[_Watch]:
         """Take the list turn for the due jobs' kind: this process lists for everyone
-        (the others' jobs go into `others`); while another process's turn lasts, its due
+        (the others' jobs go into `others`, its own not yet due into `aside`); while
+        another process's turn lasts, its due
         jobs wait an interval for what that list saw, except those that already waited
         once. Returns the due jobs to look at now."""
         if not due:
@@ -1157,25 +1174,25 @@ class Tracker:
             if mine:
                 others[kind] = await self._store.leases.others_followed(kind, self._config.holder)
                 waiting = {w.job for w in due}
-                others[kind].update(
-                    (w.astria_id, w.job.id)
+                aside[kind] = {
+                    w.astria_id: w.job.id
                     for w in self._watch.values()
                     if w.job.kind == kind and w.job not in waiting
-                )
+                }
         except StoreError as exc:
             self._quiet.warning("the shared list turn is unknown (%s); listing alone", exc)
             return due
         if mine:
             return due
-        later = self._steady() + timedelta(seconds=seconds)
-        now: list[_Watch] = []
+        now = self._steady()
+        looking: list[_Watch] = []
         for watch in due:
-            if watch.deferred:
-                now.append(watch)
+            if watch.deferred is not None:
+                looking.append(watch)
             else:
-                watch.deferred = True
-                watch.next_at = later
-        return now
+                watch.deferred = now
+                watch.next_at = now + timedelta(seconds=seconds)
+        return looking
 
     def _own_seen(self, kind: JobKind, seen: dict[int, T]) -> list[tuple[_Watch, T]]:
         """Take this process's own jobs out of what the pages showed (the rest is other
@@ -1211,15 +1228,18 @@ class Tracker:
         page: Callable[[int | None], Awaitable[Sequence[T]]],
         get_one: Callable[[int], Awaitable[T]],
         others: dict[int, int] | None = None,
+        aside: dict[int, int] | None = None,
     ) -> tuple[dict[int, T | None], dict[int, T]]:
         """Astria's view of the due jobs: list pages while one page refreshes several jobs
         (newest first, stopping below the oldest wanted id), single GETs for the rest.
         A job missing from the result could not be read this round. `others` (Astria id
         -> job id): other processes' jobs the pages are listed for too, never fetched on
-        their own; what the pages showed of them is returned by job id."""
+        their own; what the pages showed of them is returned by job id. `aside`: this
+        process's jobs not yet due, returned likewise when on those pages, but never
+        listed for (the pages go no deeper for them)."""
         mine = {w.astria_id for w in due}
-        others = others or {}
-        wanted = mine | others.keys()
+        others = {**(aside or {}), **(others or {})}
+        wanted = mine | (others.keys() - (aside or {}).keys())
         found: dict[int, T | None] = {}
         if len(wanted) >= 2:
             oldest = min(wanted)
@@ -1234,7 +1254,7 @@ class Tracker:
                     break
                 pages += 1
                 for item in items:
-                    if item.id in wanted:
+                    if item.id in wanted or item.id in others:
                         found[item.id] = item
                 if len(items) < PAGE:
                     break
