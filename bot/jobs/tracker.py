@@ -12,14 +12,22 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Coroutine,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from bot.astria import (
     AstriaAuthError,
@@ -110,6 +118,10 @@ PROFILE_NAMES: tuple[ProfileName, ...] = ("flux-lora", "sd15-checkpoint", "facei
 # Leases: a start claims every job due at once; a round claims at most this many more.
 CLAIM_ALL = 1_000_000
 CLAIM_BATCH = 1_000
+# What a list turn leaves of another process's job for its holder: what `_on_tune` and
+# `_on_prompt` read (no prompt text, no member data).
+_TUNE_SEEN = {"id", "eta", "trained_at", "expires_at", "cost_mc"}
+_PROMPT_SEEN = {"id", "images", "user_error", "cost_mc"}
 
 
 @dataclass(frozen=True)
@@ -185,6 +197,9 @@ class _Watch:
     next_at: datetime
     misses: int = 0
     stuck: bool = False
+    # Several processes: due while another process had the list turn, and waiting for
+    # what that list saw of it (once; then this process looks itself): since when.
+    deferred: datetime | None = None
 
 
 @dataclass
@@ -609,6 +624,11 @@ class Tracker:
             await self._repair()
         with contextlib.suppress(StoreFault):
             await self._take_leases()
+        if not self._config.sole_process:
+            # Before the submissions, as a round that saw them itself would be: a slot a
+            # finished job frees is used in this round.
+            with contextlib.suppress(StoreFault):
+                await self._apply_seen(outcome)
         started = await self._submit_queued()
         outcome.submitted = [str(j) for j in started]
         if wait:
@@ -1210,21 +1230,161 @@ class Tracker:
         due = [w for w in self._watch.values() if w.next_at <= now]
         if not due:
             return
+        shared = not self._config.sole_process
         tunes = [w for w in due if w.job.kind == JobKind.TUNE]
         prompts = [w for w in due if w.job.kind == JobKind.PROMPT]
-        found_tunes = await self._fetch(tunes, self._list_tunes_page, self._client.get_tune)
-        found_prompts = await self._fetch(prompts, self._list_prompts_page, self._client.get_prompt)
-        report.checked += len(due)
+        others: dict[JobKind, dict[int, int]] = {JobKind.TUNE: {}, JobKind.PROMPT: {}}
+        aside: dict[JobKind, dict[int, int]] = {JobKind.TUNE: {}, JobKind.PROMPT: {}}
+        if shared:
+            tunes, prompts = (
+                await self._take_turn(tunes, others, aside),
+                await self._take_turn(prompts, others, aside),
+            )
+        found_tunes, seen_tunes = await self._fetch(
+            tunes,
+            self._list_tunes_page,
+            self._client.get_tune,
+            others[JobKind.TUNE],
+            aside[JobKind.TUNE],
+        )
+        found_prompts, seen_prompts = await self._fetch(
+            prompts,
+            self._list_prompts_page,
+            self._client.get_prompt,
+            others[JobKind.PROMPT],
+            aside[JobKind.PROMPT],
+        )
+        # This process's own jobs not yet due that the pages showed: looked at too (their
+        # schedules fall in with the list's, so later lists serve them together).
+        own_tunes = self._own_seen(JobKind.TUNE, seen_tunes)
+        own_prompts = self._own_seen(JobKind.PROMPT, seen_prompts)
+        if shared:
+            await self._leave_seen(JobKind.TUNE, seen_tunes, _TUNE_SEEN)
+            await self._leave_seen(JobKind.PROMPT, seen_prompts, _PROMPT_SEEN)
+        report.checked += len(tunes) + len(prompts)
+        for watch, tune in own_tunes:
+            watch.deferred = None
+            await self._on_tune(watch, tune, report)
+        for watch, prompt in own_prompts:
+            watch.deferred = None
+            await self._on_prompt(watch, prompt, report)
         for watch in tunes:
+            watch.deferred = None
             if watch.astria_id in found_tunes:
                 await self._on_tune(watch, found_tunes[watch.astria_id], report)
             else:
                 self._missed(watch)
         for watch in prompts:
+            watch.deferred = None
             if watch.astria_id in found_prompts:
                 await self._on_prompt(watch, found_prompts[watch.astria_id], report)
             else:
                 self._missed(watch)
+
+    # ------------------------------------------------------------------ shared polling
+    # Several processes on one store: one list pass per poll interval for the account
+    # (docs/architecture.md §7). The process that takes a kind's turn lists for its own
+    # due jobs and for the jobs the others follow, and leaves what it saw of theirs on the
+    # store; each holder applies that in its next round, without a request of its own.
+    # Only a job's holder acts on it; a job whose snapshot did not come (not on the
+    # pages, a list that failed) is looked at by its holder after one interval's wait.
+
+    async def _apply_seen(self, report: PollReport) -> None:
+        """Apply what other processes' lists saw of the jobs this one follows: the due
+        ones, and finished ones whenever seen (the rest is dropped: their own time comes)."""
+        try:
+            seen = await self._store.leases.seen(self._config.holder)
+        except StoreError as exc:
+            self._quiet.warning("shared statuses unread this round (%s)", exc)
+            return
+        now = self._steady()
+        for job, snapshot in seen.items():
+            watch = self._watch.get(job)
+            if watch is None:
+                continue
+            due = watch.next_at <= now
+            try:
+                if job.kind == JobKind.TUNE:
+                    tune = Tune.model_validate_json(snapshot)
+                    if tune.id != watch.astria_id or not (due or tune.is_trained):
+                        continue
+                    await self._on_tune(watch, tune, report)
+                else:
+                    prompt = Prompt.model_validate_json(snapshot)
+                    finished = prompt.is_done or prompt.is_failed
+                    if prompt.id != watch.astria_id or not (due or finished):
+                        continue
+                    await self._on_prompt(watch, prompt, report)
+            except ValidationError:
+                continue
+            if watch.deferred is not None and job in self._watch:
+                # Seen by the list it waited for: its next look counts from then, as
+                # if it had looked itself (its schedule keeps the list's phase).
+                watch.next_at -= max(now - watch.deferred, timedelta(0))
+            watch.deferred = None
+            report.checked += 1
+
+    async def _take_turn(
+        self,
+        due: list[_Watch],
+        others: dict[JobKind, dict[int, int]],
+        aside: dict[JobKind, dict[int, int]],
+    ) -> list[_Watch]:
+        """Take the list turn for the due jobs' kind: this process lists for everyone
+        (the others' jobs go into `others`, its own not yet due into `aside`); while
+        another process's turn lasts, its due
+        jobs wait an interval for what that list saw, except those that already waited
+        once. Returns the due jobs to look at now."""
+        if not due:
+            return due
+        kind = due[0].job.kind
+        seconds = self._poll.minimum(kind) * self._poll.slowdown
+        try:
+            mine = await self._store.leases.take_turn(kind, self._config.holder, seconds)
+            if mine:
+                others[kind] = await self._store.leases.others_followed(kind, self._config.holder)
+                waiting = {w.job for w in due}
+                aside[kind] = {
+                    w.astria_id: w.job.id
+                    for w in self._watch.values()
+                    if w.job.kind == kind and w.job not in waiting
+                }
+        except StoreError as exc:
+            self._quiet.warning("the shared list turn is unknown (%s); listing alone", exc)
+            return due
+        if mine:
+            return due
+        now = self._steady()
+        looking: list[_Watch] = []
+        for watch in due:
+            if watch.deferred is not None:
+                looking.append(watch)
+            else:
+                watch.deferred = now
+                watch.next_at = now + timedelta(seconds=seconds)
+        return looking
+
+    def _own_seen(self, kind: JobKind, seen: dict[int, T]) -> list[tuple[_Watch, T]]:
+        """Take this process's own jobs out of what the pages showed (the rest is other
+        processes')."""
+        own: list[tuple[_Watch, T]] = []
+        for job_id in list(seen):
+            watch = self._watch.get(JobRef(kind, job_id))
+            if watch is not None:
+                own.append((watch, seen.pop(job_id)))
+        return own
+
+    async def _leave_seen(
+        self, kind: JobKind, seen: Mapping[int, BaseModel], fields: set[str]
+    ) -> None:
+        if not seen:
+            return
+        snapshots = {job_id: item.model_dump_json(include=fields) for job_id, item in seen.items()}
+        try:
+            await self._store.leases.leave_seen(kind, snapshots)
+        except StoreError as exc:
+            # Their holders look themselves after an interval's wait.
+            self._quiet.warning("statuses for other processes not left (%s)", exc)
 
     async def _list_tunes_page(self, before_id: int | None) -> list[Tune]:
         return await self._client.list_tunes(limit=PAGE, before_id=before_id)
@@ -1237,11 +1397,19 @@ class Tracker:
         due: list[_Watch],
         page: Callable[[int | None], Awaitable[Sequence[T]]],
         get_one: Callable[[int], Awaitable[T]],
-    ) -> dict[int, T | None]:
+        others: dict[int, int] | None = None,
+        aside: dict[int, int] | None = None,
+    ) -> tuple[dict[int, T | None], dict[int, T]]:
         """Astria's view of the due jobs: list pages while one page refreshes several jobs
         (newest first, stopping below the oldest wanted id), single GETs for the rest.
-        A job missing from the result could not be read this round."""
-        wanted = {w.astria_id for w in due}
+        A job missing from the result could not be read this round. `others` (Astria id
+        -> job id): other processes' jobs the pages are listed for too, never fetched on
+        their own; what the pages showed of them is returned by job id. `aside`: this
+        process's jobs not yet due, returned likewise when on those pages, but never
+        listed for (the pages go no deeper for them)."""
+        mine = {w.astria_id for w in due}
+        others = {**(aside or {}), **(others or {})}
+        wanted = mine | (others.keys() - (aside or {}).keys())
         found: dict[int, T | None] = {}
         if len(wanted) >= 2:
             oldest = min(wanted)
@@ -1256,14 +1424,19 @@ class Tracker:
                     break
                 pages += 1
                 for item in items:
-                    if item.id in wanted:
+                    if item.id in wanted or item.id in others:
                         found[item.id] = item
                 if len(items) < PAGE:
                     break
                 cursor = items[-1].id
                 if cursor <= oldest:
                     break
-        for astria_id in wanted - found.keys():
+        seen = {
+            others[astria_id]: item
+            for astria_id, item in found.items()
+            if astria_id in others and astria_id not in mine and item is not None
+        }
+        for astria_id in mine - found.keys():
             try:
                 found[astria_id] = await get_one(astria_id)
             except AstriaNotFound:
@@ -1271,7 +1444,7 @@ class Tracker:
             except AstriaError as exc:
                 self._quiet.warning("status of %s unknown this round (%s)", astria_id, exc.message)
                 self._alerts.astria_error()
-        return found
+        return {i: found[i] for i in mine if i in found}, seen
 
     def _missed(self, watch: _Watch) -> None:
         watch.misses += 1

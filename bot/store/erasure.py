@@ -70,6 +70,11 @@ class Erasure:
                 f"DELETE FROM job_events WHERE job IN {texts}",  # noqa: S608
                 chosen,
             )
+            # What another process's list saw of these jobs, left for their holder.
+            await tx.execute(
+                f"DELETE FROM meta WHERE key IN {texts}",  # noqa: S608
+                (json.dumps([f"seen:{job}" for job in jobs]),),
+            )
             await tx.execute(
                 "UPDATE prompts SET owner_id = 0, user_text = '', final_text = '',"
                 " params = '{}', image_urls = '[]', delivery_nonce = NULL,"

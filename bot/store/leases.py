@@ -38,6 +38,12 @@ _REPORTING: dict[JobTable, str] = {
     " AND id IN (SELECT CAST(CASE WHEN job LIKE 'prompt:%' THEN substr(job, 8) END AS BIGINT)"
     " FROM job_events WHERE reported_at_ms IS NULL AND job LIKE 'prompt:%')",
 }
+# The states a job is followed at Astria in (polled).
+_FOLLOWED: dict[JobTable, str] = {
+    "tunes": "('training', 'stuck')",
+    "prompts": "('generating', 'stuck')",
+}
+SEEN = "seen:"  # the meta keys of snapshots left for a job's holder: seen:<kind>:<id>
 _KINDS: dict[JobTable, JobKind] = {"tunes": JobKind.TUNE, "prompts": JobKind.PROMPT}
 _TABLES: tuple[JobTable, ...] = ("tunes", "prompts")
 
@@ -189,6 +195,73 @@ class Leases:
                     (holder, json.dumps(ids)),
                 )
         return {JobRef(_KINDS[t], i) for t, ids in found.items() for i in ids}
+
+    # ------------------------------------------------------------- shared polling
+    # One list pass per poll interval for the whole account (docs/architecture.md §7): a
+    # process with jobs due takes the kind's turn (`take_turn`), lists the pages for its
+    # own due jobs and for the jobs other processes follow (`others_followed`), and leaves
+    # what it saw of those on the store (`leave_seen`); their holders apply it in their
+    # next round (`seen`) without a request of their own. Both live in `meta`: the turn
+    # as "<until, ms, 16 digits>:<holder>" under poll-turn:<kind>, each snapshot (the few
+    # fields the tracker needs, JSON) under seen:<kind>:<job id> until its holder takes it.
+
+    async def take_turn(self, kind: JobKind, holder: str, seconds: float) -> bool:
+        """Take the account's list turn for `kind` for `seconds` from now: True when no
+        one holds it (the last one ran out) or this holder already does; False while
+        another process's turn lasts. One conditional statement, so two processes asking
+        at once never both get it."""
+        now_ms = to_ms(self._clock())
+        until_ms = now_ms + int(seconds * 1000)
+        rows = await self._db.statement(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE"
+            " SET value = excluded.value WHERE meta.value < ? OR substr(meta.value, 18) = ?"
+            " RETURNING key",
+            (f"poll-turn:{kind.value}", f"{until_ms:016d}:{holder}", f"{now_ms:016d};", holder),
+        )
+        return bool(rows)
+
+    async def others_followed(self, kind: JobKind, holder: str) -> dict[int, int]:
+        """The jobs of `kind` at Astria that another process holds: Astria id -> job id."""
+        table: JobTable = "tunes" if kind is JobKind.TUNE else "prompts"
+        rows = await self._db.fetchall(
+            f"SELECT id, astria_id FROM {table} WHERE state IN {_FOLLOWED[table]}"  # noqa: S608
+            " AND astria_id IS NOT NULL AND lease_holder IS NOT NULL AND lease_holder <> ?",
+            (holder,),
+        )
+        return {int(r["astria_id"]): int(r["id"]) for r in rows}
+
+    async def leave_seen(self, kind: JobKind, seen: dict[int, str]) -> None:
+        """Leave what this process's list saw of other holders' jobs (job id -> snapshot)."""
+        if not seen:
+            return
+        async with self._db.write() as tx:
+            for job_id, snapshot in seen.items():
+                await tx.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (f"seen:{kind.value}:{job_id}", snapshot),
+                )
+
+    async def seen(self, holder: str) -> dict[JobRef, str]:
+        """The snapshots other processes left of the jobs this holder holds; they are
+        taken off the store (a read first, so a round with none writes nothing)."""
+        found: dict[str, tuple[JobRef, str]] = {}
+        for table in _TABLES:
+            kind = _KINDS[table]
+            rows = await self._db.fetchall(
+                f"SELECT m.key, m.value, t.id FROM meta m JOIN {table} t"  # noqa: S608
+                f" ON m.key = '{SEEN}{kind.value}:' || CAST(t.id AS TEXT)"
+                " WHERE t.lease_holder = ?",
+                (holder,),
+            )
+            for r in rows:
+                found[str(r["key"])] = (JobRef(kind, int(r["id"])), str(r["value"]))
+        if not found:
+            return {}
+        async with self._db.write() as tx:
+            for key, (_, snapshot) in found.items():
+                await tx.execute("DELETE FROM meta WHERE key = ? AND value = ?", (key, snapshot))
+        return dict(found.values())
 
     async def holders(self) -> dict[JobRef, str]:
         """Who holds which job (unexpired or not), for tests and diagnostics."""

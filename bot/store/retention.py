@@ -58,6 +58,15 @@ class Pruned:
     prompts_compacted: int = 0
 
 
+_STALE_SEEN = (
+    "DELETE FROM meta WHERE key LIKE 'seen:%'"
+    " AND key NOT IN (SELECT 'seen:tune:' || CAST(id AS TEXT) FROM tunes"
+    " WHERE state IN ('training', 'stuck'))"
+    " AND key NOT IN (SELECT 'seen:prompt:' || CAST(id AS TEXT) FROM prompts"
+    " WHERE state IN ('generating', 'stuck'))"
+)
+
+
 class Retention:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -102,4 +111,9 @@ class Retention:
             compacted += len(ids)
             if len(ids) < BATCH:
                 break
+        # Snapshots another process's list left for a job's holder that the holder never
+        # took (the job ended another way): nothing reads them once the job is not
+        # followed any more.
+        async with self._db.write() as tx:
+            await tx.execute(_STALE_SEEN)
         return Pruned(events, compacted)

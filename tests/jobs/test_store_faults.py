@@ -39,6 +39,9 @@ FLOW_WRITES = sorted(
         # `submitting`, recovered by listing the tune's prompts (no fault test yet).
         "packs.adopt",
         "packs.set_seen",
+        "leases.take_turn",  # several processes only: tests/jobs/test_shared_polling.py
+        "leases.leave_seen",  # several processes only: tests/jobs/test_shared_polling.py
+        "leases.seen",  # several processes only: tests/jobs/test_shared_polling.py
     }
 )
 MODES = ("once", "for-good", "every-call-once")

@@ -3,7 +3,7 @@ for two processes: claims, renewals, releases, and a lapsed lease taken over."""
 
 from __future__ import annotations
 
-from bot.store import JobRef, PromptState, Store, TuneState
+from bot.store import JobKind, JobRef, PromptState, Store, TuneState
 from tests.store.helpers import ManualClock, Stores
 from tests.store.test_repositories import make_prompt, make_tune
 
@@ -115,3 +115,46 @@ async def test_renewing_and_releasing_nothing_is_harmless(store: Store):
     assert await store.leases.claim_due("a", 0, LEASE) == []
     missing = JobRef.parse("prompt:999")
     assert await store.leases.renew("a", [missing], LEASE) == set()
+
+
+async def test_the_list_turn_goes_to_one_holder_an_interval_and_snapshots_to_the_holder(
+    stores: Stores,
+):
+    """Shared polling (issue 17): one process a poll interval lists for everyone; what it
+    saw of another holder's job reaches that holder once, and no one else."""
+    clock = ManualClock()
+    a, b = await two(stores, clock)
+    tune = await make_tune(a)
+    mine = await make_prompt(a, tune)
+    theirs = await make_prompt(a, tune, channel_id=77)
+    for prompt, astria_id in ((mine, 900), (theirs, 901)):
+        await a.prompts.set_state(prompt.id, PromptState.SUBMITTING)
+        await a.prompts.set_astria_id(prompt.id, astria_id)
+        await a.prompts.set_state(prompt.id, PromptState.GENERATING)
+    assert await a.leases.claim_due("a", 2, LEASE) == [tune.job, mine.job]
+    assert await b.leases.claim_due("b", 10, LEASE) == [theirs.job]
+
+    assert await a.leases.take_turn(JobKind.PROMPT, "a", 5.0)
+    assert not await b.leases.take_turn(JobKind.PROMPT, "b", 5.0)  # a's interval
+    assert await a.leases.take_turn(JobKind.PROMPT, "a", 5.0)  # its own, again
+    assert await b.leases.take_turn(JobKind.TUNE, "b", 30.0)  # each kind has its own
+    clock.advance(seconds=5)
+    assert await b.leases.take_turn(JobKind.PROMPT, "b", 5.0)  # a's ran out
+    assert not await a.leases.take_turn(JobKind.PROMPT, "a", 5.0)
+
+    assert await a.leases.others_followed(JobKind.PROMPT, "a") == {901: theirs.id}
+    assert await b.leases.others_followed(JobKind.PROMPT, "b") == {900: mine.id}
+    await a.leases.leave_seen(JobKind.PROMPT, {theirs.id: '{"id": 901}'})
+    assert await a.leases.seen("a") == {}  # not a's job
+    assert await b.leases.seen("b") == {theirs.job: '{"id": 901}'}
+    assert await b.leases.seen("b") == {}  # taken once
+
+    # Erasure takes what was left for an erased member's job; the prune what is left of
+    # a job no longer followed, and keeps what waits for a followed one.
+    await a.leases.leave_seen(JobKind.PROMPT, {theirs.id: '{"id": 901}', mine.id: "{}"})
+    await a.prompts.set_state(mine.id, PromptState.DELIVERED)
+    await a.retention.prune(before=clock.now)
+    assert await a.meta.get(f"seen:prompt:{mine.id}") is None
+    assert await a.meta.get(f"seen:prompt:{theirs.id}") == '{"id": 901}'
+    await a.erasure.scrub(theirs.owner_id)
+    assert await a.meta.get(f"seen:prompt:{theirs.id}") is None
