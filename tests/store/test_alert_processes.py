@@ -7,55 +7,22 @@ The processes are real OS processes (tests/store/worker.py); every wait is bound
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pydantic import SecretStr
 
 from bot.store import Store
-from tests.pg import BACKENDS, SKIP_REASON, TEST_DATABASE_URL, Schemas
+from tests.pg import SKIP_REASON, TEST_DATABASE_URL, Schemas
 from tests.store.helpers import ManualClock, Stores, make_settings
-from tests.store.test_processes import WAIT, Location, read_line, spawn
+from tests.store.test_processes import Location, database, run_together, spawn
+
+__all__ = ["database"]  # the fixture, shared with test_processes
 
 GUILD = 1  # the worker's
 KINDS = 60
-
-
-@pytest.fixture(params=BACKENDS)
-async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Location]:
-    if request.param == "sqlite":
-        yield tmp_path / "bot.sqlite3"
-        return
-    schemas = Schemas()
-    try:
-        yield await schemas.url()
-    finally:
-        await schemas.drop_all()
-
-
-async def run_together(*workers: asyncio.subprocess.Process) -> list[dict[str, Any]]:
-    """Wait for each worker's "ready", start them all at once, collect each one's report."""
-    try:
-        for proc in workers:
-            assert await read_line(proc) == "ready"
-        for proc in workers:
-            assert proc.stdin is not None
-            proc.stdin.write(b"go\n")
-            await proc.stdin.drain()
-        reports: list[dict[str, Any]] = [json.loads(await read_line(p)) for p in workers]
-        for proc in workers:
-            assert await asyncio.wait_for(proc.wait(), WAIT) == 0
-        return reports
-    finally:
-        for proc in workers:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
 
 
 async def with_alert_channels(where: Location, guilds: list[int]) -> Store:

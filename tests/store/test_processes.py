@@ -70,6 +70,27 @@ async def read_line(proc: asyncio.subprocess.Process) -> str:
     return line.decode().strip()
 
 
+async def run_together(*workers: asyncio.subprocess.Process) -> list[dict[str, Any]]:
+    """Wait for each worker's "ready", start them all at once, collect each one's report
+    (a JSON line), and see each end cleanly; a worker left running is killed."""
+    try:
+        for proc in workers:
+            assert await read_line(proc) == "ready"
+        for proc in workers:
+            assert proc.stdin is not None
+            proc.stdin.write(b"go\n")
+            await proc.stdin.drain()
+        reports: list[dict[str, Any]] = [json.loads(await read_line(p)) for p in workers]
+        for proc in workers:
+            assert await asyncio.wait_for(proc.wait(), WAIT) == 0
+        return reports
+    finally:
+        for proc in workers:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
 async def prepare(path: Location, balance_mc: int = RICH_MC) -> None:
     store = await Store.open(path, settings=make_settings())
     try:
@@ -86,21 +107,7 @@ async def test_processes_reserving_at_once_fit_a_budget_of_10_exactly(database: 
     budget = json.dumps({"guild_monthly_budget_mc": 10 * TUNE_MC})
     count = 4 if isinstance(path, SecretStr) else 2
     workers = [await spawn("reserve", path, index, 100, budget) for index in range(1, count + 1)]
-    try:
-        for proc in workers:
-            assert await read_line(proc) == "ready"
-        for proc in workers:  # both start their 100 reservations together
-            assert proc.stdin is not None
-            proc.stdin.write(b"go\n")
-            await proc.stdin.drain()
-        reports: list[dict[str, Any]] = [json.loads(await read_line(p)) for p in workers]
-        for proc in workers:
-            assert await asyncio.wait_for(proc.wait(), WAIT) == 0
-    finally:
-        for proc in workers:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+    reports = await run_together(*workers)  # all start their 100 reservations together
     reported = [rid for report in reports for rid in report["reserved"]]
     assert len(reported) == 10
     assert sum(report["refused"] for report in reports) == count * 100 - 10
@@ -197,21 +204,7 @@ async def test_processes_claiming_at_once_never_hold_one_job_together(database: 
     every = {str(t.job) for t in tunes} | {str(p.job) for p in prompts}
     count = 4 if isinstance(database, SecretStr) else 2
     workers = [await spawn("claim", database, f"bot-{n}", 3, 600) for n in range(count)]
-    try:
-        for proc in workers:
-            assert await read_line(proc) == "ready"
-        for proc in workers:
-            assert proc.stdin is not None
-            proc.stdin.write(b"go\n")
-            await proc.stdin.drain()
-        claims: list[list[str]] = [json.loads(await read_line(p))["claimed"] for p in workers]
-        for proc in workers:
-            assert await asyncio.wait_for(proc.wait(), WAIT) == 0
-    finally:
-        for proc in workers:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+    claims: list[list[str]] = [report["claimed"] for report in await run_together(*workers)]
     taken = Counter(job for claimed in claims for job in claimed)
     assert [job for job, n in taken.items() if n > 1] == []  # no job held by two
     assert set(taken) == every  # and none left unclaimed

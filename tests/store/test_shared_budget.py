@@ -16,7 +16,14 @@ from bot.store.db import Database
 from bot.store.errors import StoreFault
 from tests.conftest import FakeTime, MakeClient
 from tests.store.helpers import make_settings
-from tests.store.test_processes import WAIT, Location, database, read_line, spawn
+from tests.store.test_processes import (
+    WAIT,
+    Location,
+    database,
+    read_line,
+    run_together,
+    spawn,
+)
 
 __all__ = ["database"]  # the fixture, shared with test_processes
 
@@ -58,21 +65,7 @@ async def acquisitions(database: Location, kind: str, processes: int) -> list[fl
     workers = [
         await spawn("budget", database, kind, RATE, BURST, PER_PROCESS) for _ in range(processes)
     ]
-    try:
-        for proc in workers:
-            assert await read_line(proc) == "ready"
-        for proc in workers:
-            assert proc.stdin is not None
-            proc.stdin.write(b"go\n")
-            await proc.stdin.drain()
-        times = [t for proc in workers for t in json.loads(await read_line(proc))["times"]]
-        for proc in workers:
-            assert await asyncio.wait_for(proc.wait(), WAIT) == 0
-    finally:
-        for proc in workers:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+    times = [t for report in await run_together(*workers) for t in report["times"]]
     assert len(times) == processes * PER_PROCESS
     return times
 
