@@ -1,5 +1,6 @@
-"""The one check that stays at the Discord edge: whether the bot itself could post here
-(the server's rules for members are the use-case layer's, `bot.actions.door`)."""
+"""What the cogs share at the Discord edge: whether the bot itself could post here (the
+server's rules for members are the use-case layer's, `bot.actions.door`), and the `tune`
+option's autocomplete."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
+from bot.store import TuneState
 from bot.ui.base import UserError
 
 if TYPE_CHECKING:
@@ -54,3 +56,19 @@ def server_menu(
         ),
         allowed_installs=app_commands.AppInstallationType(guild=True, user=False),
     )
+
+
+async def ready_tune_choices(
+    interaction: discord.Interaction[AstriaBot], current: str, *, own_only: bool
+) -> list[app_commands.Choice[str]]:
+    """Autocomplete for a `tune` option: the ready tunes the member may use here (their
+    own, and the server's shared ones unless `own_only`) whose name has `current`."""
+    tunes = await interaction.client.store.tunes.list_usable(
+        interaction.user.id, interaction.guild_id or 0, states=[TuneState.READY]
+    )
+    wanted = current.casefold()
+    return [
+        app_commands.Choice(name=t.name[:100], value=str(t.id))
+        for t in tunes
+        if (not own_only or t.owner_id == interaction.user.id) and wanted in t.name.casefold()
+    ][:25]

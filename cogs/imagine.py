@@ -12,11 +12,10 @@ from discord.ext import commands
 from bot.actions import prompts
 from bot.rules.prompts import HIGH_RESOLUTION, AspectRatio, PromptOptions, Quality, Style
 from bot.rules.tools import FROM_IMAGE_STRENGTH, MAX_STRENGTH, MIN_STRENGTH
-from bot.store import TuneState
 from bot.ui.base import UserError
 from bot.ui.door import actor_of, done, entry, place_of, reply, services
 from bot.ui.forms import ImagineForm, image_source, open_form
-from cogs.checks import refuse_if_cannot_post, server_menu
+from cogs.checks import ready_tune_choices, refuse_if_cannot_post, server_menu
 
 if TYPE_CHECKING:
     from bot.app import AstriaBot
@@ -124,15 +123,7 @@ class Imagine(commands.Cog):
     async def tune_names(
         self, interaction: discord.Interaction[AstriaBot], current: str
     ) -> list[app_commands.Choice[str]]:
-        tunes = await self.bot.store.tunes.list_usable(
-            interaction.user.id, interaction.guild_id or 0, states=[TuneState.READY]
-        )
-        wanted = current.casefold()
-        return [
-            app_commands.Choice(name=t.name[:100], value=str(t.id))
-            for t in tunes
-            if wanted in t.name.casefold()
-        ][:25]
+        return await ready_tune_choices(interaction, current, own_only=False)
 
 
 async def setup(bot: AstriaBot) -> None:

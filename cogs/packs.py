@@ -12,10 +12,9 @@ from discord.ext import commands
 
 from bot.actions import packs
 from bot.rules.credits import format_mc
-from bot.store import TuneState
 from bot.ui.buttons import pack_pages_view
 from bot.ui.door import actor_of, done, entry, place_of, reply, services
-from cogs.checks import refuse_if_cannot_post
+from cogs.checks import ready_tune_choices, refuse_if_cannot_post
 
 if TYPE_CHECKING:
     from bot.app import AstriaBot
@@ -78,15 +77,7 @@ class Packs(commands.GroupCog, group_name="pack", group_description="Astria's ph
     async def tune_names(
         self, interaction: discord.Interaction[AstriaBot], current: str
     ) -> list[app_commands.Choice[str]]:
-        tunes = await self.bot.store.tunes.list_usable(
-            interaction.user.id, interaction.guild_id or 0, states=[TuneState.READY]
-        )
-        wanted = current.casefold()
-        return [
-            app_commands.Choice(name=t.name[:100], value=str(t.id))
-            for t in tunes
-            if t.owner_id == interaction.user.id and wanted in t.name.casefold()
-        ][:25]
+        return await ready_tune_choices(interaction, current, own_only=True)
 
 
 async def setup(bot: AstriaBot) -> None:
