@@ -173,29 +173,26 @@ async def _script(stage: Stage, folder: Path, say: _Narrator, failures: list[str
     _save(upscaled[0], folder, "upscale", say)
     _expect(failures, len(upscaled[0].attachments) == 1, "the upscale is not one image")
 
-    say("\n> alice clicks Subtle 1 (vary image 1, subtly)")
-    answer = await stage.click(alice, post, _custom_id(post, "job:vary-subtle:", "-0"))
-    say(_indent(answer))
-    _expect(failures, "variations of image 1" in answer, "the variation was not queued")
-    varied = await stage.wait_for(
-        lambda: [m for m in stage.image_posts() if "variations of image 1" in m.content],
-        "the variations to be posted",
-        timeout=120.0,
+    # (button, image, how, what its post says, file stem, what a failure says)
+    variations = (
+        ("Subtle", 1, "subtly", "variations of image 1", "vary", "the variation"),
+        ("Strong", 3, "strongly", "strong variations of image 3", "strong", "the strong one"),
     )
-    _describe_post(stage, varied[0], say)
-    _save(varied[0], folder, "vary", say)
+    for button, image, how, says, stem, which in variations:
+        say(f"\n> alice clicks {button} {image} (vary image {image}, {how})")
+        action = f"job:vary-{button.lower()}:"
+        answer = await stage.click(alice, post, _custom_id(post, action, f"-{image - 1}"))
+        say(_indent(answer))
+        _expect(failures, says in answer, f"{which} was not queued")
 
-    say("\n> alice clicks Strong 3 (vary image 3, strongly)")
-    answer = await stage.click(alice, post, _custom_id(post, "job:vary-strong:", "-2"))
-    say(_indent(answer))
-    _expect(failures, "strong variations of image 3" in answer, "the strong one was not queued")
-    strong = await stage.wait_for(
-        lambda: [m for m in stage.image_posts() if "strong variations of image 3" in m.content],
-        "the strong variations to be posted",
-        timeout=120.0,
-    )
-    _describe_post(stage, strong[0], say)
-    _save(strong[0], folder, "strong", say)
+        def posted(says: str = says) -> list[Message]:
+            return [m for m in stage.image_posts() if says in m.content]
+
+        varied = await stage.wait_for(
+            posted, f"the {button.lower()} variations to be posted", timeout=120.0
+        )
+        _describe_post(stage, varied[0], say)
+        _save(varied[0], folder, stem, say)
 
     say("\n> alice clicks Edit under her first images: 'studio portrait, golden hour'")
     shown = await stage.fake.click(alice, post, _custom_id(post, "job:edit:"))
