@@ -53,12 +53,12 @@ from bench.common import (
 )
 from bench.rig import (
     GUILD,
-    IMAGE_MC,
     PROFILE,
     TUNE_MC,
     CountingDelivery,
     Requests,
     client_for,
+    queue_prompt,
     route_counts,
     settings_for,
     write_photos,
@@ -273,21 +273,7 @@ def _utc_now() -> datetime:
 
 async def add_prompt(store: Store, tune: TuneRecord, n: int, channels: int) -> PromptRecord:
     """Prompt `n` of a member of its own, in channel n mod `channels`."""
-    text = f"sks man, portrait number {n}"
-    created = await store.prompts.create(
-        owner_id=1000 + n,
-        guild_id=GUILD,
-        channel_id=100 + n % channels,
-        tune_id=tune.id,
-        user_text=text,
-        final_text=text,
-        num_images=2,
-        price_mc=2 * IMAGE_MC,
-        target_tune_id=tune.astria_id or 0,
-    )
-    if not isinstance(created, PromptRecord):
-        raise RuntimeError(f"prompt refused: {created}")
-    return created
+    return await queue_prompt(store, tune, n, channel_id=100 + n % channels)
 
 
 async def feed(

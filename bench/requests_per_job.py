@@ -36,13 +36,13 @@ from bench.common import (
 from bench.rig import (
     CHANNEL,
     GUILD,
-    IMAGE_MC,
     PROFILE,
     TUNE_MC,
     CountingDelivery,
     Requests,
     client_for,
     manual_now,
+    queue_prompt,
     route_counts,
     settings_for,
     write_photos,
@@ -50,7 +50,7 @@ from bench.rig import (
 from bot.astria import AstriaClient, PromptRequest, TuneRequest
 from bot.jobs import EventKind, Tracker, TrackerConfig
 from bot.offline.emulator import Emulator, EmulatorConfig, ManualClock
-from bot.store import PromptRecord, Store, TuneRecord, TuneState
+from bot.store import Store, TuneRecord, TuneState
 
 STEP = 5.0  # seconds of emulator time per round, as the naive loop polls
 PROMPT_SECONDS = 20.0  # sd15 prompt, and the profile's expected duration
@@ -129,7 +129,7 @@ async def tracker_run(
                     end = EventKind.DONE
 
                     async def make(n: int) -> object:
-                        return await _prompt(store, owner=1000 + n, tune=tune)
+                        return await queue_prompt(store, tune, n)
 
                 else:
                     end = EventKind.READY
@@ -194,24 +194,6 @@ async def _tune(store: Store, folder: Path, owner: int) -> TuneRecord:
     )
     if not isinstance(created, TuneRecord):
         raise RuntimeError(f"tune refused: {created}")
-    return created
-
-
-async def _prompt(store: Store, owner: int, tune: TuneRecord) -> PromptRecord:
-    text = f"sks man, portrait number {owner}"
-    created = await store.prompts.create(
-        owner_id=owner,
-        guild_id=GUILD,
-        channel_id=CHANNEL,
-        tune_id=tune.id,
-        user_text=text,
-        final_text=text,
-        num_images=2,
-        price_mc=2 * IMAGE_MC,
-        target_tune_id=tune.astria_id or 0,
-    )
-    if not isinstance(created, PromptRecord):
-        raise RuntimeError(f"prompt refused: {created}")
     return created
 
 

@@ -21,9 +21,11 @@ from bench.common import KEY
 from bot.astria import AstriaClient, RetryPolicy
 from bot.config import ProfileName, Settings
 from bot.jobs import EventKind, JobEvent, Outcome, Progress
+from bot.store import PromptRecord
 
 if TYPE_CHECKING:  # the process under test in bench.restart never loads the emulator
     from bot.offline.emulator import Emulator, ManualClock
+    from bot.store import Store, TuneRecord
 
 BRANCH = "sd15"  # a paid branch, as in the tests: money moves
 TUNE_MC = 150_000
@@ -153,3 +155,25 @@ def write_photos(folder: Path, prefix: str, count: int = 4) -> list[str]:
         path.write_bytes(small_photo(n))
         paths.append(str(path))
     return paths
+
+
+async def queue_prompt(
+    store: Store, tune: TuneRecord, n: int, *, channel_id: int = CHANNEL
+) -> PromptRecord:
+    """Prompt `n` of a member of its own (owner 1000 + n), two images, queued in the store
+    as the bot's intake leaves it."""
+    text = f"sks man, portrait number {n}"
+    created = await store.prompts.create(
+        owner_id=1000 + n,
+        guild_id=GUILD,
+        channel_id=channel_id,
+        tune_id=tune.id,
+        user_text=text,
+        final_text=text,
+        num_images=2,
+        price_mc=2 * IMAGE_MC,
+        target_tune_id=tune.astria_id or 0,
+    )
+    if not isinstance(created, PromptRecord):
+        raise RuntimeError(f"prompt refused: {created}")
+    return created
