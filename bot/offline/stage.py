@@ -326,6 +326,17 @@ class Stage:
         submitted = await self.fake.submit_modal(member, where, shown, values)
         return await answer_of(submitted, timeout)
 
+    async def ready_tune(self, member: Member, name: str, photos: Files) -> str:
+        """Train a tune from these photos and wait for its ready post; its id, as /imagine's
+        autocomplete offers it."""
+        answer = await self.train(member, name, photos)
+        if "Training" not in answer:
+            raise StageError(f"the tune {name!r} was not queued: {answer}")
+        await self.wait_for(
+            lambda: any("is ready" in m.content for m in self.posts()), "the tune to be ready"
+        )
+        return await self.tune_choice(member, name)
+
     async def command(
         self,
         member: Member,

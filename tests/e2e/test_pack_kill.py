@@ -52,11 +52,7 @@ async def test_kill_minus_nine_mid_pack_run_delivers_each_prompt_once(stage: Sta
     await stage.start_bot()
     await stage.fake.wait_commands(30.0)
     photos = [(f"p{i}.jpg", demo_photo(i, size=600)) for i in range(5)]
-    assert "Training" in await stage.train(alice, "me", photos)
-    await stage.wait_for(
-        lambda: any("is ready" in m.content for m in stage.posts()), "the tune to be ready"
-    )
-    tune_id = await stage.tune_choice(alice, "me")
+    tune_id = await stage.ready_tune(alice, "me", photos)
     (astria_tune,) = [t["id"] for t in stage.emulator.our_tunes()]
     charged_before = sum(c.cost_mc for c in stage.emulator.charges)
 

@@ -80,11 +80,7 @@ async def test_a_kill_while_astria_makes_tools_posts_each_once_and_pays_once(sta
     await stage.start_bot()
     await stage.fake.wait_commands(30.0)
     photos = [(f"p{i}.jpg", demo_photo(i, size=600)) for i in range(5)]
-    assert "Training" in await stage.train(alice, "me", photos)
-    await stage.wait_for(
-        lambda: any("is ready" in m.content for m in stage.posts()), "the tune to be ready"
-    )
-    tune_id = await stage.tune_choice(alice, "me")
+    tune_id = await stage.ready_tune(alice, "me", photos)
     await imagine(stage, tune_id, "a lighthouse at dusk")
     (source,) = await stage.wait_for(stage.image_posts, "the first images")
     await delivered(stage, 1)

@@ -65,11 +65,7 @@ async def test_a_killed_process_s_jobs_are_delivered_once_by_the_other(stage: St
         )
         await stage.fake.wait_commands(30.0)
         photos = [(f"p{i}.jpg", demo_photo(i, size=600)) for i in range(5)]
-        assert "Training" in await stage.train(alice, "me", photos)
-        await stage.wait_for(
-            lambda: any("is ready" in m.content for m in stage.posts()), "the tune to be ready"
-        )
-        tune_id = await stage.tune_choice(alice, "me")
+        tune_id = await stage.ready_tune(alice, "me", photos)
         for n in range(4):
             await imagine(stage, tune_id, f"picture {n}")
 
