@@ -17,6 +17,20 @@ from bot.runner import sync_commands
 from cogs.imagine import MENU_NAME as IMAGINE_MENU
 from cogs.tunes import MENU_NAME
 
+# Every top-level command and message menu the bot registers.
+COMMANDS = (
+    "tune",
+    "imagine",
+    "pack",
+    "balance",
+    "jobs",
+    "help",
+    "admin",
+    "privacy",
+    MENU_NAME,
+    IMAGINE_MENU,
+)
+
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeDiscord]:
@@ -43,18 +57,7 @@ async def test_sync_registers_every_command_and_the_menu(
     assert code == 0, out.getvalue()
     registered = fake.commands(guild if in_guild else None)
     names = {c["name"] for c in registered}
-    assert names == {
-        "tune",
-        "imagine",
-        "pack",
-        "balance",
-        "jobs",
-        "help",
-        "admin",
-        "privacy",
-        MENU_NAME,
-        IMAGINE_MENU,
-    }
+    assert names == set(COMMANDS)
     # Discord allows five message menus an application.
     assert sum(1 for c in registered if c.get("type") == 3) <= 5
     assert f"Registered {len(names)} commands" in out.getvalue()
@@ -80,20 +83,7 @@ async def test_a_server_copy_and_the_global_set_never_show_together(
         both = [*fake.commands(None), *fake.commands(guild)]
         return sorted(c["name"] for c in both)
 
-    expected = sorted(
-        [
-            "tune",
-            "imagine",
-            "pack",
-            "balance",
-            "jobs",
-            "help",
-            "admin",
-            "privacy",
-            MENU_NAME,
-            IMAGINE_MENU,
-        ]
-    )
+    expected = sorted(COMMANDS)
     out = io.StringIO()
     assert await sync_commands(settings, None, out) == 0
     assert shown_in_server() == expected
